@@ -1,0 +1,3 @@
+//! Architecture-specific set-up.
+
+pub mod x86_64;

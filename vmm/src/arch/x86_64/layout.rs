@@ -1,0 +1,74 @@
+//! The guest memory map and I/O map: every fixed guest-physical address and
+//! port the VMM uses, in one place.
+//!
+//! ```text
+//! 0x0000_0000  real-mode IVT and BIOS data area (left zero)
+//! 0x0000_0500  GDT built by the VMM (4 entries)
+//! 0x0000_1000  PVH struct hvm_start_info
+//! 0x0000_1040  PVH memory map (struct hvm_memmap_table_entry[])
+//! 0x0000_2000  PVH command line (NUL-terminated)
+//! 0x0000_7c00  real-mode flat images load here (like a boot sector)
+//! 0x0000_9000  PML4, then PDPT at 0xa000, then 4 PDs at 0xb000..0xf000
+//! 0x0008_0000  top of the boot stack (grows down)
+//! 0x0010_0000  protected/long-mode flat images and ELF kernels (1 MiB)
+//!   ...        guest RAM up to --mem MiB (at most MMIO_START)
+//! 0xd000_0000  MMIO hole: the scratch device, then unclaimed
+//! ```
+
+/// Start of guest RAM.
+pub const RAM_START: u64 = 0;
+/// Default guest RAM size in MiB (`--mem`). Mapped lazily.
+pub const DEFAULT_MEM_MIB: u64 = 128;
+/// Guest RAM ends below the MMIO hole.
+pub const MMIO_START: u64 = 0xd000_0000;
+
+/// The GDT the VMM builds for protected- and long-mode entry.
+pub const GDT_START: u64 = 0x500;
+/// Where PVH's `struct hvm_start_info` goes; its address is passed in EBX.
+pub const PVH_INFO_START: u64 = 0x1000;
+/// PVH memory map, right after the start info.
+pub const PVH_MEMMAP_START: u64 = 0x1040;
+/// PVH command line.
+pub const PVH_CMDLINE_START: u64 = 0x2000;
+/// Largest PVH command line, including its NUL.
+pub const PVH_CMDLINE_MAX: usize = 0x1000;
+/// Default load address of real-mode flat binaries (CS:IP = 0000:7c00).
+pub const REAL_MODE_LOAD: u64 = 0x7c00;
+/// Level-4 page table; the PDPT and page directories follow it.
+pub const PML4_START: u64 = 0x9000;
+/// Page-directory-pointer table.
+pub const PDPT_START: u64 = 0xa000;
+/// First of the page directories (one per GiB identity-mapped).
+pub const PD_START: u64 = 0xb000;
+/// GiB identity-mapped with 2 MiB pages for long-mode entry (covers the MMIO hole).
+pub const IDENTITY_MAP_GIB: u64 = 4;
+/// Initial stack pointer for protected- and long-mode entry.
+pub const BOOT_STACK_TOP: u64 = 0x8_0000;
+/// Default load address of protected/long-mode flat binaries.
+pub const KERNEL_LOAD: u64 = 0x10_0000;
+/// KVM's TSS for real-mode emulation on Intel (3 pages), just below 4 GiB.
+pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// COM1: a 16550A UART, 8 registers.
+pub const COM1_BASE: u64 = 0x3f8;
+/// Legacy IRQ line of COM1.
+pub const COM1_IRQ: u32 = 4;
+/// The debug-exit port: a write ends the run with that status byte.
+pub const DEBUG_EXIT_PORT: u64 = 0xf4;
+/// POST diagnostic port: remembers the last code written.
+pub const POST_PORT: u64 = 0x80;
+/// The scratch device on the port bus (16 ports).
+pub const PIO_SCRATCH_BASE: u64 = 0x700;
+/// The scratch device on the MMIO bus (one page).
+pub const MMIO_SCRATCH_BASE: u64 = MMIO_START;
+/// Size of the scratch device's window, on either bus.
+pub const SCRATCH_PIO_LEN: u64 = 0x10;
+/// Size of the MMIO scratch device's window.
+pub const SCRATCH_MMIO_LEN: u64 = 0x1000;
+
+/// Selector of the 64-bit code segment in the VMM-built GDT.
+pub const CODE64_SELECTOR: u16 = 0x08;
+/// Selector of the 32-bit code segment.
+pub const CODE32_SELECTOR: u16 = 0x10;
+/// Selector of the flat data segment.
+pub const DATA_SELECTOR: u16 = 0x18;

@@ -1,0 +1,177 @@
+//! Register state for entering a guest in real, protected or long mode:
+//! pure functions that fill `kvm_sregs` and `kvm_regs`.
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
+use super::gdt;
+use super::layout::{GDT_START, PML4_START};
+
+/// The CPU mode the guest starts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryMode {
+    /// 16-bit real mode, CS = DS = SS = 0.
+    Real,
+    /// 32-bit protected mode, flat segments, paging off.
+    Protected,
+    /// 64-bit long mode on the identity page tables.
+    Long,
+}
+
+/// Where and how the first instruction runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryPoint {
+    pub mode: EntryMode,
+    pub rip: u64,
+    pub rsp: u64,
+    /// EBX at entry: the `hvm_start_info` address for PVH, else 0.
+    pub rbx: u64,
+}
+
+pub const CR0_PE: u64 = 1 << 0;
+pub const CR0_PG: u64 = 1 << 31;
+pub const CR4_PAE: u64 = 1 << 5;
+pub const EFER_LME: u64 = 1 << 8;
+pub const EFER_LMA: u64 = 1 << 10;
+/// RFLAGS bit 1 is reserved and always set.
+const RFLAGS_RESERVED: u64 = 1 << 1;
+
+/// Adjusts the vCPU's reset-state `sregs` for `mode`.
+pub fn set_entry_sregs(sregs: &mut kvm_sregs, mode: EntryMode) {
+    match mode {
+        EntryMode::Real => {
+            for seg in [
+                &mut sregs.cs,
+                &mut sregs.ds,
+                &mut sregs.es,
+                &mut sregs.fs,
+                &mut sregs.gs,
+                &mut sregs.ss,
+            ] {
+                seg.selector = 0;
+                seg.base = 0;
+            }
+            sregs.cr0 &= !(CR0_PE | CR0_PG);
+        }
+        EntryMode::Protected | EntryMode::Long => {
+            sregs.gdt.base = GDT_START;
+            sregs.gdt.limit = (gdt::GDT.len() * 8 - 1) as u16;
+            let (code, data) = if mode == EntryMode::Long {
+                gdt::long_mode_segments()
+            } else {
+                gdt::protected_mode_segments()
+            };
+            sregs.cs = code;
+            sregs.ds = data;
+            sregs.es = data;
+            sregs.fs = data;
+            sregs.gs = data;
+            sregs.ss = data;
+            sregs.cr0 |= CR0_PE;
+            if mode == EntryMode::Long {
+                sregs.cr3 = PML4_START;
+                sregs.cr4 |= CR4_PAE;
+                sregs.efer |= EFER_LME | EFER_LMA;
+                sregs.cr0 |= CR0_PG;
+            } else {
+                sregs.cr0 &= !CR0_PG;
+                sregs.efer &= !(EFER_LME | EFER_LMA);
+            }
+        }
+    }
+}
+
+/// General-purpose registers at entry.
+pub fn entry_regs(entry: &EntryPoint) -> kvm_regs {
+    kvm_regs {
+        rip: entry.rip,
+        rsp: entry.rsp,
+        rbp: entry.rsp,
+        rbx: entry.rbx,
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_mode_turns_on_paging_and_lma() {
+        let mut s = kvm_sregs::default();
+        set_entry_sregs(&mut s, EntryMode::Long);
+        assert_eq!(s.cr0 & (CR0_PE | CR0_PG), CR0_PE | CR0_PG);
+        assert_eq!(s.cr3, PML4_START);
+        assert_ne!(s.cr4 & CR4_PAE, 0);
+        assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+        assert_eq!((s.cs.selector, s.cs.l), (0x08, 1));
+        assert_eq!((s.gdt.base, s.gdt.limit), (GDT_START, 31));
+    }
+
+    #[test]
+    fn protected_mode_has_no_paging() {
+        let mut s = kvm_sregs { cr0: CR0_PG, efer: EFER_LME, ..Default::default() };
+        set_entry_sregs(&mut s, EntryMode::Protected);
+        assert_eq!(s.cr0 & (CR0_PE | CR0_PG), CR0_PE);
+        assert_eq!(s.efer, 0);
+        assert_eq!((s.cs.selector, s.cs.db, s.cs.l), (0x10, 1, 0));
+        assert_eq!(s.ss.selector, 0x18);
+    }
+
+    #[test]
+    fn real_mode_zeroes_the_segments() {
+        let mut s = kvm_sregs::default();
+        s.cs.base = 0xffff_0000;
+        s.cs.selector = 0xf000;
+        s.cr0 = CR0_PE;
+        set_entry_sregs(&mut s, EntryMode::Real);
+        assert_eq!((s.cs.base, s.cs.selector, s.cr0 & CR0_PE), (0, 0, 0));
+    }
+
+    #[test]
+    fn regs_carry_entry_stack_and_start_info() {
+        let r = entry_regs(&EntryPoint { mode: EntryMode::Protected, rip: 0x10_0000, rsp: 0x8_0000, rbx: 0x1000 });
+        assert_eq!((r.rip, r.rsp, r.rbx, r.rflags), (0x10_0000, 0x8_0000, 0x1000, 2));
+    }
+}
+
+/// Offsets of the local APIC's LVT LINT0 and LINT1 registers.
+const APIC_LVT0: usize = 0x350;
+const APIC_LVT1: usize = 0x360;
+const APIC_MODE_EXTINT: u32 = 0x7;
+const APIC_MODE_NMI: u32 = 0x4;
+
+fn lapic_reg(lapic: &kvm_bindings::kvm_lapic_state, offset: usize) -> u32 {
+    u32::from_le_bytes([0, 1, 2, 3].map(|i| lapic.regs[offset + i] as u8))
+}
+
+fn set_lapic_reg(lapic: &mut kvm_bindings::kvm_lapic_state, offset: usize, value: u32) {
+    for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+        lapic.regs[offset + i] = b as _;
+    }
+}
+
+/// Routes the 8259 PIC through the local APIC as a PC does: LINT0 in
+/// ExtINT mode, LINT1 as NMI. Without this an enabled LAPIC drops PIC
+/// interrupts and the guest never sees its timer.
+pub fn route_legacy_interrupts(lapic: &mut kvm_bindings::kvm_lapic_state) {
+    let with_mode = |reg: u32, mode: u32| (reg & !0x0001_0700) | (mode << 8);
+    let lvt0 = lapic_reg(lapic, APIC_LVT0);
+    set_lapic_reg(lapic, APIC_LVT0, with_mode(lvt0, APIC_MODE_EXTINT));
+    let lvt1 = lapic_reg(lapic, APIC_LVT1);
+    set_lapic_reg(lapic, APIC_LVT1, with_mode(lvt1, APIC_MODE_NMI));
+}
+
+#[cfg(test)]
+mod lapic_tests {
+    use super::*;
+
+    #[test]
+    fn lint0_becomes_extint_and_unmasked() {
+        let mut lapic = kvm_bindings::kvm_lapic_state::default();
+        set_lapic_reg(&mut lapic, APIC_LVT0, 0x0001_0000); // masked at reset
+        route_legacy_interrupts(&mut lapic);
+        assert_eq!(lapic_reg(&lapic, APIC_LVT0), 0x700);
+        assert_eq!(lapic_reg(&lapic, APIC_LVT1), 0x400);
+    }
+}
