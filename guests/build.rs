@@ -20,23 +20,63 @@ const REAL_MODE_BASE: &str = "0x7c00";
 const KERNEL_BASE: &str = "0x100000";
 
 const BUILDS: &[Build] = &[
-    Build { source: "hello16", output: "hello16.bin", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"] },
-    Build { source: "modes", output: "modes.bin", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"] },
-    Build { source: "hello32", output: "hello32.bin", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-Ttext", KERNEL_BASE, "--oformat", "binary"] },
-    Build { source: "hello64", output: "hello64.bin", as_flags: &["--64"], ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"] },
-    Build { source: "hello64", output: "hello64.elf", as_flags: &["--64"], ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "-e", "_start"] },
-    Build { source: "traps", output: "traps.bin", as_flags: &["--64"], ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"] },
-    Build { source: "ticks", output: "ticks.bin", as_flags: &["--64"], ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"] },
-    Build { source: "triple", output: "triple.bin", as_flags: &["--64"], ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"] },
+    Build {
+        source: "hello16",
+        output: "hello16.bin",
+        as_flags: &["--32"],
+        ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "modes",
+        output: "modes.bin",
+        as_flags: &["--32"],
+        ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "hello32",
+        output: "hello32.bin",
+        as_flags: &["--32"],
+        ld_flags: &["-m", "elf_i386", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "hello64",
+        output: "hello64.bin",
+        as_flags: &["--64"],
+        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "hello64",
+        output: "hello64.elf",
+        as_flags: &["--64"],
+        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "-e", "_start"],
+    },
+    Build {
+        source: "traps",
+        output: "traps.bin",
+        as_flags: &["--64"],
+        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "ticks",
+        output: "ticks.bin",
+        as_flags: &["--64"],
+        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
+    },
+    Build {
+        source: "triple",
+        output: "triple.bin",
+        as_flags: &["--64"],
+        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
+    },
     Build { source: "hello", output: "hello.elf", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-T", "pvh.ld"] },
     Build { source: "exits", output: "exits.elf", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-T", "pvh.ld"] },
 ];
 
 fn run(cmd: &mut Command) {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("cannot run {shown}: {e}; install GNU binutils (apt-get install binutils)")
-    });
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}; install GNU binutils (apt-get install binutils)"));
     assert!(status.success(), "{shown} failed with {status}");
 }
 

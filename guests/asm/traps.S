@@ -41,7 +41,8 @@ _start:
         call    put_hex
         call    newline
 
-        /* string I/O: one exit carries the whole string */
+        /* string I/O: KVM may batch the elements into one exit (count > 1)
+         * or exit once per element; the trace shows which */
         lea     m_rep(%rip), %rsi
         mov     $(m_rep_end - m_rep), %ecx
         mov     $COM1, %dx
@@ -119,7 +120,7 @@ _start:
 m_io8:      .asciz "out/in 8-bit  (uart scratch): "
 m_io16:     .asciz "out/in 16-bit (pio scratch):  "
 m_io32:     .asciz "out/in 32-bit (pio scratch):  "
-m_rep:      .ascii "rep outsb: a whole string in one exit\n"
+m_rep:      .ascii "rep outsb: string I/O to the UART\n"
 m_rep_end:
 m_mmio_id:  .asciz "mmio read 32-bit (id):  "
 m_mmio:     .asciz "mmio write+read 64-bit: "

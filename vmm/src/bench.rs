@@ -77,7 +77,12 @@ impl BenchReport {
     pub fn render(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "exits guest: {} port-I/O exits per run (fastest round shown)", self.exits_per_run)?;
         writeln!(out, "(a) floor, bare KVM_RUN loop:        {:>8.0} ns/exit", self.floor_ns)?;
-        writeln!(out, "(b) full VMM (handler, bus, device): {:>8.0} ns/exit  ({:.3}x the floor)", self.full_ns, self.full_ns / self.floor_ns)?;
+        writeln!(
+            out,
+            "(b) full VMM (handler, bus, device): {:>8.0} ns/exit  ({:.3}x the floor)",
+            self.full_ns,
+            self.full_ns / self.floor_ns
+        )?;
         writeln!(
             out,
             "(c) hello: create VM to guest exit:  {:>8.3} ms median, {:.3} ms fastest",

@@ -142,10 +142,12 @@ impl Bus {
 mod tests {
     use super::*;
 
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
+
     /// Records accesses; reads return the offset.
     #[derive(Default)]
     struct Probe {
-        writes: std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>,
+        writes: Log,
     }
 
     impl BusDevice for Probe {

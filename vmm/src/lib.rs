@@ -24,6 +24,7 @@
 pub mod arch;
 pub mod bench;
 pub mod bus;
+pub mod cli;
 pub mod devices;
 pub mod loader;
 pub mod memory;
@@ -61,10 +62,7 @@ pub fn default_load_addr(mode: EntryMode) -> u64 {
 
 /// Runs a built-in guest with its serial output captured: used by tests
 /// and benchmarks. Returns the report and the serial output.
-pub fn run_builtin_captured(
-    guest: &guests::Guest,
-    timeout: Duration,
-) -> Result<(vm::RunReport, Vec<u8>), vm::VmError> {
+pub fn run_builtin_captured(guest: &guests::Guest, timeout: Duration) -> Result<(vm::RunReport, Vec<u8>), vm::VmError> {
     let (image, config) = builtin_image(guest);
     let out = SharedBuffer::default();
     let mut vm = vm::Vm::new(&config, &image, Box::new(out.clone()))?;

@@ -220,8 +220,11 @@ pub fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<ImageEntry, Loade
             return Err(LoaderError::SegmentOutsideRam { addr: seg.paddr, len: seg.memsz, ram });
         }
         let data = file.slice(seg.offset, seg.filesz)?;
-        memory::write(mem, seg.paddr, data)
-            .map_err(|_| LoaderError::SegmentOutsideRam { addr: seg.paddr, len: seg.memsz, ram })?;
+        memory::write(mem, seg.paddr, data).map_err(|_| LoaderError::SegmentOutsideRam {
+            addr: seg.paddr,
+            len: seg.memsz,
+            ram,
+        })?;
         loaded = true;
     }
     if !loaded {
@@ -264,7 +267,10 @@ mod tests {
         assert!(matches!(load_flat(&m, &[], 0x7c00, 0x7c00, EntryMode::Real), Err(LoaderError::Empty)));
         let big = vec![0u8; 5 << 20];
         assert!(matches!(load_flat(&m, &big, 0, 0, EntryMode::Real), Err(LoaderError::TooLarge { .. })));
-        assert!(matches!(load_flat(&m, &[0x90], 0x1000, 0x2000, EntryMode::Real), Err(LoaderError::EntryOutside { .. })));
+        assert!(matches!(
+            load_flat(&m, &[0x90], 0x1000, 0x2000, EntryMode::Real),
+            Err(LoaderError::EntryOutside { .. })
+        ));
         assert!(load_flat(&m, &[0x90], u64::MAX, u64::MAX, EntryMode::Real).is_err());
         assert!(load_flat(&m, &[0xf4], 0x7c00, 0x7c00, EntryMode::Real).is_ok());
     }

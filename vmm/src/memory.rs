@@ -35,8 +35,7 @@ pub fn create(mib: u64) -> Result<GuestMemoryMmap, MemoryError> {
         return Err(MemoryError::BadSize { mib });
     }
     let len = usize::try_from(mib << 20).map_err(|_| MemoryError::BadSize { mib })?;
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(RAM_START), len)])
-        .map_err(|source| MemoryError::Map { mib, source })
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(RAM_START), len)]).map_err(|source| MemoryError::Map { mib, source })
 }
 
 /// Size of guest RAM in bytes.
@@ -67,14 +66,12 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
 
 /// Writes `data` at guest-physical `addr`, failing if any byte is outside RAM.
 pub fn write(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-    mem.write_slice(data, GuestAddress(addr))
-        .map_err(|_| MemoryError::OutOfRange { addr, len: data.len() })
+    mem.write_slice(data, GuestAddress(addr)).map_err(|_| MemoryError::OutOfRange { addr, len: data.len() })
 }
 
 /// Reads `buf.len()` bytes at guest-physical `addr`.
 pub fn read(mem: &GuestMemoryMmap, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-    mem.read_slice(buf, GuestAddress(addr))
-        .map_err(|_| MemoryError::OutOfRange { addr, len: buf.len() })
+    mem.read_slice(buf, GuestAddress(addr)).map_err(|_| MemoryError::OutOfRange { addr, len: buf.len() })
 }
 
 /// Reads a little-endian u64 at guest-physical `addr`.

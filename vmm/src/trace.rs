@@ -191,9 +191,7 @@ impl fmt::Display for TraceLine<'_> {
         };
         write!(f, " {space}={:#x}", a.addr)?;
         match self.io_size {
-            Some(size) if usize::from(size) < a.len => {
-                write!(f, " size={size}x{}", a.len / usize::from(size.max(1)))?
-            }
+            Some(size) if usize::from(size) < a.len => write!(f, " size={size}x{}", a.len / usize::from(size.max(1)))?,
             _ => write!(f, " size={}", a.len)?,
         }
         if a.len <= 8 {
@@ -217,7 +215,7 @@ mod tests {
         assert_eq!(disassemble(&[0xee], 16, 0x7c00), (1, "out dx,al".to_string()));
         assert_eq!(disassemble(&[0xef], 32, 0).1, "out dx,eax");
         assert_eq!(disassemble(&[0x66, 0xef], 64, 0).1, "out dx,ax");
-        assert_eq!(disassemble(&[0xf3, 0x6e], 64, 0).1, "rep outsb");
+        assert_eq!(disassemble(&[0xf3, 0x6e], 64, 0).1, "rep outsb dx,[rsi]");
         assert_eq!(disassemble(&[0x48, 0x89, 0x43, 0x08], 64, 0).1, "mov [rbx+8],rax");
         assert_eq!(disassemble(&[0x0f, 0xff], 64, 0).0, 0);
     }
@@ -255,8 +253,7 @@ mod tests {
         let mem = memory::create(1).unwrap();
         // 66 ef: out dx,ax, then RIP just past it (as some KVMs report)
         memory::write(&mem, 0x7000, &[0x90, 0x66, 0xef, 0x90]).unwrap();
-        let mut sregs = kvm_sregs::default();
-        sregs.cr0 = CR0_PE;
+        let mut sregs = kvm_sregs { cr0: CR0_PE, ..Default::default() };
         sregs.cs.db = 1;
         let view = CpuView::new(&kvm_regs { rip: 0x7003, ..Default::default() }, &sregs);
         let i = trapping_instruction(&mem, &view, ExitKind::IoOut, Some(2)).unwrap();

@@ -7,7 +7,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_pit_config, kvm_regs, kvm_sregs, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_regs, kvm_sregs, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO, KVM_MAX_CPUID_ENTRIES,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::arch::x86_64::layout::*;
@@ -104,7 +107,11 @@ impl fmt::Display for Diagnosis {
         writeln!(f, "  rsi={:#018x} rdi={:#018x} rsp={:#018x} rbp={:#018x}", r.rsi, r.rdi, r.rsp, r.rbp)?;
         writeln!(f, "  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}", r.r8, r.r9, r.r10, r.r11)?;
         writeln!(f, "  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}", r.r12, r.r13, r.r14, r.r15)?;
-        writeln!(f, "  rflags={:#x} cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}", r.rflags, s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer)?;
+        writeln!(
+            f,
+            "  rflags={:#x} cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+            r.rflags, s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer
+        )?;
         write!(f, "  idt={:#x}+{:#x} gdt={:#x}+{:#x}", s.idt.base, s.idt.limit, s.gdt.base, s.gdt.limit)
     }
 }
@@ -201,7 +208,11 @@ pub struct RunOptions<'a> {
 
 impl fmt::Debug for RunOptions<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunOptions").field("trace", &self.trace.is_some()).field("stats", &self.stats).field("timeout", &self.timeout).finish()
+        f.debug_struct("RunOptions")
+            .field("trace", &self.trace.is_some())
+            .field("stats", &self.stats)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -278,8 +289,14 @@ impl Vm {
         buses.pio.insert(COM1_BASE, 8, "uart", Box::new(serial)).map_err(VmError::Bus)?;
         buses.pio.insert(DEBUG_EXIT_PORT, 4, "debug-exit", Box::new(DebugExit)).map_err(VmError::Bus)?;
         buses.pio.insert(POST_PORT, 1, "post", Box::new(PostCode::default())).map_err(VmError::Bus)?;
-        buses.pio.insert(PIO_SCRATCH_BASE, SCRATCH_PIO_LEN, "scratch", Box::new(Scratch::default())).map_err(VmError::Bus)?;
-        buses.mmio.insert(MMIO_SCRATCH_BASE, SCRATCH_MMIO_LEN, "scratch", Box::new(Scratch::default())).map_err(VmError::Bus)?;
+        buses
+            .pio
+            .insert(PIO_SCRATCH_BASE, SCRATCH_PIO_LEN, "scratch", Box::new(Scratch::default()))
+            .map_err(VmError::Bus)?;
+        buses
+            .mmio
+            .insert(MMIO_SCRATCH_BASE, SCRATCH_MMIO_LEN, "scratch", Box::new(Scratch::default()))
+            .map_err(VmError::Bus)?;
 
         Ok(Vm { _kvm: kvm, _vm: vm, vcpu, mem, buses })
     }
@@ -321,8 +338,11 @@ impl Vm {
     /// Bytes per element of the last port-I/O exit (KVM's `io.size`).
     fn io_size(&mut self) -> Option<u8> {
         let run = self.vcpu.get_kvm_run();
+        if run.exit_reason != KVM_EXIT_IO {
+            return None;
+        }
         // SAFETY: the `io` member of the union is valid when exit_reason is KVM_EXIT_IO.
-        (run.exit_reason == KVM_EXIT_IO).then(|| unsafe { run.__bindgen_anon_1.io.size })
+        Some(unsafe { run.__bindgen_anon_1.io.size })
     }
 
     /// Runs the guest until it writes the debug-exit port or fails.
@@ -348,7 +368,11 @@ impl Vm {
             if let (Some(s), Some((t0, t1))) = (stats.as_mut(), exited) {
                 s.guest += t1 - t0;
                 let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
-                let device = handled.as_ref().ok().and_then(|h| h.access).map_or("-", |a| a.dispatch.device.unwrap_or("unclaimed"));
+                let device = handled
+                    .as_ref()
+                    .ok()
+                    .and_then(|h| h.access)
+                    .map_or("-", |a| a.dispatch.device.unwrap_or("unclaimed"));
                 s.record(kind, device, t1.elapsed());
             }
             if let Some(out) = opts.trace.as_deref_mut() {
@@ -379,7 +403,13 @@ impl Vm {
         }
     }
 
-    fn trace_exit(&mut self, out: &mut dyn Write, seq: u64, elapsed: Duration, handled: &Result<crate::vcpu::Handled, VcpuError>) {
+    fn trace_exit(
+        &mut self,
+        out: &mut dyn Write,
+        seq: u64,
+        elapsed: Duration,
+        handled: &Result<crate::vcpu::Handled, VcpuError>,
+    ) {
         let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
         let access = handled.as_ref().ok().and_then(|h| h.access);
         let io_size = self.io_size();

@@ -158,7 +158,7 @@ impl<W: Write + Send> BusDevice for Serial<W> {
             IIR => self.iir(),
             LCR => self.lcr,
             MCR => self.mcr,
-            LSR => LSR_THR_EMPTY | LSR_IDLE | u8::from(!self.rx.is_empty()) * LSR_DATA_READY,
+            LSR => LSR_THR_EMPTY | LSR_IDLE | if self.rx.is_empty() { 0 } else { LSR_DATA_READY },
             MSR => self.msr(),
             SCR => self.scr,
             _ => 0xff,

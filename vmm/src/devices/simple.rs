@@ -67,9 +67,9 @@ impl BusDevice for Scratch {
     fn write(&mut self, offset: u64, data: &[u8]) -> DeviceRequest {
         let mut regs = self.bytes();
         for (i, &b) in data.iter().enumerate() {
-            match usize::try_from(offset).map(|o| o + i) {
-                Ok(at @ 8..=15) => regs[at] = b,
-                _ => {} // the ID and anything past the registers are read-only
+            // The ID and anything past the registers are read-only.
+            if let Ok(at @ 8..=15) = usize::try_from(offset).map(|o| o + i) {
+                regs[at] = b;
             }
         }
         self.scratch = u64::from_le_bytes(regs[8..].try_into().unwrap_or_default());

@@ -21,12 +21,8 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// The GDT: null, 64-bit code (0x08), 32-bit code (0x10), flat data (0x18).
-pub const GDT: [u64; 4] = [
-    0,
-    gdt_entry(CODE64_FLAGS, 0, 0xfffff),
-    gdt_entry(CODE32_FLAGS, 0, 0xfffff),
-    gdt_entry(DATA_FLAGS, 0, 0xfffff),
-];
+pub const GDT: [u64; 4] =
+    [0, gdt_entry(CODE64_FLAGS, 0, 0xfffff), gdt_entry(CODE32_FLAGS, 0, 0xfffff), gdt_entry(DATA_FLAGS, 0, 0xfffff)];
 
 /// The GDT as the bytes to write into guest memory.
 pub fn gdt_bytes() -> Vec<u8> {
@@ -35,7 +31,7 @@ pub fn gdt_bytes() -> Vec<u8> {
 
 /// Decodes the descriptor `entry` found at `selector` into a `kvm_segment`.
 pub fn segment_from_entry(entry: u64, selector: u16) -> kvm_segment {
-    let base = (((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000)) as u64;
+    let base = ((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000);
     let raw_limit = ((entry & 0xffff) | ((entry >> 32) & 0x000f_0000)) as u32;
     let g = ((entry >> 55) & 1) as u8;
     // With G set the limit counts 4 KiB pages: KVM wants the byte limit.

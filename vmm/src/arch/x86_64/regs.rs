@@ -39,14 +39,7 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 pub fn set_entry_sregs(sregs: &mut kvm_sregs, mode: EntryMode) {
     match mode {
         EntryMode::Real => {
-            for seg in [
-                &mut sregs.cs,
-                &mut sregs.ds,
-                &mut sregs.es,
-                &mut sregs.fs,
-                &mut sregs.gs,
-                &mut sregs.ss,
-            ] {
+            for seg in [&mut sregs.cs, &mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
                 seg.selector = 0;
                 seg.base = 0;
             }
@@ -55,11 +48,8 @@ pub fn set_entry_sregs(sregs: &mut kvm_sregs, mode: EntryMode) {
         EntryMode::Protected | EntryMode::Long => {
             sregs.gdt.base = GDT_START;
             sregs.gdt.limit = (gdt::GDT.len() * 8 - 1) as u16;
-            let (code, data) = if mode == EntryMode::Long {
-                gdt::long_mode_segments()
-            } else {
-                gdt::protected_mode_segments()
-            };
+            let (code, data) =
+                if mode == EntryMode::Long { gdt::long_mode_segments() } else { gdt::protected_mode_segments() };
             sregs.cs = code;
             sregs.ds = data;
             sregs.es = data;
