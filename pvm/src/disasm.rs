@@ -1,0 +1,94 @@
+//! The disassembler: instructions back to `.pasm` text that the assembler
+//! accepts, so assemble → disassemble → assemble gives the same image.
+
+use std::fmt::Write;
+
+use crate::image::Image;
+use crate::isa::{Format, Instr, INSTR_SIZE, SP};
+
+/// A register's name (`sp` for r15).
+pub fn reg(r: u8) -> String {
+    if r == SP {
+        "sp".to_string()
+    } else {
+        format!("r{r}")
+    }
+}
+
+fn mem_operand(base: u8, imm: i32) -> String {
+    match imm {
+        0 => format!("[{}]", reg(base)),
+        i if i < 0 => format!("[{}-{}]", reg(base), -(i as i64)),
+        i => format!("[{}+{i}]", reg(base)),
+    }
+}
+
+/// One instruction as assembler text.
+pub fn format_instr(i: &Instr) -> String {
+    let info = i.op.info();
+    let m = info.mnemonic;
+    match info.format {
+        Format::None => m.to_string(),
+        Format::R2 => format!("{m} {}, {}", reg(i.a), reg(i.b)),
+        Format::R3 => format!("{m} {}, {}, {}", reg(i.a), reg(i.b), reg(i.c)),
+        Format::RI => format!("{m} {}, {}, {}", reg(i.a), reg(i.b), i.imm),
+        Format::LoadImm => format!("{m} {}, {}", reg(i.a), i.imm),
+        Format::Load | Format::Store => format!("{m} {}, {}", reg(i.a), mem_operand(i.b, i.imm)),
+        Format::Branch => format!("{m} {}, {}, {:#x}", reg(i.a), reg(i.b), i.imm as u32),
+        Format::Jump => format!("{m} {:#x}", i.imm as u32),
+        Format::Src | Format::Dst => format!("{m} {}", reg(i.a)),
+        Format::Sys => format!("{m} {}", i.imm),
+    }
+}
+
+/// The 8 bytes at an address as text: the instruction, or what is wrong.
+pub fn describe(bytes: Option<[u8; 8]>) -> String {
+    match bytes.map(Instr::decode) {
+        Some(Ok(i)) => format_instr(&i),
+        Some(Err(e)) => format!("{e}"),
+        None => "outside memory".to_string(),
+    }
+}
+
+/// A whole image as assembler text.
+pub fn disassemble(image: &Image) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "; pvm disassembly\n.entry {:#x}\n.text", image.entry);
+    for (k, chunk) in image.code.bytes.chunks(8).enumerate() {
+        let addr = image.code.addr + k as u64 * INSTR_SIZE;
+        let text = match <[u8; 8]>::try_from(chunk).ok().map(Instr::decode) {
+            Some(Ok(i)) => format_instr(&i),
+            _ => format!(".byte {}", chunk.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        let _ = writeln!(out, "    {text:<32} ; {addr:#x}");
+    }
+    if !image.data.is_empty() {
+        let _ = writeln!(out, ".data");
+    }
+    for s in &image.data {
+        let _ = writeln!(out, ".org {:#x}", s.addr);
+        for line in s.bytes.chunks(16) {
+            let bytes: Vec<String> = line.iter().map(|b| format!("{b:#04x}")).collect();
+            let _ = writeln!(out, "    .byte {}", bytes.join(", "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::Opcode;
+
+    #[test]
+    fn formats_each_operand_shape() {
+        assert_eq!(format_instr(&Instr::new(Opcode::Add, 1, 2, 3, 0)), "add r1, r2, r3");
+        assert_eq!(format_instr(&Instr::new(Opcode::AddI, 15, 15, 0, -16)), "addi sp, sp, -16");
+        assert_eq!(format_instr(&Instr::new(Opcode::Ld64, 1, 2, 0, -8)), "ld64 r1, [r2-8]");
+        assert_eq!(format_instr(&Instr::new(Opcode::St8, 4, 5, 0, 0)), "st8 r4, [r5]");
+        assert_eq!(format_instr(&Instr::new(Opcode::Blt, 1, 2, 0, 0x1040)), "blt r1, r2, 0x1040");
+        assert_eq!(format_instr(&Instr::new(Opcode::Ret, 0, 0, 0, 0)), "ret");
+        assert_eq!(format_instr(&Instr::new(Opcode::Sys, 0, 0, 0, 3)), "sys 3");
+        assert_eq!(describe(Some([0xee, 0, 0, 0, 0, 0, 0, 0])), "unknown opcode 0xee");
+    }
+}

@@ -1,0 +1,312 @@
+//! The interpreter: decode once into a compact array, then a tight loop
+//! over it. Stores into the code section re-decode the slots they touch,
+//! so self-modifying programs see their new instructions at once.
+
+use std::io::Write;
+
+use crate::disasm;
+use crate::isa::{DecodeError, Instr, Opcode, INSTR_SIZE, SP};
+use crate::machine::{Machine, SysIo};
+use crate::semantics as sem;
+use crate::trap::{Trap, TrapKind};
+
+/// A pre-decoded instruction: the fields, and for direct control transfers
+/// the slot index of the target (`NO_TARGET` if it is not an instruction).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    op: Result<Opcode, DecodeError>,
+    a: u8,
+    b: u8,
+    c: u8,
+    imm: i32,
+    target: u32,
+}
+
+const NO_TARGET: u32 = u32::MAX;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `sys exit` with this status.
+    Exited(i32),
+    /// A trap.
+    Trapped(Trap),
+}
+
+/// Counters of a run, filled when asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterpStats {
+    /// Retired instructions per opcode byte.
+    pub histogram: Vec<u64>,
+    /// Times pre-decoded slots were refreshed after a store into code.
+    pub redecodes: u64,
+}
+
+/// The interpreter's pre-decoded view of the code section.
+#[derive(Debug)]
+pub struct Interpreter {
+    slots: Vec<Slot>,
+    code_start: u64,
+    redecodes: u64,
+}
+
+fn decode_slot(m: &Machine, addr: u64) -> Slot {
+    let bytes = m.fetch(addr).unwrap_or([0xff; 8]);
+    match Instr::decode(bytes) {
+        Ok(i) => {
+            let target = match i.target() {
+                Some(t) if m.is_code_addr(t) => ((t - m.code_start) / INSTR_SIZE) as u32,
+                _ => NO_TARGET,
+            };
+            Slot { op: Ok(i.op), a: i.a, b: i.b, c: i.c, imm: i.imm, target }
+        }
+        Err(e) => Slot { op: Err(e), a: 0, b: 0, c: 0, imm: 0, target: NO_TARGET },
+    }
+}
+
+/// Builds the trap record for `kind` at `pc`.
+pub fn trap_at(m: &Machine, kind: TrapKind, pc: u64) -> Trap {
+    Trap { kind, pc, instruction: disasm::describe(m.fetch(pc)), retired: m.retired }
+}
+
+impl Interpreter {
+    /// Decodes the machine's code section.
+    pub fn new(m: &Machine) -> Self {
+        let n = ((m.code_end - m.code_start) / INSTR_SIZE) as usize;
+        let slots = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).collect();
+        Interpreter { slots, code_start: m.code_start, redecodes: 0 }
+    }
+
+    /// Re-decodes the slots a store of `n` bytes at `addr` touched.
+    fn code_written(&mut self, m: &Machine, addr: u64, n: u64) {
+        let first = addr.saturating_sub(self.code_start) / INSTR_SIZE;
+        let last = (addr + n - 1 - self.code_start.min(addr + n - 1)) / INSTR_SIZE;
+        for k in first..=last.min(self.slots.len() as u64 - 1) {
+            self.slots[k as usize] = decode_slot(m, self.code_start + k * INSTR_SIZE);
+        }
+        // A direct branch elsewhere may now point at a changed slot: targets
+        // are slot indices, so they stay valid.
+        self.redecodes += 1;
+    }
+
+    /// Runs from `m.pc` until exit or trap, retiring at most `fuel`
+    /// instructions in all. `STATS` fills `stats`; `TRACE` writes one line
+    /// per retired instruction to `trace`.
+    pub fn run<const STATS: bool, const TRACE: bool>(
+        &mut self,
+        m: &mut Machine,
+        io: &mut dyn SysIo,
+        fuel: u64,
+        stats: &mut InterpStats,
+        trace: &mut dyn Write,
+    ) -> Outcome {
+        if STATS && stats.histogram.len() < 256 {
+            stats.histogram.resize(256, 0);
+        }
+        let base = self.code_start;
+        let mut idx = if m.is_code_addr(m.pc) { ((m.pc - base) / INSTR_SIZE) as usize } else { usize::MAX };
+        macro_rules! pc {
+            () => {
+                base + idx as u64 * INSTR_SIZE
+            };
+        }
+        macro_rules! trap {
+            ($kind:expr) => {{
+                m.pc = pc!();
+                let t = trap_at(m, $kind, m.pc);
+                stats.redecodes = self.redecodes;
+                return Outcome::Trapped(t);
+            }};
+        }
+        macro_rules! tryt {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(kind) => trap!(kind),
+                }
+            };
+        }
+        loop {
+            let Some(&slot) = self.slots.get(idx) else {
+                let addr = if idx == usize::MAX { m.pc } else { pc!() };
+                m.pc = addr;
+                stats.redecodes = self.redecodes;
+                return Outcome::Trapped(trap_at(m, TrapKind::BadJumpTarget(addr), addr));
+            };
+            if m.retired >= fuel {
+                trap!(TrapKind::FuelExhausted);
+            }
+            let op = match slot.op {
+                Ok(op) => op,
+                Err(e) => trap!(TrapKind::InvalidInstruction(e)),
+            };
+            let (a, b, c) = (usize::from(slot.a & 15), usize::from(slot.b & 15), usize::from(slot.c & 15));
+            let imm = slot.imm as i64 as u64;
+            let before = if TRACE { m.regs } else { [0; 16] };
+            let mut next = idx + 1;
+            macro_rules! branch {
+                ($cond:expr) => {
+                    if $cond {
+                        if slot.target == NO_TARGET {
+                            trap!(TrapKind::BadJumpTarget(slot.imm as u32 as u64));
+                        }
+                        next = slot.target as usize;
+                    }
+                };
+            }
+            macro_rules! jump_to {
+                ($addr:expr) => {{
+                    let t: u64 = $addr;
+                    if !m.is_code_addr(t) {
+                        trap!(TrapKind::BadJumpTarget(t));
+                    }
+                    next = ((t - base) / INSTR_SIZE) as usize;
+                }};
+            }
+            macro_rules! load {
+                ($n:literal, $ext:expr) => {{
+                    let v = tryt!(m.load::<$n>(m.regs[b].wrapping_add(imm)));
+                    m.regs[a] = $ext(v);
+                }};
+            }
+            macro_rules! store {
+                ($n:literal) => {{
+                    let (addr, v) = (m.regs[b].wrapping_add(imm), m.regs[a]);
+                    tryt!(m.store::<$n>(addr, v));
+                    if m.touches_code(addr, $n) {
+                        self.code_written(m, addr, $n);
+                    }
+                }};
+            }
+            match op {
+                Opcode::Nop => {}
+                Opcode::Mov => m.regs[a] = m.regs[b],
+                Opcode::Li => m.regs[a] = imm,
+                Opcode::Lih => m.regs[a] = sem::lih(m.regs[a], slot.imm),
+                Opcode::Add => m.regs[a] = sem::add(m.regs[b], m.regs[c]),
+                Opcode::Sub => m.regs[a] = sem::sub(m.regs[b], m.regs[c]),
+                Opcode::Mul => m.regs[a] = sem::mul(m.regs[b], m.regs[c]),
+                Opcode::DivS => m.regs[a] = tryt!(sem::div_s(m.regs[b], m.regs[c])),
+                Opcode::DivU => m.regs[a] = tryt!(sem::div_u(m.regs[b], m.regs[c])),
+                Opcode::RemS => m.regs[a] = tryt!(sem::rem_s(m.regs[b], m.regs[c])),
+                Opcode::RemU => m.regs[a] = tryt!(sem::rem_u(m.regs[b], m.regs[c])),
+                Opcode::And => m.regs[a] = m.regs[b] & m.regs[c],
+                Opcode::Or => m.regs[a] = m.regs[b] | m.regs[c],
+                Opcode::Xor => m.regs[a] = m.regs[b] ^ m.regs[c],
+                Opcode::Shl => m.regs[a] = sem::shl(m.regs[b], m.regs[c]),
+                Opcode::Shr => m.regs[a] = sem::shr(m.regs[b], m.regs[c]),
+                Opcode::Sar => m.regs[a] = sem::sar(m.regs[b], m.regs[c]),
+                Opcode::Seq => m.regs[a] = sem::seq(m.regs[b], m.regs[c]),
+                Opcode::Sne => m.regs[a] = sem::sne(m.regs[b], m.regs[c]),
+                Opcode::Slt => m.regs[a] = sem::slt(m.regs[b], m.regs[c]),
+                Opcode::Sltu => m.regs[a] = sem::sltu(m.regs[b], m.regs[c]),
+                Opcode::Sle => m.regs[a] = sem::sle(m.regs[b], m.regs[c]),
+                Opcode::Sleu => m.regs[a] = sem::sleu(m.regs[b], m.regs[c]),
+                Opcode::AddI => m.regs[a] = sem::add(m.regs[b], imm),
+                Opcode::SubI => m.regs[a] = sem::sub(m.regs[b], imm),
+                Opcode::MulI => m.regs[a] = sem::mul(m.regs[b], imm),
+                Opcode::DivSI => m.regs[a] = tryt!(sem::div_s(m.regs[b], imm)),
+                Opcode::DivUI => m.regs[a] = tryt!(sem::div_u(m.regs[b], imm)),
+                Opcode::RemSI => m.regs[a] = tryt!(sem::rem_s(m.regs[b], imm)),
+                Opcode::RemUI => m.regs[a] = tryt!(sem::rem_u(m.regs[b], imm)),
+                Opcode::AndI => m.regs[a] = m.regs[b] & imm,
+                Opcode::OrI => m.regs[a] = m.regs[b] | imm,
+                Opcode::XorI => m.regs[a] = m.regs[b] ^ imm,
+                Opcode::ShlI => m.regs[a] = sem::shl(m.regs[b], imm),
+                Opcode::ShrI => m.regs[a] = sem::shr(m.regs[b], imm),
+                Opcode::SarI => m.regs[a] = sem::sar(m.regs[b], imm),
+                Opcode::SeqI => m.regs[a] = sem::seq(m.regs[b], imm),
+                Opcode::SneI => m.regs[a] = sem::sne(m.regs[b], imm),
+                Opcode::SltI => m.regs[a] = sem::slt(m.regs[b], imm),
+                Opcode::SltuI => m.regs[a] = sem::sltu(m.regs[b], imm),
+                Opcode::SleI => m.regs[a] = sem::sle(m.regs[b], imm),
+                Opcode::SleuI => m.regs[a] = sem::sleu(m.regs[b], imm),
+                Opcode::FAdd => m.regs[a] = sem::fadd(m.regs[b], m.regs[c]),
+                Opcode::FSub => m.regs[a] = sem::fsub(m.regs[b], m.regs[c]),
+                Opcode::FMul => m.regs[a] = sem::fmul(m.regs[b], m.regs[c]),
+                Opcode::FDiv => m.regs[a] = sem::fdiv(m.regs[b], m.regs[c]),
+                Opcode::FEq => m.regs[a] = sem::feq(m.regs[b], m.regs[c]),
+                Opcode::FLt => m.regs[a] = sem::flt(m.regs[b], m.regs[c]),
+                Opcode::FLe => m.regs[a] = sem::fle(m.regs[b], m.regs[c]),
+                Opcode::FSqrt => m.regs[a] = sem::fsqrt(m.regs[b]),
+                Opcode::FNeg => m.regs[a] = sem::fneg(m.regs[b]),
+                Opcode::IToF => m.regs[a] = sem::itof(m.regs[b]),
+                Opcode::FToI => m.regs[a] = sem::ftoi(m.regs[b]),
+                Opcode::Ld8U => load!(1, |v| v),
+                Opcode::Ld8S => load!(1, sem::sext8),
+                Opcode::Ld16U => load!(2, |v| v),
+                Opcode::Ld16S => load!(2, sem::sext16),
+                Opcode::Ld32U => load!(4, |v| v),
+                Opcode::Ld32S => load!(4, sem::sext32),
+                Opcode::Ld64 => load!(8, |v| v),
+                Opcode::St8 => store!(1),
+                Opcode::St16 => store!(2),
+                Opcode::St32 => store!(4),
+                Opcode::St64 => store!(8),
+                Opcode::Push => {
+                    let v = m.regs[a];
+                    tryt!(m.push(v));
+                    if m.touches_code(m.regs[usize::from(SP)], 8) {
+                        let sp = m.regs[usize::from(SP)];
+                        self.code_written(m, sp, 8);
+                    }
+                }
+                Opcode::Pop => m.regs[a] = tryt!(m.pop()),
+                Opcode::Jmp => branch!(true),
+                Opcode::Beq => branch!(m.regs[a] == m.regs[b]),
+                Opcode::Bne => branch!(m.regs[a] != m.regs[b]),
+                Opcode::Blt => branch!(sem::lt(m.regs[a], m.regs[b])),
+                Opcode::Bge => branch!(sem::ge(m.regs[a], m.regs[b])),
+                Opcode::Bltu => branch!(m.regs[a] < m.regs[b]),
+                Opcode::Bgeu => branch!(m.regs[a] >= m.regs[b]),
+                Opcode::Jr => jump_to!(m.regs[a]),
+                Opcode::Call | Opcode::CallR => {
+                    let target = if op == Opcode::Call { slot.imm as u32 as u64 } else { m.regs[a] };
+                    if op == Opcode::Call && slot.target == NO_TARGET || !m.is_code_addr(target) {
+                        trap!(TrapKind::BadJumpTarget(target));
+                    }
+                    tryt!(m.push(pc!() + INSTR_SIZE));
+                    if m.touches_code(m.regs[usize::from(SP)], 8) {
+                        let sp = m.regs[usize::from(SP)];
+                        self.code_written(m, sp, 8);
+                    }
+                    next = ((target - base) / INSTR_SIZE) as usize;
+                }
+                Opcode::Ret => {
+                    let sp = m.regs[usize::from(SP)];
+                    let t = tryt!(m.load::<8>(sp));
+                    if !m.is_code_addr(t) {
+                        trap!(TrapKind::BadJumpTarget(t));
+                    }
+                    m.regs[usize::from(SP)] = sp.wrapping_add(8);
+                    next = ((t - base) / INSTR_SIZE) as usize;
+                }
+                Opcode::Sys => {
+                    m.pc = pc!();
+                    if let Some(status) = tryt!(m.syscall(io, slot.imm)) {
+                        m.retired += 1;
+                        if STATS {
+                            stats.histogram[op as usize] += 1;
+                        }
+                        stats.redecodes = self.redecodes;
+                        return Outcome::Exited(status);
+                    }
+                }
+            }
+            if STATS {
+                stats.histogram[op as usize] += 1;
+            }
+            if TRACE {
+                let pc = pc!();
+                let changed: Vec<String> = (0..16)
+                    .filter(|&k| m.regs[k] != before[k])
+                    .map(|k| format!("{}={:#x}", disasm::reg(k as u8), m.regs[k]))
+                    .collect();
+                let text = disasm::describe(m.fetch(pc));
+                let _ = writeln!(trace, "{pc:#08x}  {text:<28} {}", changed.join(" "));
+            }
+            m.retired += 1;
+            idx = next;
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The machine state both engines run on: 16 registers, a pc, and one flat
+//! byte-addressed memory holding code and data, every access bounds-checked.
+
+use std::io::{Read, Write};
+
+use crate::image::Image;
+use crate::isa::{INSTR_SIZE, NUM_REGS, SP};
+use crate::trap::TrapKind;
+
+/// Default memory size in MiB (`--mem`).
+pub const DEFAULT_MEM_MIB: u64 = 16;
+/// Largest memory `--mem` accepts, in MiB.
+pub const MAX_MEM_MIB: u64 = 4096;
+
+/// Syscall numbers of `sys`.
+pub mod sys {
+    /// exit(r1): ends the program with status r1 & 0xff.
+    pub const EXIT: i32 = 0;
+    /// write(r1 = address, r2 = length) to stdout; r0 = bytes written.
+    pub const WRITE: i32 = 1;
+    /// read(r1 = address, r2 = length) from stdin; r0 = bytes read, 0 at end of input.
+    pub const READ: i32 = 2;
+    /// print_int(r1): signed decimal.
+    pub const PRINT_INT: i32 = 3;
+    /// print_float(r1): the f64 with these bits, shortest round-trip form.
+    pub const PRINT_FLOAT: i32 = 4;
+    /// putc(r1): one byte.
+    pub const PUTC: i32 = 5;
+}
+
+/// Errors placing an image into memory.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MachineError {
+    #[error("memory of {mib} MiB is out of range: use 1 to {MAX_MEM_MIB} MiB")]
+    BadMemSize { mib: u64 },
+    #[error("section at {addr:#x}+{len:#x} does not fit in {mem} bytes of memory: raise --mem")]
+    SectionTooLarge { addr: u64, len: u64, mem: u64 },
+}
+
+/// The guest's stdin and stdout.
+pub trait SysIo {
+    fn write(&mut self, bytes: &[u8]);
+    /// Reads up to `buf.len()` bytes; 0 at end of input.
+    fn read(&mut self, buf: &mut [u8]) -> usize;
+    /// Pushes buffered output out (before a report on stderr).
+    fn flush(&mut self) {}
+}
+
+/// Real stdin/stdout, buffered; flushed when dropped.
+#[derive(Debug)]
+pub struct StdIo {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Default for StdIo {
+    fn default() -> Self {
+        StdIo { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()) }
+    }
+}
+
+impl SysIo for StdIo {
+    fn write(&mut self, bytes: &[u8]) {
+        // A closed stdout must not crash the guest: its output is dropped.
+        let _ = self.out.write_all(bytes);
+    }
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        let _ = self.out.flush();
+        std::io::stdin().read(buf).unwrap_or(0)
+    }
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+impl Drop for StdIo {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+/// In-memory stdin and stdout, for tests and benchmarks.
+#[derive(Debug, Default, Clone)]
+pub struct BufferIo {
+    pub input: Vec<u8>,
+    pub read_pos: usize,
+    pub output: Vec<u8>,
+}
+
+impl SysIo for BufferIo {
+    fn write(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        let rest = &self.input[self.read_pos.min(self.input.len())..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.read_pos += n;
+        n
+    }
+}
+
+/// Registers, pc, memory and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub regs: [u64; NUM_REGS],
+    pub pc: u64,
+    pub mem: Vec<u8>,
+    /// The code section: `[code_start, code_end)`.
+    pub code_start: u64,
+    pub code_end: u64,
+    /// The stack may not grow below this address (the end of the image).
+    pub stack_limit: u64,
+    /// Instructions retired so far.
+    pub retired: u64,
+}
+
+impl Machine {
+    /// Loads `image` into a fresh memory of `mem_mib` MiB; pc at the entry,
+    /// sp at the top of memory.
+    pub fn new(image: &Image, mem_mib: u64) -> Result<Machine, MachineError> {
+        if mem_mib == 0 || mem_mib > MAX_MEM_MIB {
+            return Err(MachineError::BadMemSize { mib: mem_mib });
+        }
+        let size = mem_mib << 20;
+        let mut mem = vec![0u8; size as usize];
+        let mut image_end = 0;
+        for s in image.sections() {
+            let len = s.bytes.len() as u64;
+            let end = s.addr.checked_add(len).filter(|&e| e <= size);
+            let end = end.ok_or(MachineError::SectionTooLarge { addr: s.addr, len, mem: size })?;
+            mem[s.addr as usize..end as usize].copy_from_slice(&s.bytes);
+            image_end = image_end.max(end);
+        }
+        let mut regs = [0u64; NUM_REGS];
+        regs[usize::from(SP)] = size;
+        Ok(Machine {
+            regs,
+            pc: image.entry,
+            mem,
+            code_start: image.code.addr,
+            code_end: image.code.addr + image.code.bytes.len() as u64,
+            stack_limit: image_end.next_multiple_of(16),
+            retired: 0,
+        })
+    }
+
+    /// True if `addr` is the address of an instruction of the code section.
+    #[inline(always)]
+    pub fn is_code_addr(&self, addr: u64) -> bool {
+        addr >= self.code_start && addr < self.code_end && (addr - self.code_start).is_multiple_of(INSTR_SIZE)
+    }
+
+    /// Reads `N` bytes at `addr`, zero-extended to u64.
+    #[inline(always)]
+    pub fn load<const N: usize>(&self, addr: u64) -> Result<u64, TrapKind> {
+        let a = addr as usize;
+        if addr > (self.mem.len() - N) as u64 {
+            return Err(TrapKind::OutOfBounds { addr, size: N as u64 });
+        }
+        let mut b = [0u8; 8];
+        b[..N].copy_from_slice(&self.mem[a..a + N]);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes the low `N` bytes of `value` at `addr`.
+    #[inline(always)]
+    pub fn store<const N: usize>(&mut self, addr: u64, value: u64) -> Result<(), TrapKind> {
+        let a = addr as usize;
+        if addr > (self.mem.len() - N) as u64 {
+            return Err(TrapKind::OutOfBounds { addr, size: N as u64 });
+        }
+        self.mem[a..a + N].copy_from_slice(&value.to_le_bytes()[..N]);
+        Ok(())
+    }
+
+    /// True if a store of `n` bytes at `addr` touches the code section.
+    #[inline(always)]
+    pub fn touches_code(&self, addr: u64, n: u64) -> bool {
+        addr < self.code_end && addr.saturating_add(n) > self.code_start
+    }
+
+    /// The 8 bytes at `addr`, if in memory.
+    pub fn fetch(&self, addr: u64) -> Option<[u8; 8]> {
+        let a = usize::try_from(addr).ok()?;
+        self.mem.get(a..a.checked_add(8)?)?.try_into().ok()
+    }
+
+    /// Pushes `value`; the stack may not reach the image.
+    #[inline(always)]
+    pub fn push(&mut self, value: u64) -> Result<(), TrapKind> {
+        let sp = self.regs[usize::from(SP)].wrapping_sub(8);
+        if sp < self.stack_limit || sp > self.mem.len() as u64 - 8 {
+            return Err(TrapKind::StackOverflow);
+        }
+        self.store::<8>(sp, value)?;
+        self.regs[usize::from(SP)] = sp;
+        Ok(())
+    }
+
+    /// Pops a value.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Result<u64, TrapKind> {
+        let sp = self.regs[usize::from(SP)];
+        let v = self.load::<8>(sp)?;
+        self.regs[usize::from(SP)] = sp.wrapping_add(8);
+        Ok(v)
+    }
+
+    /// FNV-1a hash of all of memory, to compare final states cheaply.
+    pub fn mem_checksum(&self) -> u64 {
+        self.mem.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    }
+
+    /// Performs syscall `n`. `Ok(Some(status))` ends the program.
+    pub fn syscall(&mut self, io: &mut dyn SysIo, n: i32) -> Result<Option<i32>, TrapKind> {
+        let (r1, r2) = (self.regs[1], self.regs[2]);
+        match n {
+            sys::EXIT => return Ok(Some((r1 & 0xff) as i32)),
+            sys::WRITE | sys::READ => {
+                let range = usize::try_from(r1)
+                    .ok()
+                    .zip(usize::try_from(r2).ok())
+                    .and_then(|(a, l)| Some(a..a.checked_add(l)?))
+                    .filter(|r| r.end <= self.mem.len())
+                    .ok_or(TrapKind::OutOfBounds { addr: r1, size: r2 })?;
+                self.regs[0] = if n == sys::WRITE {
+                    io.write(&self.mem[range]);
+                    r2
+                } else {
+                    io.read(&mut self.mem[range]) as u64
+                };
+            }
+            sys::PRINT_INT => io.write((r1 as i64).to_string().as_bytes()),
+            sys::PRINT_FLOAT => io.write(f64::from_bits(r1).to_string().as_bytes()),
+            sys::PUTC => io.write(&[r1 as u8]),
+            _ => return Err(TrapKind::BadSyscall(n)),
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Section;
+
+    fn machine() -> Machine {
+        let image = Image::new(0x1000, Section { addr: 0x1000, bytes: vec![0; 16] }, vec![]);
+        Machine::new(&image, 1).unwrap()
+    }
+
+    #[test]
+    fn loads_and_stores_are_bounds_checked() {
+        let mut m = machine();
+        m.store::<8>(0x2000, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.load::<2>(0x2000), Ok(0x7788));
+        let top = 1 << 20;
+        assert_eq!(m.load::<8>(top - 8), Ok(0));
+        assert_eq!(m.load::<8>(top - 7), Err(TrapKind::OutOfBounds { addr: top - 7, size: 8 }));
+        assert!(m.store::<1>(u64::MAX, 0).is_err());
+        assert!(m.touches_code(0x100f, 1) && !m.touches_code(0x1010, 8) && m.touches_code(0xff9, 8));
+    }
+
+    #[test]
+    fn stack_grows_down_to_the_image() {
+        let mut m = machine();
+        m.push(5).unwrap();
+        assert_eq!(m.regs[15], (1 << 20) - 8);
+        assert_eq!(m.pop(), Ok(5));
+        m.regs[15] = 0x1010 + 8;
+        assert_eq!(m.push(1), Ok(()));
+        assert_eq!(m.push(1), Err(TrapKind::StackOverflow));
+    }
+
+    #[test]
+    fn syscalls_write_print_and_read() {
+        let mut m = machine();
+        let mut io = BufferIo { input: b"xy".to_vec(), ..Default::default() };
+        m.mem[0x3000..0x3002].copy_from_slice(b"hi");
+        m.regs[1] = 0x3000;
+        m.regs[2] = 2;
+        m.syscall(&mut io, sys::WRITE).unwrap();
+        m.regs[1] = -42i64 as u64;
+        m.syscall(&mut io, sys::PRINT_INT).unwrap();
+        m.regs[1] = 2.5f64.to_bits();
+        m.syscall(&mut io, sys::PRINT_FLOAT).unwrap();
+        assert_eq!(io.output, b"hi-422.5");
+        (m.regs[1], m.regs[2]) = (0x4000, 8);
+        m.syscall(&mut io, sys::READ).unwrap();
+        assert_eq!((m.regs[0], &m.mem[0x4000..0x4002]), (2, &b"xy"[..]));
+        m.syscall(&mut io, sys::READ).unwrap();
+        assert_eq!(m.regs[0], 0);
+        assert_eq!(m.syscall(&mut io, 99), Err(TrapKind::BadSyscall(99)));
+        (m.regs[1], m.regs[2]) = (u64::MAX, 2);
+        assert!(matches!(m.syscall(&mut io, sys::WRITE), Err(TrapKind::OutOfBounds { .. })));
+        m.regs[1] = 300;
+        assert_eq!(m.syscall(&mut io, sys::EXIT), Ok(Some(44)));
+    }
+}

@@ -1,0 +1,125 @@
+//! Loading a program from a name or a file, and running it on an engine.
+
+use std::time::{Duration, Instant};
+
+use crate::image::{Image, ImageError};
+use crate::interp::{InterpStats, Interpreter, Outcome};
+use crate::machine::{Machine, MachineError, SysIo};
+use crate::verify::{verify, VerifyError};
+use crate::{asm, bf, programs};
+
+/// Errors before a program runs.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Asm(#[from] asm::AsmError),
+    #[error("{path}: malformed image")]
+    Image {
+        path: String,
+        #[source]
+        source: ImageError,
+    },
+    #[error("{path}: Brainfuck")]
+    Bf {
+        path: String,
+        #[source]
+        source: bf::BfError,
+    },
+    #[error("{path}: rejected by the verifier")]
+    Verify {
+        path: String,
+        #[source]
+        source: VerifyError,
+    },
+    #[error("cannot load the program into memory")]
+    Machine(#[from] MachineError),
+}
+
+/// Options of the program loader.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Optimise Brainfuck (fold runs, `[-]` to a store).
+    pub bf_optimize: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { bf_optimize: true }
+    }
+}
+
+/// Turns source text of the given kind (`pasm` or `b`) into a verified image.
+pub fn build(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -> Result<Image, LoadError> {
+    let image = if kind == "b" {
+        bf::compile(source, opts.bf_optimize).map_err(|source| LoadError::Bf { path: path.into(), source })?
+    } else if Image::is_image(source) {
+        Image::from_bytes(source).map_err(|source| LoadError::Image { path: path.into(), source })?
+    } else {
+        asm::assemble(path, &String::from_utf8_lossy(source))?
+    };
+    verify(&image).map_err(|source| LoadError::Verify { path: path.into(), source })?;
+    Ok(image)
+}
+
+/// Loads a built-in program by name, or a `.pasm`, `.pbc` or `.b` file.
+pub fn load(spec: &str, opts: LoadOptions) -> Result<Image, LoadError> {
+    if let Some(p) = programs::find(spec) {
+        if !std::path::Path::new(spec).exists() {
+            return build(p.name, p.kind, p.source.as_bytes(), opts);
+        }
+    }
+    let bytes = std::fs::read(spec).map_err(|source| {
+        let hint = if spec.contains('/') || spec.contains('.') {
+            ""
+        } else {
+            " (not a file, nor a built-in program: see `pvm list`)"
+        };
+        LoadError::Read { path: format!("{spec}{hint}"), source }
+    })?;
+    let kind = if spec.ends_with(".b") || spec.ends_with(".bf") { "b" } else { "pasm" };
+    build(spec, kind, &bytes, opts)
+}
+
+/// Which engine runs the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Interp,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    pub machine: Machine,
+    pub stats: InterpStats,
+    pub elapsed: Duration,
+}
+
+/// Runs `image` to the end.
+pub fn run_image(
+    image: &Image,
+    mem_mib: u64,
+    fuel: Option<u64>,
+    stats: bool,
+    trace: Option<&mut dyn std::io::Write>,
+    io: &mut dyn SysIo,
+) -> Result<RunResult, LoadError> {
+    let mut m = Machine::new(image, mem_mib)?;
+    let mut st = InterpStats::default();
+    let start = Instant::now();
+    let mut interp = Interpreter::new(&m);
+    let fuel = fuel.unwrap_or(u64::MAX);
+    let outcome = match (stats, trace) {
+        (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (true, None) => interp.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (false, Some(t)) => interp.run::<false, true>(&mut m, io, fuel, &mut st, t),
+        (true, Some(t)) => interp.run::<true, true>(&mut m, io, fuel, &mut st, t),
+    };
+    Ok(RunResult { outcome, machine: m, stats: st, elapsed: start.elapsed() })
+}

@@ -1,0 +1,160 @@
+//! Golden tests: every program in `pvm/programs/` runs through the `pvm`
+//! command line and must print exactly what its file says, with its status
+//! and trap. Plus assembler round trips and the file formats.
+
+use pvm::machine::BufferIo;
+use pvm::programs::{self, PROGRAMS};
+
+struct Outcome {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn pvm(args: &[&str]) -> Outcome {
+    let mut io = BufferIo::default();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let status = pvm::cli::main_with(args, &mut io, &mut out, &mut err);
+    let mut stdout = String::from_utf8_lossy(&io.output).into_owned();
+    stdout.push_str(&String::from_utf8_lossy(&out));
+    Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pvm-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn every_program_prints_its_expected_output_status_and_trap() {
+    for p in PROGRAMS {
+        let e = p.expectation();
+        let mut args = vec!["run", p.name];
+        args.extend(e.args.iter().map(String::as_str));
+        let o = pvm(&args);
+        assert_eq!(o.stdout, e.stdout, "{}: stderr {}", p.name, o.stderr);
+        assert_eq!(o.status, e.status, "{}: stderr {}", p.name, o.stderr);
+        match &e.trap {
+            Some(t) => assert!(o.stderr.contains(t.as_str()), "{}: want trap {t:?}, stderr {}", p.name, o.stderr),
+            None => assert!(o.stderr.is_empty(), "{}: unexpected stderr {}", p.name, o.stderr),
+        }
+    }
+}
+
+#[test]
+fn run_without_arguments_runs_the_demo() {
+    let o = pvm(&["run"]);
+    assert_eq!(o.status, 0);
+    assert_eq!(o.stdout, programs::find("demo").unwrap().expectation().stdout);
+}
+
+#[test]
+fn brainfuck_runs_the_same_without_the_front_end_optimisations() {
+    for name in ["hello_bf", "loops_bf"] {
+        let e = programs::find(name).unwrap().expectation();
+        let o = pvm(&["run", name, "--no-bf-opt"]);
+        assert_eq!((o.status, o.stdout), (0, e.stdout));
+    }
+}
+
+#[test]
+fn brainfuck_input_at_end_leaves_the_cell_unchanged() {
+    // ',' with no input keeps the 'A' (65) in the cell; '.' prints it.
+    let path = temp("comma.b");
+    std::fs::write(&path, "++++++++[>++++++++<-]>+,.").unwrap();
+    let o = pvm(&["run", path.to_str().unwrap()]);
+    assert_eq!((o.status, o.stdout.as_str()), (0, "A"), "{}", o.stderr);
+}
+
+#[test]
+fn asm_disasm_asm_round_trips_every_program() {
+    for p in PROGRAMS.iter().filter(|p| p.kind == "pasm") {
+        let src = temp(&format!("{}.pasm", p.name));
+        std::fs::write(&src, p.source).unwrap();
+        let pbc = temp(&format!("{}.pbc", p.name));
+        let o = pvm(&["asm", src.to_str().unwrap(), "-o", pbc.to_str().unwrap()]);
+        assert_eq!(o.status, 0, "{}: {}", p.name, o.stderr);
+        let image = std::fs::read(&pbc).unwrap();
+        let listing = pvm(&["disasm", pbc.to_str().unwrap()]);
+        assert_eq!(listing.status, 0);
+        let again = temp(&format!("{}.again.pasm", p.name));
+        std::fs::write(&again, &listing.stdout).unwrap();
+        let pbc2 = temp(&format!("{}.again.pbc", p.name));
+        let o = pvm(&["asm", again.to_str().unwrap(), "-o", pbc2.to_str().unwrap()]);
+        assert_eq!(o.status, 0, "{}: {}", p.name, o.stderr);
+        assert_eq!(std::fs::read(&pbc2).unwrap(), image, "{} does not round-trip", p.name);
+    }
+}
+
+#[test]
+fn pbc_images_run_like_their_source() {
+    let src = temp("fibimg.pasm");
+    std::fs::write(&src, programs::find("recursion").unwrap().source).unwrap();
+    let pbc = temp("fibimg.pbc");
+    assert_eq!(pvm(&["asm", src.to_str().unwrap(), "-o", pbc.to_str().unwrap()]).status, 0);
+    let o = pvm(&["run", pbc.to_str().unwrap()]);
+    assert_eq!(o.stdout, programs::find("recursion").unwrap().expectation().stdout);
+}
+
+#[test]
+fn load_errors_have_their_own_statuses_and_positions() {
+    let bad = temp("bad.pasm");
+    std::fs::write(&bad, "main: li r1, 1\n  add r1, r2\n").unwrap();
+    let o = pvm(&["run", bad.to_str().unwrap()]);
+    assert_eq!(o.status, 65);
+    assert!(o.stderr.contains("bad.pasm:2:13: expected a comma between operands"), "{}", o.stderr);
+
+    let o = pvm(&["run", "/no/such/file.pasm"]);
+    assert_eq!(o.status, 66);
+    assert!(o.stderr.contains("cannot read /no/such/file.pasm"), "{}", o.stderr);
+
+    let o = pvm(&["run", "nosuchprogram"]);
+    assert_eq!(o.status, 66);
+    assert!(o.stderr.contains("nor a built-in program"), "{}", o.stderr);
+
+    let image = pvm::asm::assemble("x", "main: jmp main\n").unwrap();
+    let mut bytes = image.to_bytes();
+    let last = bytes.len() - 8;
+    bytes[last] = 0xee; // unknown opcode
+    let pbc = temp("bad.pbc");
+    std::fs::write(&pbc, &bytes).unwrap();
+    let o = pvm(&["run", pbc.to_str().unwrap()]);
+    assert_eq!(o.status, 65);
+    assert!(o.stderr.contains("rejected by the verifier"), "{}", o.stderr);
+    assert!(o.stderr.contains("at 0x1000: unknown opcode 0xee"), "{}", o.stderr);
+
+    let unbalanced = temp("bad.b");
+    std::fs::write(&unbalanced, "+[[-]").unwrap();
+    let o = pvm(&["run", unbalanced.to_str().unwrap()]);
+    assert_eq!(o.status, 65);
+    assert!(o.stderr.contains("unmatched '[' at byte 1"), "{}", o.stderr);
+}
+
+#[test]
+fn stats_and_trace_report_what_ran() {
+    let o = pvm(&["run", "recursion", "--stats"]);
+    assert_eq!(o.status, 0);
+    assert!(o.stderr.contains("retired instructions: "), "{}", o.stderr);
+    assert!(o.stderr.contains("instructions/second:"), "{}", o.stderr);
+    let call = o.stderr.lines().find(|l| l.trim_start().starts_with("call ")).expect("call in histogram");
+    assert!(call.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() > 10);
+
+    let o = pvm(&["run", "trap_div", "--trace"]);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines[0], "0x001000  li r1, 4160                  r1=0x1040");
+    assert!(lines[3].starts_with("0x001018  li r1, 7"), "{}", o.stderr);
+    assert!(lines[4].ends_with("r2=0x0") || lines[4].contains("li r2, 0"), "{}", o.stderr);
+}
+
+#[test]
+fn memory_size_is_checked_and_used() {
+    let o = pvm(&["run", "fib", "--mem", "0"]);
+    assert_eq!(o.status, 65);
+    assert!(o.stderr.contains("memory of 0 MiB is out of range"), "{}", o.stderr);
+    // matmul's three matrices take 3.84 MB: 1 MiB of memory cannot hold them
+    let o = pvm(&["run", "matmul", "--mem", "1"]);
+    assert_eq!(o.status, 65);
+    assert!(o.stderr.contains("raise --mem"), "{}", o.stderr);
+}
