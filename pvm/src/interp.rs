@@ -14,7 +14,8 @@ use crate::trap::{Trap, TrapKind};
 /// the slot index of the target (`NO_TARGET` if it is not an instruction).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    op: Result<Opcode, DecodeError>,
+    /// `None` for bytes that do not decode; the error is recomputed on a trap.
+    op: Option<Opcode>,
     a: u8,
     b: u8,
     c: u8,
@@ -58,9 +59,9 @@ fn decode_slot(m: &Machine, addr: u64) -> Slot {
                 Some(t) if m.is_code_addr(t) => ((t - m.code_start) / INSTR_SIZE) as u32,
                 _ => NO_TARGET,
             };
-            Slot { op: Ok(i.op), a: i.a, b: i.b, c: i.c, imm: i.imm, target }
+            Slot { op: Some(i.op), a: i.a, b: i.b, c: i.c, imm: i.imm, target }
         }
-        Err(e) => Slot { op: Err(e), a: 0, b: 0, c: 0, imm: 0, target: NO_TARGET },
+        Err(_) => Slot { op: None, a: 0, b: 0, c: 0, imm: 0, target: NO_TARGET },
     }
 }
 
@@ -137,8 +138,12 @@ impl Interpreter {
                 trap!(TrapKind::FuelExhausted);
             }
             let op = match slot.op {
-                Ok(op) => op,
-                Err(e) => trap!(TrapKind::InvalidInstruction(e)),
+                Some(op) => op,
+                None => {
+                    let bytes = m.fetch(pc!()).unwrap_or([0xff; 8]);
+                    let e = Instr::decode(bytes).err().unwrap_or(DecodeError::UnknownOpcode(bytes[0]));
+                    trap!(TrapKind::InvalidInstruction(e))
+                }
             };
             let (a, b, c) = (usize::from(slot.a & 15), usize::from(slot.b & 15), usize::from(slot.c & 15));
             let imm = slot.imm as i64 as u64;
