@@ -27,7 +27,8 @@ pub fn run(names: &[String], engines: &[Engine]) -> Result<Vec<BenchRow>, Box<dy
         let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default())?;
         for &engine in engines {
             let mut io = BufferIo::default();
-            let r = run::run_image(&image, DEFAULT_MEM_MIB, None, false, None, &mut io)?;
+            let cfg = run::RunConfig { engine, mem_mib: DEFAULT_MEM_MIB, ..Default::default() };
+            let r = run::run_image(&image, &cfg, None, None, &mut io)?;
             let output = String::from_utf8_lossy(&io.output).into_owned();
             let want = p.expectation().stdout;
             if r.outcome != Outcome::Exited(0) || output != want {

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::interp::Outcome;
 use crate::isa::Opcode;
 use crate::machine::{SysIo, DEFAULT_MEM_MIB};
-use crate::run::{self, Engine, LoadError, LoadOptions};
+use crate::run::{self, Engine, LoadError, LoadOptions, RunConfig};
 use crate::{disasm, programs};
 
 /// Exit status for a program that failed to load (assembler, verifier, image).
@@ -25,9 +25,39 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
     Interp,
+    Jit,
+    /// Both engines (bench only).
+    Both,
+}
+
+impl EngineArg {
+    fn engines(self) -> Vec<Engine> {
+        match self {
+            EngineArg::Interp => vec![Engine::Interp],
+            EngineArg::Jit => vec![Engine::Jit],
+            EngineArg::Both => vec![Engine::Interp, Engine::Jit],
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'k' | b'K') => (&s[..s.len() - 1], 1 << 10),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], 1 << 20),
+        _ => (s, 1),
+    };
+    num.parse::<usize>().map(|n| n * mul).map_err(|e| format!("{s:?} is not a size like 4096, 64K or 32M: {e}"))
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?} is not an address (decimal or 0x hex): {e}"))
 }
 
 #[derive(Subcommand)]
@@ -37,8 +67,15 @@ enum Command {
     /// Run a program: a built-in name (default: demo), or a .pasm, .pbc or .b file.
     Run {
         program: Option<String>,
+        /// interp or jit.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
+        /// Code cache size of the translator (bytes, or with K or M).
+        #[arg(long, value_parser = parse_size, default_value = "32M")]
+        cache_size: usize,
+        /// Print the translation of the block at this guest pc (jit).
+        #[arg(long, value_parser = parse_addr)]
+        dump_block: Option<u64>,
         /// Print retired instructions, speed and the opcode histogram on stderr.
         #[arg(long)]
         stats: bool,
@@ -65,7 +102,7 @@ enum Command {
     Disasm { input: String },
     /// Run the benchmark programs and print time and instructions per second.
     Bench {
-        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        #[arg(long, value_enum, default_value_t = EngineArg::Both)]
         engine: EngineArg,
         /// Only these programs (comma-separated).
         #[arg(long, value_delimiter = ',')]
@@ -119,7 +156,22 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             0
         }
-        Command::Run { program, engine: EngineArg::Interp, stats, trace, fuel, mem, no_bf_opt } => {
+        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt } => {
+            let engine = match engine {
+                EngineArg::Interp => Engine::Interp,
+                EngineArg::Jit => Engine::Jit,
+                EngineArg::Both => {
+                    let _ = writeln!(err, "pvm: error: --engine both is for `pvm bench`; run takes interp or jit");
+                    return STATUS_USAGE;
+                }
+            };
+            if trace && engine == Engine::Jit {
+                let _ = writeln!(
+                    err,
+                    "pvm: error: --trace needs --engine interp (translated code does not stop per instruction)"
+                );
+                return STATUS_USAGE;
+            }
             let spec = program.unwrap_or_else(|| programs::DEFAULT_PROGRAM.to_string());
             let image = match run::load(&spec, LoadOptions { bf_optimize: !no_bf_opt }) {
                 Ok(i) => i,
@@ -128,7 +180,17 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                     return load_status(&e);
                 }
             };
-            let result = match run::run_image(&image, mem, fuel, stats, trace.then_some(&mut *err), io) {
+            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size };
+            let mut dump = Vec::new();
+            let result = run::run_image(
+                &image,
+                &cfg,
+                trace.then_some(&mut *err),
+                dump_block.map(|pc| (pc, &mut dump as &mut dyn Write)),
+                io,
+            );
+            let _ = err.write_all(&dump);
+            let result = match result {
                 Ok(r) => r,
                 Err(e) => {
                     report(err, &e);
@@ -137,7 +199,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             };
             io.flush();
             if stats {
-                print_stats(err, &result, Engine::Interp);
+                print_stats(err, &result, engine);
             }
             match result.outcome {
                 Outcome::Exited(status) => status,
@@ -179,8 +241,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 load_status(&e)
             }
         },
-        Command::Bench { engine: EngineArg::Interp, programs } => match crate::bench::run(&programs, &[Engine::Interp])
-        {
+        Command::Bench { engine, programs } => match crate::bench::run(&programs, &engine.engines()) {
             Ok(rows) => {
                 let _ = crate::bench::render(out, &rows);
                 0
@@ -196,10 +257,32 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
 fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
     let secs = r.elapsed.as_secs_f64();
     let retired = r.machine.retired;
-    let _ = writeln!(err, "engine:               {engine:?}");
+    let _ = writeln!(err, "engine:               {}", engine.name());
     let _ = writeln!(err, "retired instructions: {retired}");
     let _ = writeln!(err, "time:                 {:.3} s", secs);
     let _ = writeln!(err, "instructions/second:  {:.1} M", retired as f64 / secs.max(1e-9) / 1e6);
+    if let Some(j) = &r.jit {
+        let per = j.translate_time.as_secs_f64() * 1e9 / j.guest_instructions_translated.max(1) as f64;
+        let _ = writeln!(err, "blocks translated:    {}", j.blocks_translated);
+        let _ = writeln!(err, "guest instrs translated: {}", j.guest_instructions_translated);
+        let _ = writeln!(err, "host bytes emitted:   {}", j.host_bytes);
+        let _ = writeln!(
+            err,
+            "translation time:     {:.3} ms ({per:.0} ns per guest instruction)",
+            j.translate_time.as_secs_f64() * 1e3
+        );
+        let _ = writeln!(err, "dispatcher entries:   {}", j.dispatcher_entries);
+        let _ = writeln!(
+            err,
+            "cache lookups:        {} ({} hits, {} misses)",
+            j.cache_lookups, j.cache_hits, j.cache_misses
+        );
+        let _ = writeln!(err, "chained links:        {}", j.chains);
+        let _ = writeln!(err, "invalidations:        {}", j.invalidations);
+        let _ = writeln!(err, "cache flushes:        {}", j.flushes);
+        let _ = writeln!(err, "interpreted instrs:   {}", j.interpreted);
+        return;
+    }
     let _ = writeln!(err, "code re-decodes:      {}", r.stats.redecodes);
     let mut hist: Vec<(Opcode, u64)> = Opcode::ALL
         .iter()

@@ -49,6 +49,8 @@ pub struct Interpreter {
     slots: Vec<Slot>,
     code_start: u64,
     redecodes: u64,
+    /// Stores into the code section since the last `take_code_writes`.
+    code_writes: Vec<(u64, u64)>,
 }
 
 fn decode_slot(m: &Machine, addr: u64) -> Slot {
@@ -75,7 +77,7 @@ impl Interpreter {
     pub fn new(m: &Machine) -> Self {
         let n = ((m.code_end - m.code_start) / INSTR_SIZE) as usize;
         let slots = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).collect();
-        Interpreter { slots, code_start: m.code_start, redecodes: 0 }
+        Interpreter { slots, code_start: m.code_start, redecodes: 0, code_writes: Vec::new() }
     }
 
     /// Re-decodes the slots a store of `n` bytes at `addr` touched.
@@ -88,6 +90,12 @@ impl Interpreter {
         // A direct branch elsewhere may now point at a changed slot: targets
         // are slot indices, so they stay valid.
         self.redecodes += 1;
+        self.code_writes.push((addr, n));
+    }
+
+    /// The ranges `(address, length)` of code overwritten since the last call.
+    pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.code_writes)
     }
 
     /// Runs from `m.pc` until exit or trap, retiring at most `fuel`

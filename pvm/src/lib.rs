@@ -25,6 +25,7 @@ pub mod disasm;
 pub mod image;
 pub mod interp;
 pub mod isa;
+pub mod jit;
 pub mod machine;
 pub mod programs;
 pub mod run;

@@ -9,8 +9,9 @@ use crate::trap::TrapKind;
 
 /// Default memory size in MiB (`--mem`).
 pub const DEFAULT_MEM_MIB: u64 = 16;
-/// Largest memory `--mem` accepts, in MiB.
-pub const MAX_MEM_MIB: u64 = 4096;
+/// Largest memory `--mem` accepts, in MiB (translated code compares
+/// addresses with 32-bit immediates).
+pub const MAX_MEM_MIB: u64 = 2047;
 
 /// Syscall numbers of `sys`.
 pub mod sys {

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::image::{Image, ImageError};
 use crate::interp::{InterpStats, Interpreter, Outcome};
+use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs};
@@ -39,6 +40,8 @@ pub enum LoadError {
     },
     #[error("cannot load the program into memory")]
     Machine(#[from] MachineError),
+    #[error("the translator failed")]
+    Jit(#[from] JitError),
 }
 
 /// Options of the program loader.
@@ -89,7 +92,43 @@ pub fn load(spec: &str, opts: LoadOptions) -> Result<Image, LoadError> {
 /// Which engine runs the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
+    /// The interpreter.
     Interp,
+    /// The dynamic binary translator.
+    Jit,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::Jit => "jit",
+        }
+    }
+}
+
+/// How to run a program.
+#[derive(Clone, Copy, Debug)]
+pub struct RunConfig {
+    pub engine: Engine,
+    pub mem_mib: u64,
+    pub fuel: Option<u64>,
+    /// Collect the interpreter's opcode histogram.
+    pub stats: bool,
+    /// Code cache size of the translator, in bytes.
+    pub cache_size: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            engine: Engine::Interp,
+            mem_mib: crate::machine::DEFAULT_MEM_MIB,
+            fuel: None,
+            stats: false,
+            cache_size: crate::jit::DEFAULT_CACHE_SIZE,
+        }
+    }
 }
 
 /// Everything a run produced.
@@ -98,28 +137,39 @@ pub struct RunResult {
     pub outcome: Outcome,
     pub machine: Machine,
     pub stats: InterpStats,
+    pub jit: Option<JitStats>,
     pub elapsed: Duration,
 }
 
-/// Runs `image` to the end.
+/// Runs `image` to the end. `trace` (interpreter only) gets one line per
+/// retired instruction; `dump_block` (translator only) the translation of
+/// the block at that guest pc.
 pub fn run_image(
     image: &Image,
-    mem_mib: u64,
-    fuel: Option<u64>,
-    stats: bool,
+    cfg: &RunConfig,
     trace: Option<&mut dyn std::io::Write>,
+    dump_block: Option<(u64, &mut dyn std::io::Write)>,
     io: &mut dyn SysIo,
 ) -> Result<RunResult, LoadError> {
-    let mut m = Machine::new(image, mem_mib)?;
+    let mut m = Machine::new(image, cfg.mem_mib)?;
     let mut st = InterpStats::default();
     let start = Instant::now();
+    if cfg.engine == Engine::Jit {
+        let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
+        let outcome = jit.run(&mut m, io)?;
+        let elapsed = start.elapsed();
+        if let Some((pc, out)) = dump_block {
+            jit.dump_block(&m, pc, out)?;
+        }
+        return Ok(RunResult { outcome, machine: m, stats: st, jit: Some(jit.stats.clone()), elapsed });
+    }
     let mut interp = Interpreter::new(&m);
-    let fuel = fuel.unwrap_or(u64::MAX);
-    let outcome = match (stats, trace) {
+    let fuel = cfg.fuel.unwrap_or(u64::MAX);
+    let outcome = match (cfg.stats, trace) {
         (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
         (true, None) => interp.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
         (false, Some(t)) => interp.run::<false, true>(&mut m, io, fuel, &mut st, t),
         (true, Some(t)) => interp.run::<true, true>(&mut m, io, fuel, &mut st, t),
     };
-    Ok(RunResult { outcome, machine: m, stats: st, elapsed: start.elapsed() })
+    Ok(RunResult { outcome, machine: m, stats: st, jit: None, elapsed: start.elapsed() })
 }

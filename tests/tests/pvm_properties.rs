@@ -12,7 +12,9 @@ const CASES: u64 = 3000;
 
 fn run_to_end(image: &Image) -> Outcome {
     let mut io = BufferIo { input: b"some input".to_vec(), ..Default::default() };
-    run::run_image(image, 1, Some(20_000), false, None, &mut io).expect("a verified image of 1 MiB loads").outcome
+    run::run_image(image, &run::RunConfig { mem_mib: 1, fuel: Some(20_000), ..Default::default() }, None, None, &mut io)
+        .expect("a verified image of 1 MiB loads")
+        .outcome
 }
 
 #[test]

@@ -1,0 +1,300 @@
+//! The block cache: translated blocks by guest pc, in one code buffer, with
+//! chaining, invalidation by guest address range, and a flush when full.
+
+use std::collections::HashMap;
+
+use super::code_memory::{CodeMemory, CodeMemoryError};
+use super::context::{LookupEntry, LOOKUP_ENTRIES};
+use super::translate::Translated;
+use crate::isa::INSTR_SIZE;
+
+/// One translated block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub guest_start: u64,
+    /// Guest instructions.
+    pub len: u32,
+    /// Offset of its code in the buffer.
+    pub offset: usize,
+    pub host_len: usize,
+    /// Exit ids of its direct exits.
+    pub exits: Vec<u32>,
+    /// Exit ids (of other blocks) chained to this block.
+    pub incoming: Vec<u32>,
+    pub valid: bool,
+}
+
+impl Block {
+    /// Guest bytes the block was translated from.
+    pub fn guest_end(&self) -> u64 {
+        self.guest_start + u64::from(self.len) * INSTR_SIZE
+    }
+}
+
+/// A direct exit: where its jump is, where its stub is, where it goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Exit {
+    pub block: usize,
+    pub jump: usize,
+    pub stub: usize,
+    pub target: u64,
+    /// The block it is chained to, if any.
+    pub chained: Option<usize>,
+}
+
+/// Translated blocks and their code.
+#[derive(Debug)]
+pub struct BlockCache {
+    mem: CodeMemory,
+    /// Bytes at the start of the buffer that survive a flush (the trampoline).
+    reserved: usize,
+    by_pc: HashMap<u64, usize>,
+    blocks: Vec<Block>,
+    exits: Vec<Exit>,
+    lookup: Box<[LookupEntry]>,
+    pub flushes: u64,
+    pub invalidations: u64,
+    pub chains: u64,
+}
+
+impl BlockCache {
+    /// A cache of `size` bytes of code.
+    pub fn new(size: usize) -> Result<Self, CodeMemoryError> {
+        Ok(BlockCache {
+            mem: CodeMemory::new(size)?,
+            reserved: 0,
+            by_pc: HashMap::new(),
+            blocks: Vec::new(),
+            exits: Vec::new(),
+            lookup: vec![LookupEntry::default(); LOOKUP_ENTRIES].into_boxed_slice(),
+            flushes: 0,
+            invalidations: 0,
+            chains: 0,
+        })
+    }
+
+    /// Puts code that survives flushes at the start (the trampoline);
+    /// returns its offset.
+    pub fn reserve(&mut self, code: &[u8]) -> Option<usize> {
+        let at = self.mem.append(code)?;
+        self.reserved = self.mem.used();
+        Some(at)
+    }
+
+    /// The code buffer.
+    pub fn memory(&self) -> &CodeMemory {
+        &self.mem
+    }
+
+    /// Where the next block will execute.
+    pub fn next_exec_addr(&self) -> u64 {
+        self.mem.next_exec_addr()
+    }
+
+    /// The id the next block's first exit gets.
+    pub fn next_exit_id(&self) -> u32 {
+        self.exits.len() as u32
+    }
+
+    /// The valid block starting at `pc`.
+    pub fn get(&self, pc: u64) -> Option<usize> {
+        self.by_pc.get(&pc).copied()
+    }
+
+    pub fn block(&self, id: usize) -> &Block {
+        &self.blocks[id]
+    }
+
+    pub fn exit(&self, id: u32) -> Option<Exit> {
+        self.exits.get(id as usize).copied()
+    }
+
+    /// Executable address of a block's entry.
+    pub fn entry(&self, id: usize) -> u64 {
+        self.mem.exec_addr(self.blocks[id].offset)
+    }
+
+    /// Adds a block translated for `next_exec_addr()` with exit ids from
+    /// `next_exit_id()`. `None` if the buffer is full (flush, retranslate).
+    pub fn insert(&mut self, t: &Translated) -> Option<usize> {
+        let offset = self.mem.append(&t.code)?;
+        let id = self.blocks.len();
+        let exits: Vec<u32> = t
+            .exits
+            .iter()
+            .map(|e| {
+                self.exits.push(Exit {
+                    block: id,
+                    jump: offset + e.jump_offset,
+                    stub: offset + e.stub_offset,
+                    target: e.target,
+                    chained: None,
+                });
+                self.exits.len() as u32 - 1
+            })
+            .collect();
+        self.blocks.push(Block {
+            guest_start: t.guest_start,
+            len: t.len,
+            offset,
+            host_len: t.code.len(),
+            exits,
+            incoming: Vec::new(),
+            valid: true,
+        });
+        self.by_pc.insert(t.guest_start, id);
+        self.publish(t.guest_start, id);
+        Some(id)
+    }
+
+    /// Makes the block reachable from indirect jumps.
+    pub fn publish(&mut self, pc: u64, id: usize) {
+        let slot = ((pc >> 3) as usize) & (LOOKUP_ENTRIES - 1);
+        self.lookup[slot] = LookupEntry { guest: pc, host: self.entry(id) };
+    }
+
+    /// The indirect-jump table, for the context.
+    pub fn lookup_table(&self) -> *const LookupEntry {
+        self.lookup.as_ptr()
+    }
+
+    /// Patches direct exit `exit` to jump straight to block `to`.
+    pub fn chain(&mut self, exit: u32, to: usize) {
+        let Some(e) = self.exits.get_mut(exit as usize) else { return };
+        if e.chained.is_some() || !self.blocks[to].valid || !self.blocks[e.block].valid {
+            return;
+        }
+        e.chained = Some(to);
+        let jump = e.jump;
+        let target = self.mem.exec_addr(self.blocks[to].offset);
+        self.mem.patch_jump(jump, target);
+        self.blocks[to].incoming.push(exit);
+        self.chains += 1;
+    }
+
+    /// Drops every block whose guest code overlaps `[addr, addr + len)` and
+    /// unchains the jumps into them. Returns how many were dropped.
+    pub fn invalidate(&mut self, addr: u64, len: u64) -> usize {
+        let end = addr.saturating_add(len);
+        let hit: Vec<usize> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.valid && b.guest_start < end && b.guest_end() > addr)
+            .map(|(i, _)| i)
+            .collect();
+        for &id in &hit {
+            self.blocks[id].valid = false;
+            let start = self.blocks[id].guest_start;
+            if self.by_pc.get(&start) == Some(&id) {
+                self.by_pc.remove(&start);
+            }
+            for exit in std::mem::take(&mut self.blocks[id].incoming) {
+                let e = &mut self.exits[exit as usize];
+                if e.chained == Some(id) {
+                    e.chained = None;
+                    let (jump, stub) = (e.jump, e.stub);
+                    self.mem.patch_jump(jump, self.mem.exec_addr(stub));
+                }
+            }
+        }
+        if !hit.is_empty() {
+            // Indirect jumps must not reach a dropped block.
+            self.lookup.fill(LookupEntry::default());
+            self.invalidations += hit.len() as u64;
+        }
+        hit.len()
+    }
+
+    /// Forgets every block (the buffer is full); the trampoline stays.
+    pub fn flush(&mut self) {
+        self.mem.reset(self.reserved);
+        self.by_pc.clear();
+        self.blocks.clear();
+        self.exits.clear();
+        self.lookup.fill(LookupEntry::default());
+        self.flushes += 1;
+    }
+
+    /// Blocks currently valid.
+    pub fn len(&self) -> usize {
+        self.by_pc.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pc.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jit::translate::ExitSite;
+
+    /// A fake block: a jmp rel32 to its own stub (a ret) at offset 5.
+    fn fake(pc: u64, len: u32) -> Translated {
+        Translated {
+            code: vec![0xe9, 0, 0, 0, 0, 0xc3],
+            guest_start: pc,
+            len,
+            exits: vec![ExitSite { jump_offset: 0, stub_offset: 5, target: pc + 0x100 }],
+        }
+    }
+
+    fn jump_target(c: &BlockCache, offset: usize) -> u64 {
+        let b = c.memory().bytes(offset, 5);
+        let rel = i32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+        (c.memory().exec_addr(offset + 5) as i64 + i64::from(rel)) as u64
+    }
+
+    #[test]
+    fn insert_and_lookup() {
+        let mut c = BlockCache::new(4096).unwrap();
+        let a = c.insert(&fake(0x1000, 4)).unwrap();
+        let b = c.insert(&fake(0x1100, 2)).unwrap();
+        assert_eq!((c.get(0x1000), c.get(0x1100), c.get(0x1008)), (Some(a), Some(b), None));
+        assert_eq!(c.block(b).guest_end(), 0x1110);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_chained_jump_lands_on_its_block_and_unchains_on_invalidation() {
+        let mut c = BlockCache::new(4096).unwrap();
+        let a = c.insert(&fake(0x1000, 4)).unwrap();
+        let b = c.insert(&fake(0x1100, 2)).unwrap();
+        let exit = c.block(a).exits[0];
+        let site = c.exit(exit).unwrap();
+        assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
+        c.chain(exit, b);
+        assert_eq!(jump_target(&c, site.jump), c.entry(b));
+        assert_eq!(c.chains, 1);
+        // a store into block b's guest code drops it and restores a's jump
+        assert_eq!(c.invalidate(0x1108, 1), 1);
+        assert_eq!(c.get(0x1100), None);
+        assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
+        assert_eq!(c.get(0x1000), Some(a));
+        assert_eq!(c.invalidate(0x2000, 8), 0);
+    }
+
+    #[test]
+    fn invalidation_by_range_hits_only_overlapping_blocks() {
+        let mut c = BlockCache::new(4096).unwrap();
+        c.insert(&fake(0x1000, 4)).unwrap(); // 0x1000..0x1020
+        c.insert(&fake(0x1020, 4)).unwrap(); // 0x1020..0x1040
+        assert_eq!(c.invalidate(0x101c, 8), 2);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn flush_empties_the_cache_but_keeps_the_reserved_code() {
+        let mut c = BlockCache::new(4096).unwrap();
+        c.reserve(&[0xc3; 32]).unwrap();
+        while c.insert(&fake(0x1000 + c.len() as u64 * 8, 1)).is_some() {}
+        assert!(c.len() > 100);
+        c.flush();
+        assert!(c.is_empty());
+        assert_eq!(c.flushes, 1);
+        assert_eq!(c.memory().used(), 32);
+        assert!(c.insert(&fake(0x1000, 1)).is_some());
+    }
+}

@@ -1,0 +1,175 @@
+//! Executable memory, W^X: one memfd mapped twice, read-write for the
+//! translator and read-execute for the CPU (QEMU's split-wx scheme). No page
+//! is ever writable and executable through the same mapping, and patching a
+//! chained jump needs no mprotect. All the `unsafe` of code memory is here.
+
+use std::ptr::NonNull;
+
+/// Errors of code memory.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeMemoryError {
+    #[error("cannot create the code buffer ({call})")]
+    Os {
+        call: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn os_err(call: &'static str) -> CodeMemoryError {
+    CodeMemoryError::Os { call, source: std::io::Error::last_os_error() }
+}
+
+/// A fixed-size code buffer with a bump allocator.
+#[derive(Debug)]
+pub struct CodeMemory {
+    rw: NonNull<u8>,
+    rx: NonNull<u8>,
+    size: usize,
+    used: usize,
+}
+
+// SAFETY: the mappings are owned by this value and only touched through
+// `&mut self` (writes) or by executing code the caller published.
+unsafe impl Send for CodeMemory {}
+
+impl CodeMemory {
+    /// Maps `size` bytes (rounded up to pages) twice.
+    pub fn new(size: usize) -> Result<Self, CodeMemoryError> {
+        let size = size.max(4096).next_multiple_of(4096);
+        // SAFETY: memfd_create with a NUL-terminated name; the fd is closed
+        // below once both mappings hold the pages.
+        let fd = unsafe { libc::memfd_create(c"pvm-code".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_err("memfd_create"));
+        }
+        let map = |prot| {
+            // SAFETY: a fresh shared mapping of our own memfd; the kernel
+            // picks the address, so nothing existing is replaced.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), size, prot, libc::MAP_SHARED, fd, 0) };
+            if p == libc::MAP_FAILED {
+                None
+            } else {
+                NonNull::new(p.cast::<u8>())
+            }
+        };
+        // SAFETY: fd is a valid memfd we own.
+        let sized = unsafe { libc::ftruncate(fd, size as libc::off_t) } == 0;
+        let rw = if sized { map(libc::PROT_READ | libc::PROT_WRITE) } else { None };
+        let rx = rw.and_then(|_| map(libc::PROT_READ | libc::PROT_EXEC));
+        let err = os_err("mmap");
+        // SAFETY: closing our own fd; the mappings keep the memory alive.
+        unsafe { libc::close(fd) };
+        match (rw, rx) {
+            (Some(rw), Some(rx)) => Ok(CodeMemory { rw, rx, size, used: 0 }),
+            (Some(rw), None) => {
+                // SAFETY: unmapping the mapping we just made.
+                unsafe { libc::munmap(rw.as_ptr().cast(), size) };
+                Err(err)
+            }
+            _ => Err(err),
+        }
+    }
+
+    /// Capacity in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// The executable address of offset `offset`.
+    pub fn exec_addr(&self, offset: usize) -> u64 {
+        self.rx.as_ptr() as u64 + offset as u64
+    }
+
+    /// Where the next allocation of code will execute.
+    pub fn next_exec_addr(&self) -> u64 {
+        self.exec_addr(self.used.next_multiple_of(16))
+    }
+
+    /// Copies `code` in (it must have been assembled for
+    /// `next_exec_addr()`); returns its offset, or `None` if it does not fit.
+    pub fn append(&mut self, code: &[u8]) -> Option<usize> {
+        let at = self.used.next_multiple_of(16);
+        let end = at.checked_add(code.len()).filter(|&e| e <= self.size)?;
+        // SAFETY: [at, end) is inside the read-write mapping, which no
+        // reference aliases; the CPU does not execute these bytes until the
+        // caller publishes the offset we return.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.rw.as_ptr().add(at), code.len()) };
+        self.used = end;
+        Some(at)
+    }
+
+    /// Rewrites the rel32 of the 5-byte `jmp` at `offset` to jump to the
+    /// executable address `target`.
+    pub fn patch_jump(&mut self, offset: usize, target: u64) {
+        let next = self.exec_addr(offset + 5) as i64;
+        let rel = (target as i64 - next) as i32;
+        if offset + 5 > self.used {
+            return;
+        }
+        // SAFETY: offset+1..offset+5 lies inside code we wrote (checked
+        // above). The 4-byte write is aligned to nothing in particular, but
+        // this VM is single-threaded: no CPU executes the jump while we write it.
+        unsafe {
+            let p = self.rw.as_ptr().add(offset);
+            debug_assert_eq!(*p, 0xe9, "patching a jmp rel32");
+            std::ptr::copy_nonoverlapping(rel.to_le_bytes().as_ptr(), p.add(1), 4);
+        }
+    }
+
+    /// Reads back bytes (for disassembly and tests).
+    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        let len = len.min(self.used.saturating_sub(offset));
+        // SAFETY: [offset, offset + len) is within the bytes written so far.
+        unsafe { std::slice::from_raw_parts(self.rx.as_ptr().add(offset), len) }
+    }
+
+    /// Forgets every allocation (a cache flush).
+    pub fn reset(&mut self, keep: usize) {
+        self.used = keep.min(self.used);
+    }
+}
+
+impl Drop for CodeMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the two mappings this value owns.
+        unsafe {
+            libc::munmap(self.rw.as_ptr().cast(), self.size);
+            libc::munmap(self.rx.as_ptr().cast(), self.size);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_through_one_view_read_through_the_other() {
+        let mut m = CodeMemory::new(8192).unwrap();
+        let at = m.append(&[0xe9, 0, 0, 0, 0, 0xc3]).unwrap();
+        assert_eq!(m.bytes(at, 6), &[0xe9, 0, 0, 0, 0, 0xc3]);
+        m.patch_jump(at, m.exec_addr(at + 5));
+        assert_eq!(m.bytes(at, 5), &[0xe9, 0, 0, 0, 0]);
+        m.patch_jump(at, m.exec_addr(at + 0x105));
+        assert_eq!(m.bytes(at, 5), &[0xe9, 0, 1, 0, 0]);
+        assert!(m.append(&vec![0; 9000]).is_none());
+        m.reset(0);
+        assert_eq!(m.used(), 0);
+    }
+
+    #[test]
+    fn no_mapping_is_writable_and_executable() {
+        let m = CodeMemory::new(4096).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let rx = format!("{:x}-", m.exec_addr(0));
+        let line = maps.lines().find(|l| l.starts_with(&rx)).expect("rx mapping listed");
+        assert!(line.split_whitespace().nth(1).unwrap().starts_with("r-x"), "{line}");
+        assert!(!maps.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|p| p.starts_with("rwx"))));
+    }
+}

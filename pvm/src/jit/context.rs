@@ -1,0 +1,60 @@
+//! The state generated code reads and writes, shared with the dispatcher.
+
+use crate::isa::NUM_REGS;
+
+/// Entries of the in-cache table for indirect jumps (a power of two).
+pub const LOOKUP_ENTRIES: usize = 4096;
+
+/// One entry of the indirect-jump table: guest pc to host address.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct LookupEntry {
+    pub guest: u64,
+    pub host: u64,
+}
+
+/// What generated code sees through r15. Field offsets are part of the
+/// generated code: see the `OFF_*` constants.
+#[derive(Debug)]
+#[repr(C)]
+pub struct JitContext {
+    /// Guest registers not held in host registers (all of them between runs).
+    pub regs: [u64; NUM_REGS],
+    /// Base of guest memory.
+    pub mem: *mut u8,
+    /// Retired guest instructions.
+    pub retired: u64,
+    /// Guest pc where the dispatcher continues.
+    pub exit_pc: u64,
+    /// The indirect-jump table.
+    pub lookup: *const LookupEntry,
+    /// Retired-instruction limit.
+    pub fuel: u64,
+}
+
+pub const OFF_MEM: i32 = 8 * NUM_REGS as i32;
+pub const OFF_RETIRED: i32 = OFF_MEM + 8;
+pub const OFF_EXIT_PC: i32 = OFF_RETIRED + 8;
+pub const OFF_LOOKUP: i32 = OFF_EXIT_PC + 8;
+pub const OFF_FUEL: i32 = OFF_LOOKUP + 8;
+
+/// Exit codes generated code returns in eax.
+pub const EXIT_INTERPRET: u32 = 0;
+/// Codes from here on name a direct exit: code - EXIT_DIRECT is its id.
+pub const EXIT_DIRECT: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn offsets_match_the_layout() {
+        assert_eq!(offset_of!(JitContext, mem) as i32, OFF_MEM);
+        assert_eq!(offset_of!(JitContext, retired) as i32, OFF_RETIRED);
+        assert_eq!(offset_of!(JitContext, exit_pc) as i32, OFF_EXIT_PC);
+        assert_eq!(offset_of!(JitContext, lookup) as i32, OFF_LOOKUP);
+        assert_eq!(offset_of!(JitContext, fuel) as i32, OFF_FUEL);
+        assert_eq!(std::mem::size_of::<LookupEntry>(), 16);
+    }
+}

@@ -1,0 +1,251 @@
+//! The dynamic binary translator (`--engine jit`): guest basic blocks become
+//! x86-64 the first time the dispatcher reaches them, kept in a block cache,
+//! chained to each other, and left only for what needs the dispatcher.
+//!
+//! The dispatcher and the interpreter share one `Machine`: whatever a block
+//! cannot finish (a trap, a syscall, a store into code, the last few
+//! instructions before the fuel runs out) is handed to the interpreter for
+//! exactly one instruction, so both engines report the same trap at the same
+//! pc after the same number of retired instructions.
+
+pub mod cache;
+pub mod code_memory;
+pub mod context;
+pub mod magic;
+pub mod translate;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+
+use self::cache::BlockCache;
+use self::context::{JitContext, EXIT_DIRECT, EXIT_INTERPRET};
+use self::translate::{Layout, RegMap};
+use crate::disasm;
+use crate::interp::{InterpStats, Interpreter, Outcome};
+use crate::isa::INSTR_SIZE;
+use crate::machine::{Machine, SysIo};
+use crate::trap::TrapKind;
+
+/// Default size of the code cache in bytes.
+pub const DEFAULT_CACHE_SIZE: usize = 32 << 20;
+
+/// Errors of the translator itself (not of the guest).
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("cannot allocate the code cache")]
+    CodeMemory(#[from] code_memory::CodeMemoryError),
+    #[error("the x86-64 assembler failed: {0}")]
+    Assembler(String),
+    #[error("a single block does not fit in a code cache of {0} bytes: raise --cache-size")]
+    CacheTooSmall(usize),
+}
+
+impl From<iced_x86::IcedError> for JitError {
+    fn from(e: iced_x86::IcedError) -> Self {
+        JitError::Assembler(e.to_string())
+    }
+}
+
+/// What the translator did during a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JitStats {
+    pub blocks_translated: u64,
+    pub guest_instructions_translated: u64,
+    pub host_bytes: u64,
+    pub translate_time: Duration,
+    /// Times the dispatcher entered generated code.
+    pub dispatcher_entries: u64,
+    pub cache_lookups: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub chains: u64,
+    pub invalidations: u64,
+    pub flushes: u64,
+    /// Instructions the dispatcher handed to the interpreter.
+    pub interpreted: u64,
+}
+
+type EnterFn = unsafe extern "sysv64" fn(*mut JitContext, u64) -> u32;
+
+/// The translator and its cache for one machine.
+#[derive(Debug)]
+pub struct Jit {
+    cache: BlockCache,
+    layout: Layout,
+    map: RegMap,
+    enter_addr: u64,
+    interp: Interpreter,
+    fuel: u64,
+    pub stats: JitStats,
+}
+
+impl Jit {
+    /// Prepares a translator for `m`, with a code cache of `cache_size`
+    /// bytes and an optional fuel limit.
+    pub fn new(m: &Machine, cache_size: usize, fuel: Option<u64>) -> Result<Self, JitError> {
+        let code = &m.mem[m.code_start as usize..m.code_end as usize];
+        let map = RegMap::for_code(code);
+        let mut cache = BlockCache::new(cache_size)?;
+        let at = cache.next_exec_addr();
+        let (tramp, exit_offset) = translate::trampoline(map, at)?;
+        let offset = cache.reserve(&tramp).ok_or(JitError::CacheTooSmall(cache_size))?;
+        let enter_addr = cache.memory().exec_addr(offset);
+        let layout = Layout {
+            mem_size: m.mem.len() as u64,
+            code_start: m.code_start,
+            code_end: m.code_end,
+            stack_limit: m.stack_limit,
+            fuel_limited: fuel.is_some(),
+            exit_addr: enter_addr + exit_offset as u64,
+        };
+        Ok(Jit {
+            cache,
+            layout,
+            map,
+            enter_addr,
+            interp: Interpreter::new(m),
+            fuel: fuel.unwrap_or(u64::MAX),
+            stats: JitStats::default(),
+        })
+    }
+
+    /// The block at `pc`, translated now if needed (flushing a full cache).
+    fn block_at(&mut self, m: &Machine, pc: u64) -> Result<Option<usize>, JitError> {
+        self.stats.cache_lookups += 1;
+        if let Some(b) = self.cache.get(pc) {
+            self.stats.cache_hits += 1;
+            return Ok(Some(b));
+        }
+        self.stats.cache_misses += 1;
+        for attempt in 0..2 {
+            let start = Instant::now();
+            let at = self.cache.next_exec_addr();
+            let t = translate::translate(m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            self.stats.translate_time += start.elapsed();
+            let Some(t) = t else { return Ok(None) };
+            if let Some(id) = self.cache.insert(&t) {
+                self.stats.blocks_translated += 1;
+                self.stats.guest_instructions_translated += u64::from(t.len);
+                self.stats.host_bytes += t.code.len() as u64;
+                return Ok(Some(id));
+            }
+            if attempt == 0 {
+                self.cache.flush();
+            }
+        }
+        Err(JitError::CacheTooSmall(self.cache.memory().size()))
+    }
+
+    /// Runs one instruction in the interpreter (or, with the fuel exhausted,
+    /// reports the trap). `Some` ends the run.
+    fn interpret_one(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Option<Outcome> {
+        self.stats.interpreted += 1;
+        let limit = self.fuel.min(m.retired + 1);
+        let mut st = InterpStats::default();
+        let outcome = self.interp.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink());
+        for (addr, len) in self.interp.take_code_writes() {
+            self.cache.invalidate(addr, len);
+        }
+        match outcome {
+            Outcome::Trapped(t) if t.kind == TrapKind::FuelExhausted && m.retired < self.fuel => None,
+            other => Some(other),
+        }
+    }
+
+    /// Runs `m` from its pc to the end.
+    pub fn run(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Result<Outcome, JitError> {
+        let mut ctx = JitContext {
+            regs: m.regs,
+            mem: m.mem.as_mut_ptr(),
+            retired: m.retired,
+            exit_pc: m.pc,
+            lookup: self.cache.lookup_table(),
+            fuel: self.fuel,
+        };
+        // SAFETY: `enter_addr` is the trampoline generated by
+        // `translate::trampoline`, published in the executable view; it
+        // follows the System V ABI for `fn(*mut JitContext, u64) -> u32`.
+        let enter: EnterFn = unsafe { std::mem::transmute::<u64, EnterFn>(self.enter_addr) };
+        let mut next: Option<usize> = None;
+        loop {
+            let block = match next.take() {
+                Some(b) => Some(b),
+                None if m.retired >= self.fuel || !m.is_code_addr(m.pc) => None,
+                None => self.block_at(m, m.pc)?,
+            };
+            let Some(block) = block else {
+                if let Some(outcome) = self.interpret_one(m, io) {
+                    return Ok(self.finish(outcome));
+                }
+                continue;
+            };
+            self.cache.publish(m.pc, block);
+            ctx.regs = m.regs;
+            ctx.retired = m.retired;
+            ctx.lookup = self.cache.lookup_table();
+            self.stats.dispatcher_entries += 1;
+            // SAFETY: the block's code was generated for this machine's
+            // layout and register map and published in the executable view.
+            // `ctx.mem` points at `m.mem`, which is neither moved nor resized
+            // while generated code runs, and every guest access in generated
+            // code is bounds-checked against its length. Generated code only
+            // reaches `ctx`, guest memory, the lookup table and other blocks.
+            let code = unsafe { enter(&mut ctx, self.cache.entry(block)) };
+            m.regs = ctx.regs;
+            m.retired = ctx.retired;
+            m.pc = ctx.exit_pc;
+            if code == EXIT_INTERPRET {
+                if let Some(outcome) = self.interpret_one(m, io) {
+                    return Ok(self.finish(outcome));
+                }
+                continue;
+            }
+            // A direct exit: translate its target and chain the jump to it.
+            let exit_id = code - EXIT_DIRECT;
+            if m.retired < self.fuel && m.is_code_addr(m.pc) {
+                if let Some(target) = self.block_at(m, m.pc)? {
+                    if self.cache.exit(exit_id).is_some_and(|e| e.target == m.pc) {
+                        self.cache.chain(exit_id, target);
+                    }
+                    next = Some(target);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> Outcome {
+        self.stats.chains = self.cache.chains;
+        self.stats.invalidations = self.cache.invalidations;
+        self.stats.flushes = self.cache.flushes;
+        outcome
+    }
+
+    /// Writes the guest block at `pc` next to the x86-64 it became
+    /// (translating it now if it is not in the cache).
+    pub fn dump_block(&mut self, m: &Machine, pc: u64, out: &mut dyn Write) -> Result<(), JitError> {
+        let Some(id) = self.block_at(m, pc)? else {
+            let _ = writeln!(out, "no block at {pc:#x}: not an instruction of the code section");
+            return Ok(());
+        };
+        let b = self.cache.block(id).clone();
+        let _ = writeln!(out, "guest block {:#x}..{:#x} ({} instructions):", b.guest_start, b.guest_end(), b.len);
+        for k in 0..u64::from(b.len) {
+            let at = b.guest_start + k * INSTR_SIZE;
+            let _ = writeln!(out, "  {at:#08x}  {}", disasm::describe(m.fetch(at)));
+        }
+        let addr = self.cache.entry(id);
+        let _ = writeln!(out, "x86-64 at {addr:#x} ({} bytes):", b.host_len);
+        let bytes = self.cache.memory().bytes(b.offset, b.host_len);
+        let mut decoder = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE);
+        let mut formatter = IntelFormatter::new();
+        let mut text = String::new();
+        for instr in &mut decoder {
+            text.clear();
+            formatter.format(&instr, &mut text);
+            let _ = writeln!(out, "  {:#x}  {text}", instr.ip());
+        }
+        Ok(())
+    }
+}
