@@ -65,3 +65,35 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+use pvm::image::{Image, Section, CODE_BASE};
+use pvm::isa::{Instr, Opcode, INSTR_SIZE};
+
+/// A random but encodable instruction; targets usually land on the code.
+pub fn random_instr(rng: &mut Rng, len: u64) -> Instr {
+    let op = *rng.pick(Opcode::ALL);
+    let imm = match rng.below(4) {
+        0 => (CODE_BASE + rng.below(len) * INSTR_SIZE) as i32,
+        1 => rng.below(64) as i32 - 32,
+        2 => (0x10_0000 - rng.below(64)) as i32,
+        _ => rng.next_u64() as i32,
+    };
+    let imm = if op == Opcode::Sys { rng.below(7) as i32 } else { imm };
+    let store = matches!(op, Opcode::St8 | Opcode::St16 | Opcode::St32 | Opcode::St64);
+    if store && rng.below(3) == 0 {
+        // r13 holds all ones and r14 zero (see the prologue): a store into the code
+        return Instr::new(op, 13, 14, 0, (CODE_BASE + rng.below(len) * INSTR_SIZE) as i32);
+    }
+    Instr::new(op, rng.below(16) as u8, rng.below(16) as u8, rng.below(16) as u8, imm)
+}
+
+/// A random program of `len` instructions after a prologue that sets r13
+/// to all ones and r14 to zero (so some stores land in the code), with a
+/// small data section.
+pub fn random_program(rng: &mut Rng, len: u64) -> Image {
+    let prologue = [Instr::new(Opcode::Li, 13, 0, 0, -1), Instr::new(Opcode::Li, 14, 0, 0, 0)];
+    let body: Vec<Instr> = (0..len).map(|_| random_instr(rng, len + 2)).collect();
+    let code: Vec<u8> = prologue.iter().chain(&body).flat_map(Instr::encode).collect();
+    let data = Section { addr: (CODE_BASE + (len + 2) * 8).next_multiple_of(16), bytes: vec![7; 64] };
+    Image::new(CODE_BASE, Section { addr: CODE_BASE, bytes: code }, vec![data])
+}

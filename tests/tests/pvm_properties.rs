@@ -1,9 +1,8 @@
 //! Property tests: whatever the input, loading and running end in a clean
 //! result or a clean error, never a panic.
 
-use pvm::image::{Image, Section, CODE_BASE};
+use pvm::image::Image;
 use pvm::interp::Outcome;
-use pvm::isa::{Instr, Opcode, INSTR_SIZE};
 use pvm::machine::BufferIo;
 use pvm::run::{self, LoadOptions};
 use tests::Rng;
@@ -40,36 +39,13 @@ fn random_bytes_as_images_never_panic() {
     assert!(loaded < CASES / 2, "{loaded} random images loaded");
 }
 
-/// A random but encodable instruction; targets usually land on the code.
-fn random_instr(rng: &mut Rng, len: u64) -> Instr {
-    let op = *rng.pick(Opcode::ALL);
-    let imm = match rng.below(4) {
-        0 => (CODE_BASE + rng.below(len) * INSTR_SIZE) as i32,
-        1 => rng.below(64) as i32 - 32,
-        2 => (0x10_0000 - rng.below(64)) as i32,
-        _ => rng.next_u64() as i32,
-    };
-    let imm = if op == Opcode::Sys { rng.below(7) as i32 } else { imm };
-    let store = matches!(op, Opcode::St8 | Opcode::St16 | Opcode::St32 | Opcode::St64);
-    if store && rng.below(3) == 0 {
-        // r13 holds all ones and r14 zero (see the prologue): a store into the code
-        return Instr::new(op, 13, 14, 0, (CODE_BASE + rng.below(len) * INSTR_SIZE) as i32);
-    }
-    Instr::new(op, rng.below(16) as u8, rng.below(16) as u8, rng.below(16) as u8, imm)
-}
-
 #[test]
 fn random_instruction_sequences_end_cleanly() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut outcomes = std::collections::BTreeMap::new();
     for _ in 0..CASES {
         let len = 1 + rng.below(40);
-        let prologue = [Instr::new(Opcode::Li, 13, 0, 0, -1), Instr::new(Opcode::Li, 14, 0, 0, 0)];
-        let body: Vec<Instr> = (0..len).map(|_| random_instr(&mut rng, len + 2)).collect();
-        let code: Vec<u8> = prologue.iter().chain(&body).flat_map(Instr::encode).collect();
-        let len = len + 2;
-        let data = Section { addr: (CODE_BASE + len * 8).next_multiple_of(16), bytes: vec![7; 64] };
-        let image = Image::new(CODE_BASE, Section { addr: CODE_BASE, bytes: code }, vec![data]);
+        let image = tests::random_program(&mut rng, len);
         let Ok(()) = pvm::verify::verify(&image) else { continue };
         let key = match run_to_end(&image) {
             Outcome::Exited(_) => "exited".to_string(),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::code_memory::{CodeMemory, CodeMemoryError};
-use super::context::{LookupEntry, LOOKUP_ENTRIES};
+use super::context::{lookup_slot, LookupEntry};
 use super::translate::Translated;
 use crate::isa::INSTR_SIZE;
 
@@ -66,7 +66,7 @@ impl BlockCache {
             by_pc: HashMap::new(),
             blocks: Vec::new(),
             exits: Vec::new(),
-            lookup: vec![LookupEntry::default(); LOOKUP_ENTRIES].into_boxed_slice(),
+            lookup: LookupEntry::empty_table(),
             flushes: 0,
             invalidations: 0,
             chains: 0,
@@ -149,8 +149,7 @@ impl BlockCache {
 
     /// Makes the block reachable from indirect jumps.
     pub fn publish(&mut self, pc: u64, id: usize) {
-        let slot = ((pc >> 3) as usize) & (LOOKUP_ENTRIES - 1);
-        self.lookup[slot] = LookupEntry { guest: pc, host: self.entry(id) };
+        self.lookup[lookup_slot(pc)] = LookupEntry { guest: pc, host: self.entry(id) };
     }
 
     /// The indirect-jump table, for the context.
@@ -200,7 +199,7 @@ impl BlockCache {
         }
         if !hit.is_empty() {
             // Indirect jumps must not reach a dropped block.
-            self.lookup.fill(LookupEntry::default());
+            self.lookup = LookupEntry::empty_table();
             self.invalidations += hit.len() as u64;
         }
         hit.len()
@@ -212,7 +211,7 @@ impl BlockCache {
         self.by_pc.clear();
         self.blocks.clear();
         self.exits.clear();
-        self.lookup.fill(LookupEntry::default());
+        self.lookup = LookupEntry::empty_table();
         self.flushes += 1;
     }
 

@@ -25,6 +25,9 @@ fn os_err(call: &'static str) -> CodeMemoryError {
 pub struct CodeMemory {
     rw: NonNull<u8>,
     rx: NonNull<u8>,
+    /// Bytes mapped (whole pages).
+    mapped: usize,
+    /// Bytes usable: the requested capacity, which may be below a page.
     size: usize,
     used: usize,
 }
@@ -34,9 +37,9 @@ pub struct CodeMemory {
 unsafe impl Send for CodeMemory {}
 
 impl CodeMemory {
-    /// Maps `size` bytes (rounded up to pages) twice.
-    pub fn new(size: usize) -> Result<Self, CodeMemoryError> {
-        let size = size.max(4096).next_multiple_of(4096);
+    /// Maps `capacity` bytes (rounded up to pages) twice.
+    pub fn new(capacity: usize) -> Result<Self, CodeMemoryError> {
+        let size = capacity.max(4096).next_multiple_of(4096);
         // SAFETY: memfd_create with a NUL-terminated name; the fd is closed
         // below once both mappings hold the pages.
         let fd = unsafe { libc::memfd_create(c"pvm-code".as_ptr(), libc::MFD_CLOEXEC) };
@@ -61,7 +64,7 @@ impl CodeMemory {
         // SAFETY: closing our own fd; the mappings keep the memory alive.
         unsafe { libc::close(fd) };
         match (rw, rx) {
-            (Some(rw), Some(rx)) => Ok(CodeMemory { rw, rx, size, used: 0 }),
+            (Some(rw), Some(rx)) => Ok(CodeMemory { rw, rx, mapped: size, size: capacity.min(size), used: 0 }),
             (Some(rw), None) => {
                 // SAFETY: unmapping the mapping we just made.
                 unsafe { libc::munmap(rw.as_ptr().cast(), size) };
@@ -139,8 +142,8 @@ impl Drop for CodeMemory {
     fn drop(&mut self) {
         // SAFETY: unmapping the two mappings this value owns.
         unsafe {
-            libc::munmap(self.rw.as_ptr().cast(), self.size);
-            libc::munmap(self.rx.as_ptr().cast(), self.size);
+            libc::munmap(self.rw.as_ptr().cast(), self.mapped);
+            libc::munmap(self.rx.as_ptr().cast(), self.mapped);
         }
     }
 }
@@ -152,6 +155,7 @@ mod tests {
     #[test]
     fn writes_through_one_view_read_through_the_other() {
         let mut m = CodeMemory::new(8192).unwrap();
+        assert_eq!(CodeMemory::new(100).unwrap().size(), 100);
         let at = m.append(&[0xe9, 0, 0, 0, 0, 0xc3]).unwrap();
         assert_eq!(m.bytes(at, 6), &[0xe9, 0, 0, 0, 0, 0xc3]);
         m.patch_jump(at, m.exec_addr(at + 5));

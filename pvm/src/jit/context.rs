@@ -6,11 +6,29 @@ use crate::isa::NUM_REGS;
 pub const LOOKUP_ENTRIES: usize = 4096;
 
 /// One entry of the indirect-jump table: guest pc to host address.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct LookupEntry {
     pub guest: u64,
     pub host: u64,
+}
+
+/// The table slot of a guest pc.
+pub fn lookup_slot(pc: u64) -> usize {
+    ((pc >> 3) as usize) & (LOOKUP_ENTRIES - 1)
+}
+
+impl LookupEntry {
+    /// An empty entry for `slot`: its guest value hashes to another slot, so
+    /// no jump target can ever match it (a zero entry would match a jump to 0).
+    pub fn empty(slot: usize) -> Self {
+        LookupEntry { guest: (((slot + 1) & (LOOKUP_ENTRIES - 1)) as u64) << 3, host: 0 }
+    }
+
+    /// A table with every entry empty.
+    pub fn empty_table() -> Box<[LookupEntry]> {
+        (0..LOOKUP_ENTRIES).map(LookupEntry::empty).collect()
+    }
 }
 
 /// What generated code sees through r15. Field offsets are part of the
@@ -56,5 +74,13 @@ mod tests {
         assert_eq!(offset_of!(JitContext, lookup) as i32, OFF_LOOKUP);
         assert_eq!(offset_of!(JitContext, fuel) as i32, OFF_FUEL);
         assert_eq!(std::mem::size_of::<LookupEntry>(), 16);
+    }
+
+    #[test]
+    fn empty_entries_match_no_pc() {
+        for slot in [0, 1, LOOKUP_ENTRIES - 1] {
+            let e = LookupEntry::empty(slot);
+            assert_ne!(lookup_slot(e.guest), slot);
+        }
     }
 }

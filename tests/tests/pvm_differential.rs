@@ -1,0 +1,129 @@
+//! Differential tests: the interpreter and the translator must agree to the
+//! last bit on every program: output, exit status, trap and its pc, retired
+//! instructions, final registers and a checksum of all memory.
+
+use pvm::interp::Outcome;
+use pvm::machine::BufferIo;
+use pvm::programs::PROGRAMS;
+use pvm::run::{self, Engine, LoadOptions, RunConfig};
+use tests::Rng;
+
+#[derive(Debug, PartialEq, Eq)]
+struct Final {
+    outcome: Outcome,
+    stdout: Vec<u8>,
+    regs: [u64; 16],
+    pc: u64,
+    retired: u64,
+    mem: u64,
+}
+
+fn run_on(image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) -> (Final, Option<pvm::jit::JitStats>) {
+    let mut io = BufferIo { input: input.to_vec(), ..Default::default() };
+    let r = run::run_image(image, &cfg, None, None, &mut io).expect("runs");
+    let m = &r.machine;
+    let f = Final {
+        outcome: r.outcome,
+        stdout: io.output,
+        regs: m.regs,
+        pc: m.pc,
+        retired: m.retired,
+        mem: m.mem_checksum(),
+    };
+    (f, r.jit)
+}
+
+fn agree(what: &str, image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) -> pvm::jit::JitStats {
+    let (interp, _) = run_on(image, RunConfig { engine: Engine::Interp, ..cfg }, input);
+    let (jit, stats) = run_on(image, RunConfig { engine: Engine::Jit, ..cfg }, input);
+    assert_eq!(interp, jit, "{what}: the engines disagree");
+    stats.expect("jit stats")
+}
+
+#[test]
+fn every_program_agrees_on_both_engines() {
+    for p in PROGRAMS {
+        for bf_optimize in [true, false] {
+            if !bf_optimize && p.kind != "b" {
+                continue;
+            }
+            let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions { bf_optimize }).unwrap();
+            let fuel = p
+                .expectation()
+                .args
+                .iter()
+                .position(|a| a == "--fuel")
+                .map(|i| p.expectation().args[i + 1].parse().unwrap());
+            agree(p.name, &image, RunConfig { fuel, ..Default::default() }, b"input for echo\n");
+        }
+    }
+}
+
+#[test]
+fn fuel_runs_out_at_the_same_instruction_on_both_engines() {
+    for name in ["fib", "recursion", "selfmod", "indirect", "isa", "mandelbrot", "loops_bf"] {
+        let p = pvm::programs::find(name).unwrap();
+        let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default()).unwrap();
+        for fuel in [0, 1, 7, 100, 1001, 54_321] {
+            agree(
+                &format!("{name} with fuel {fuel}"),
+                &image,
+                RunConfig { fuel: Some(fuel), ..Default::default() },
+                b"",
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tiny_cache_flushes_and_still_agrees() {
+    let mut flushes = 0;
+    for name in ["isa", "recursion", "selfmod", "demo", "hello_bf"] {
+        let p = pvm::programs::find(name).unwrap();
+        let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default()).unwrap();
+        let stats = agree(name, &image, RunConfig { cache_size: 8192, ..Default::default() }, b"");
+        flushes += stats.flushes;
+    }
+    assert!(flushes > 0, "an 8 KiB cache never filled up");
+}
+
+#[test]
+fn self_modifying_code_invalidates_translated_blocks() {
+    let p = pvm::programs::find("selfmod").unwrap();
+    let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default()).unwrap();
+    let stats = agree("selfmod", &image, RunConfig::default(), b"");
+    assert!(stats.invalidations >= 10, "{stats:?}");
+}
+
+#[test]
+fn random_programs_agree_on_both_engines_with_a_tiny_cache() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let (mut flushes, mut invalidations, mut cases) = (0, 0, 0);
+    for n in 0..1500 {
+        let len = 1 + rng.below(40);
+        let image = tests::random_program(&mut rng, len);
+        if pvm::verify::verify(&image).is_err() {
+            continue;
+        }
+        cases += 1;
+        // A cache of 1 KiB holds the trampoline and a few blocks: it flushes
+        // often. A block too big for it is a clean error, not a comparison.
+        let cache_size = if n % 2 == 0 { 1024 } else { 1 << 20 };
+        let tiny = RunConfig { engine: Engine::Jit, mem_mib: 1, fuel: Some(20_000), cache_size, ..Default::default() };
+        let mut io = BufferIo::default();
+        if let Err(e) = run::run_image(&image, &tiny, None, None, &mut io) {
+            assert!(matches!(e, run::LoadError::Jit(pvm::jit::JitError::CacheTooSmall(_))), "{e}");
+            continue;
+        }
+        let stats = agree(
+            &format!("random program {n}:\n{}", pvm::disasm::disassemble(&image)),
+            &image,
+            RunConfig { mem_mib: 1, fuel: Some(20_000), cache_size, ..Default::default() },
+            b"abc",
+        );
+        flushes += stats.flushes;
+        invalidations += stats.invalidations;
+    }
+    assert!(cases > 300, "only {cases} random programs verified");
+    assert!(flushes > 0 && invalidations > 0, "flushes {flushes}, invalidations {invalidations}");
+}
