@@ -70,7 +70,6 @@ pub struct JitStats {
 type EnterFn = unsafe extern "sysv64" fn(*mut JitContext, u64) -> u32;
 
 /// The translator and its cache for one machine.
-#[derive(Debug)]
 pub struct Jit {
     cache: BlockCache,
     layout: Layout,
@@ -78,7 +77,20 @@ pub struct Jit {
     enter_addr: u64,
     interp: Interpreter,
     fuel: u64,
+    /// Reused for every block: allocating one per block costs more than
+    /// translating a short block.
+    assembler: Option<iced_x86::code_asm::CodeAssembler>,
     pub stats: JitStats,
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jit")
+            .field("cache", &self.cache)
+            .field("map", &self.map)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Jit {
@@ -89,7 +101,7 @@ impl Jit {
         let map = RegMap::for_code(code);
         let mut cache = BlockCache::new(cache_size)?;
         let at = cache.next_exec_addr();
-        let (tramp, exit_offset) = translate::trampoline(map, at)?;
+        let (tramp, offsets) = translate::trampoline(map, at)?;
         let offset = cache.reserve(&tramp).ok_or(JitError::CacheTooSmall(cache_size))?;
         let enter_addr = cache.memory().exec_addr(offset);
         let layout = Layout {
@@ -98,7 +110,9 @@ impl Jit {
             code_end: m.code_end,
             stack_limit: m.stack_limit,
             fuel_limited: fuel.is_some(),
-            exit_addr: enter_addr + exit_offset as u64,
+            exit_addr: enter_addr + offsets.exit as u64,
+            interpret_addr: enter_addr + offsets.interpret as u64,
+            direct_addr: enter_addr + offsets.direct as u64,
         };
         Ok(Jit {
             cache,
@@ -107,6 +121,7 @@ impl Jit {
             enter_addr,
             interp: Interpreter::new(m),
             fuel: fuel.unwrap_or(u64::MAX),
+            assembler: None,
             stats: JitStats::default(),
         })
     }
@@ -122,7 +137,13 @@ impl Jit {
         for attempt in 0..2 {
             let start = Instant::now();
             let at = self.cache.next_exec_addr();
-            let t = translate::translate(m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            let asm = match self.assembler.take() {
+                Some(a) => a,
+                None => iced_x86::code_asm::CodeAssembler::new(64)?,
+            };
+            let (t, asm) =
+                translate::translate_with(asm, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            self.assembler = Some(asm);
             self.stats.translate_time += start.elapsed();
             let Some(t) = t else { return Ok(None) };
             if let Some(id) = self.cache.insert(&t) {

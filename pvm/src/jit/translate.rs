@@ -21,6 +21,10 @@ use crate::machine::Machine;
 pub const MAX_BLOCK: usize = 96;
 /// Host registers that can hold guest registers.
 const HOST_POOL: [AsmRegister64; 9] = [rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12];
+/// Their low 8, 16 and 32 bits, in the same order, for narrow stores.
+const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
+const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
+const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
 
 /// Which guest registers live in which host registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,18 @@ pub struct Layout {
     pub fuel_limited: bool,
     /// Executable address of the common exit in the trampoline.
     pub exit_addr: u64,
+    /// Shared handler of interpret stubs: rax = rewind << 32 | guest pc.
+    pub interpret_addr: u64,
+    /// Shared handler of direct-exit stubs: rax = exit code << 32 | target pc.
+    pub direct_addr: u64,
+}
+
+/// Offsets in the trampoline code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrampolineOffsets {
+    pub exit: usize,
+    pub interpret: usize,
+    pub direct: usize,
 }
 
 /// A patchable direct exit of a block.
@@ -97,6 +113,8 @@ enum StubKind {
 
 struct Emitter {
     a: CodeAssembler,
+    /// Guest instructions in the block being translated.
+    len: usize,
     map: RegMap,
     layout: Layout,
     stubs: Vec<(CodeLabel, StubKind)>,
@@ -144,6 +162,11 @@ impl Emitter {
     }
 
     fn interpret_stub(&mut self, k: usize) -> CodeLabel {
+        // One stub per instruction serves all its checks.
+        if let Some((label, _)) = self.stubs.iter().find(|(_, kind)| matches!(kind, StubKind::Interpret(j) if *j == k))
+        {
+            return *label;
+        }
         let label = self.a.create_label();
         self.stubs.push((label, StubKind::Interpret(k)));
         label
@@ -233,17 +256,23 @@ impl Emitter {
                 self.put(a, rax)?;
             }
             Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::And | Opcode::Or | Opcode::Xor => {
-                self.load(rax, b)?;
+                // Work in the destination's own host register unless it is
+                // also the second source.
+                let dst = match self.host(a) {
+                    Some(h) if a == b || a != c => h,
+                    _ => rax,
+                };
+                self.load(dst, b)?;
                 let x = self.get(c, rcx)?;
                 match i.op {
-                    Opcode::Add => self.a.add(rax, x)?,
-                    Opcode::Sub => self.a.sub(rax, x)?,
-                    Opcode::Mul => self.a.imul_2(rax, x)?,
-                    Opcode::And => self.a.and(rax, x)?,
-                    Opcode::Or => self.a.or(rax, x)?,
-                    _ => self.a.xor(rax, x)?,
+                    Opcode::Add => self.a.add(dst, x)?,
+                    Opcode::Sub => self.a.sub(dst, x)?,
+                    Opcode::Mul => self.a.imul_2(dst, x)?,
+                    Opcode::And => self.a.and(dst, x)?,
+                    Opcode::Or => self.a.or(dst, x)?,
+                    _ => self.a.xor(dst, x)?,
                 }
-                self.put(a, rax)?;
+                self.put(a, dst)?;
             }
             Opcode::AddI | Opcode::SubI | Opcode::MulI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
                 if let (Some(h), true) = (self.host(a), a == b && matches!(i.op, Opcode::AddI | Opcode::SubI)) {
@@ -424,24 +453,26 @@ impl Emitter {
                     _ => 8,
                 };
                 self.address(b, imm, n, k)?;
-                let v = self.get(a, rcx)?;
-                if v != rcx {
-                    self.a.mov(rcx, v)?;
-                }
-                // A store that may touch the code section is interpreted, so
-                // that the dispatcher invalidates what it overwrote.
-                let mut data = self.a.create_label();
-                self.a.cmp(rax, self.layout.code_end as i32)?;
-                self.a.jae(data)?;
+                // A store below the end of the code may overwrite code: the
+                // interpreter does it, and the dispatcher invalidates blocks.
                 let stub = self.interpret_stub(k);
-                self.a.cmp(rax, self.layout.code_start.saturating_sub(n) as i32)?;
-                self.a.ja(stub)?;
-                self.a.set_label(&mut data)?;
-                match i.op {
-                    Opcode::St8 => self.a.mov(byte_ptr(r14 + rax), cl)?,
-                    Opcode::St16 => self.a.mov(word_ptr(r14 + rax), cx)?,
-                    Opcode::St32 => self.a.mov(dword_ptr(r14 + rax), ecx)?,
-                    _ => self.a.mov(qword_ptr(r14 + rax), rcx)?,
+                self.a.cmp(rax, self.layout.code_end as i32)?;
+                self.a.jb(stub)?;
+                let slot = self.host(a).and_then(|h| HOST_POOL.iter().position(|&p| p == h));
+                match (i.op, slot) {
+                    (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(r14 + rax), HOST_POOL8[s])?,
+                    (Opcode::St16, Some(s)) => self.a.mov(word_ptr(r14 + rax), HOST_POOL16[s])?,
+                    (Opcode::St32, Some(s)) => self.a.mov(dword_ptr(r14 + rax), HOST_POOL32[s])?,
+                    (_, Some(s)) => self.a.mov(qword_ptr(r14 + rax), HOST_POOL[s])?,
+                    (_, None) => {
+                        self.a.mov(rcx, ctx_reg(a))?;
+                        match i.op {
+                            Opcode::St8 => self.a.mov(byte_ptr(r14 + rax), cl)?,
+                            Opcode::St16 => self.a.mov(word_ptr(r14 + rax), cx)?,
+                            Opcode::St32 => self.a.mov(dword_ptr(r14 + rax), ecx)?,
+                            _ => self.a.mov(qword_ptr(r14 + rax), rcx)?,
+                        }
+                    }
                 }
             }
             Opcode::Push => {
@@ -460,24 +491,31 @@ impl Emitter {
             }
             Opcode::Jmp => self.direct_or_trap(i, k)?,
             Opcode::Beq | Opcode::Bne | Opcode::Blt | Opcode::Bge | Opcode::Bltu | Opcode::Bgeu => {
-                self.load(rax, a)?;
+                let x = self.get(a, rax)?;
                 let y = self.get(b, rcx)?;
-                self.a.cmp(rax, y)?;
-                let taken = self.a.create_label();
+                self.a.cmp(x, y)?;
                 let target = i.imm as u32 as u64;
-                let valid = self.valid_target(target);
-                let dest = if valid { taken } else { self.interpret_stub(k) };
-                match i.op {
-                    Opcode::Beq => self.a.je(dest)?,
-                    Opcode::Bne => self.a.jne(dest)?,
-                    Opcode::Blt => self.a.jl(dest)?,
-                    Opcode::Bge => self.a.jge(dest)?,
-                    Opcode::Bltu => self.a.jb(dest)?,
-                    _ => self.a.jae(dest)?,
-                }
-                self.direct_exit(pc + INSTR_SIZE)?;
-                if valid {
+                if !self.valid_target(target) {
+                    // Taking it traps: let the interpreter report that.
+                    let stub = self.interpret_stub(k);
+                    self.jcc(i.op, false, stub)?;
+                    if k + 1 == self.len {
+                        self.direct_exit(pc + INSTR_SIZE)?;
+                    }
+                } else if k + 1 == self.len {
+                    // Last instruction: two chainable exits.
+                    let taken = self.a.create_label();
+                    self.jcc(i.op, false, taken)?;
+                    self.direct_exit(pc + INSTR_SIZE)?;
                     self.direct_exit_at(target, taken)?;
+                } else {
+                    // A side exit; the block goes on with the fall-through.
+                    let mut skip = self.a.create_label();
+                    self.jcc(i.op, true, skip)?;
+                    self.a.sub(r13, (self.len - k - 1) as i32)?;
+                    self.direct_exit(target)?;
+                    self.a.set_label(&mut skip)?;
+                    self.a.nop()?;
                 }
             }
             Opcode::Jr => {
@@ -519,6 +557,19 @@ impl Emitter {
             }
         }
         Ok(())
+    }
+
+    /// Jumps to `to` if the branch `op` is taken (or, `inverse`, not taken),
+    /// after a `cmp` of its two registers.
+    fn jcc(&mut self, op: Opcode, inverse: bool, to: CodeLabel) -> Result<(), IcedError> {
+        match (op, inverse) {
+            (Opcode::Beq, false) | (Opcode::Bne, true) => self.a.je(to),
+            (Opcode::Bne, false) | (Opcode::Beq, true) => self.a.jne(to),
+            (Opcode::Blt, false) | (Opcode::Bge, true) => self.a.jl(to),
+            (Opcode::Bge, false) | (Opcode::Blt, true) => self.a.jge(to),
+            (Opcode::Bltu, false) | (Opcode::Bgeu, true) => self.a.jb(to),
+            _ => self.a.jae(to),
+        }
     }
 
     fn valid_target(&self, t: u64) -> bool {
@@ -638,14 +689,17 @@ impl Emitter {
 }
 
 /// Reads the block at `pc`: up to `MAX_BLOCK` instructions, ending at the
-/// first that ends a block, before an undecodable one, or at the end of code.
+/// first unconditional transfer (jmp, jr, call, callr, ret, sys), before an
+/// undecodable instruction, or at the end of code. Conditional branches do
+/// not end it: they become side exits (a superblock), so a translation
+/// covers more code and hot paths run straight through.
 pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
     let mut out = Vec::new();
     let mut at = pc;
     while out.len() < MAX_BLOCK && m.is_code_addr(at) {
         let Some(Ok(i)) = m.fetch(at).map(Instr::decode) else { break };
         out.push(i);
-        if i.op.info().ends_block {
+        if i.op.info().ends_block && i.op.info().format != Format::Branch {
             break;
         }
         at += INSTR_SIZE;
@@ -663,13 +717,28 @@ pub fn translate(
     at: u64,
     first_exit_id: u32,
 ) -> Result<Option<Translated>, IcedError> {
+    translate_with(CodeAssembler::new(64)?, m, pc, layout, map, at, first_exit_id).map(|(t, _)| t)
+}
+
+/// [`translate`] reusing an assembler (cleared first), which it hands back.
+pub fn translate_with(
+    mut assembler: CodeAssembler,
+    m: &Machine,
+    pc: u64,
+    layout: &Layout,
+    map: RegMap,
+    at: u64,
+    first_exit_id: u32,
+) -> Result<(Option<Translated>, CodeAssembler), IcedError> {
     let instrs = scan(m, pc);
     if instrs.is_empty() {
-        return Ok(None);
+        return Ok((None, assembler));
     }
+    assembler.reset();
     let len = instrs.len();
     let mut e = Emitter {
-        a: CodeAssembler::new(64)?,
+        a: assembler,
+        len,
         map,
         layout: *layout,
         stubs: Vec::new(),
@@ -689,27 +758,26 @@ pub fn translate(
     if !instrs[len - 1].op.info().ends_block {
         e.direct_exit(pc + len as u64 * INSTR_SIZE)?;
     }
+    // (a last conditional branch made its own two exits)
     // Stubs, out of the hot path.
     let stubs = std::mem::take(&mut e.stubs);
     let mut stub_labels = Vec::with_capacity(stubs.len());
     for (mut label, kind) in stubs {
         e.a.set_label(&mut label)?;
         stub_labels.push(label);
+        // Two instructions each: rax packs what the shared handler in the
+        // trampoline needs (see `trampoline`).
         match kind {
             StubKind::Interpret(k) => {
-                let rewind = (len - k) as i32;
-                e.a.sub(r13, rewind)?;
-                e.a.mov(rax, pc + k as u64 * INSTR_SIZE)?;
-                e.a.mov(qword_ptr(r15 + OFF_EXIT_PC), rax)?;
-                e.a.mov(eax, EXIT_INTERPRET)?;
+                let guest = pc + k as u64 * INSTR_SIZE;
+                e.a.mov(rax, ((len - k) as u64) << 32 | guest)?;
+                e.a.jmp(layout.interpret_addr)?;
             }
             StubKind::Direct { target, id } => {
-                e.a.mov(rax, target)?;
-                e.a.mov(qword_ptr(r15 + OFF_EXIT_PC), rax)?;
-                e.a.mov(eax, EXIT_DIRECT + id)?;
+                e.a.mov(rax, u64::from(EXIT_DIRECT + id) << 32 | target)?;
+                e.a.jmp(layout.direct_addr)?;
             }
         }
-        e.a.jmp(layout.exit_addr)?;
     }
     let result = e.a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let mut code = result.inner.code_buffer.clone();
@@ -721,7 +789,7 @@ pub fn translate(
         code[j + 1..j + 5].copy_from_slice(&rel.to_le_bytes());
         exits.push(ExitSite { jump_offset: j, stub_offset: s, target: *target });
     }
-    Ok(Some(Translated { code, guest_start: pc, len: len as u32, exits }))
+    Ok((Some(Translated { code, guest_start: pc, len: len as u32, exits }), e.a))
 }
 
 /// The entry and exit trampoline, for execution at `at`: returns the code
@@ -730,7 +798,7 @@ pub fn translate(
 /// `enter(ctx, host_address) -> exit code` saves the callee-saved registers,
 /// loads the mapped guest registers from the context and jumps; the common
 /// exit stores them back and returns the code left in eax.
-pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, usize), IcedError> {
+pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), IcedError> {
     let mut a = CodeAssembler::new(64)?;
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r)?;
@@ -746,7 +814,23 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, usize), IcedError> {
         }
     }
     a.jmp(rax)?;
+    // Interpret stubs: rewind the retired count, record the pc, code 0.
+    let mut interpret = a.create_label();
     let mut exit = a.create_label();
+    a.set_label(&mut interpret)?;
+    a.mov(rcx, rax)?;
+    a.shr(rcx, 32)?;
+    a.sub(r13, rcx)?;
+    a.mov(eax, eax)?;
+    a.mov(qword_ptr(r15 + OFF_EXIT_PC), rax)?;
+    a.mov(eax, EXIT_INTERPRET)?;
+    a.jmp(exit)?;
+    // Direct-exit stubs: record the target pc, return the exit code.
+    let mut direct = a.create_label();
+    a.set_label(&mut direct)?;
+    a.mov(ecx, eax)?;
+    a.mov(qword_ptr(r15 + OFF_EXIT_PC), rcx)?;
+    a.shr(rax, 32)?;
     a.set_label(&mut exit)?;
     for (g, h) in map.0.iter().enumerate() {
         if let Some(h) = *h {
@@ -760,6 +844,74 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, usize), IcedError> {
     }
     a.ret()?;
     let result = a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let exit_offset = (result.label_ip(&exit)? - at) as usize;
-    Ok((result.inner.code_buffer, exit_offset))
+    let offset = |l: &CodeLabel| result.label_ip(l).map(|ip| (ip - at) as usize);
+    let offsets = TrampolineOffsets { exit: offset(&exit)?, interpret: offset(&interpret)?, direct: offset(&direct)? };
+    Ok((result.inner.code_buffer.clone(), offsets))
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn translation_speed() {
+        let p = crate::programs::find("isa").unwrap();
+        let image = crate::run::build(p.name, p.kind, p.source.as_bytes(), Default::default()).unwrap();
+        let m = Machine::new(&image, 16).unwrap();
+        let map = RegMap::for_code(&m.mem[m.code_start as usize..m.code_end as usize]);
+        let layout = Layout {
+            mem_size: m.mem.len() as u64,
+            code_start: m.code_start,
+            code_end: m.code_end,
+            stack_limit: m.stack_limit,
+            fuel_limited: false,
+            exit_addr: 0x7000_0000,
+            interpret_addr: 0x7000_0040,
+            direct_addr: 0x7000_0080,
+        };
+        let pcs: Vec<u64> = (0..(m.code_end - m.code_start) / 8).map(|k| m.code_start + k * 8).collect();
+        let mut asm = CodeAssembler::new(64).unwrap();
+        let mut n = 0u64;
+        let t = std::time::Instant::now();
+        let mut scan_t = std::time::Duration::ZERO;
+        for _ in 0..20 {
+            for &pc in &pcs {
+                let s = std::time::Instant::now();
+                let len = scan(&m, pc).len();
+                scan_t += s.elapsed();
+                let (tr, a) = translate_with(asm, &m, pc, &layout, map, 0x7100_0000, 0).unwrap();
+                asm = a;
+                n += u64::from(tr.map_or(0, |t| t.len));
+                let _ = len;
+            }
+        }
+        let el = t.elapsed();
+        eprintln!("{} guest instrs in {:?}: {:.0} ns each; scan {:?}", n, el, el.as_nanos() as f64 / n as f64, scan_t);
+    }
+}
+#[cfg(test)]
+mod asm_cost {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn assemble_cost() {
+        for n in [1usize, 10, 100, 1000] {
+            let mut a = CodeAssembler::new(64).unwrap();
+            let t = std::time::Instant::now();
+            let reps = 2000 / n.max(1) + 10;
+            for _ in 0..reps {
+                a.reset();
+                for _ in 0..n {
+                    a.add(rax, qword_ptr(r15 + 8)).unwrap();
+                }
+                let mut l = a.create_label();
+                a.set_label(&mut l).unwrap();
+                a.jmp(0x7000_1000u64).unwrap();
+                a.assemble_options(0x7000_0000, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS).unwrap();
+            }
+            let per = t.elapsed().as_nanos() as f64 / reps as f64;
+            eprintln!("n={n}: {per:.0} ns per assemble, {:.0} per instr", per / n as f64);
+        }
+    }
 }
