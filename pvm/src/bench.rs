@@ -1,60 +1,230 @@
-//! `pvm bench`: the benchmark programs on each engine, with time, retired
-//! instructions and instructions per second.
+//! `pvm bench`: every benchmark program on both engines (and, with
+//! `--compare`, the same algorithms under gcc -O2, lua5.4 and luajit), with
+//! the outputs checked identical, as a table, JSON or an SVG chart.
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::interp::Outcome;
+use crate::jit::JitStats;
 use crate::machine::{BufferIo, DEFAULT_MEM_MIB};
-use crate::programs;
-use crate::run::{self, Engine, LoadOptions};
+use crate::peers::PeerTimes;
+use crate::programs::{self, Program};
+use crate::run::{self, Engine, LoadOptions, RunConfig};
 
-/// One program on one engine.
+/// One program (a benchmark, or a Brainfuck program with or without the
+/// front end's optimisations).
 #[derive(Clone, Debug)]
 pub struct BenchRow {
-    pub program: &'static str,
-    pub engine: Engine,
-    pub elapsed: Duration,
+    pub program: String,
     pub retired: u64,
+    /// Median time per engine (`None` if that engine was not run).
+    pub interp: Option<Duration>,
+    pub jit: Option<Duration>,
+    pub jit_stats: Option<JitStats>,
+    /// Whole-process times of the peers (C, Lua, LuaJIT), when compared.
+    pub peers: PeerTimes,
     pub output: String,
 }
 
-/// Runs the named benchmark programs (all six if empty) on each engine and
-/// checks that each printed what it should.
-pub fn run(names: &[String], engines: &[Engine]) -> Result<Vec<BenchRow>, Box<dyn std::error::Error>> {
-    let mut rows = Vec::new();
-    for p in programs::benchmarks().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name)) {
-        let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default())?;
-        for &engine in engines {
-            let mut io = BufferIo::default();
-            let cfg = run::RunConfig { engine, mem_mib: DEFAULT_MEM_MIB, ..Default::default() };
-            let r = run::run_image(&image, &cfg, None, None, &mut io)?;
-            let output = String::from_utf8_lossy(&io.output).into_owned();
-            let want = p.expectation().stdout;
-            if r.outcome != Outcome::Exited(0) || output != want {
-                return Err(format!("{} on {engine:?}: got {:?} / {output:?}, want {want:?}", p.name, r.outcome).into());
-            }
-            rows.push(BenchRow { program: p.name, engine, elapsed: r.elapsed, retired: r.machine.retired, output });
+impl BenchRow {
+    /// Interpreter time / translator time.
+    pub fn speedup(&self) -> Option<f64> {
+        Some(self.interp?.as_secs_f64() / self.jit?.as_secs_f64())
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The programs `pvm bench` runs: the six benchmarks, then the Brainfuck
+/// ones with and without the front end's optimisations.
+pub fn suite(names: &[String]) -> Vec<(String, &'static Program, LoadOptions)> {
+    let mut out = Vec::new();
+    for p in programs::benchmarks().chain(programs::PROGRAMS.iter().filter(|p| p.name == "loops_bf")) {
+        if !names.is_empty() && !names.iter().any(|n| n == p.name) {
+            continue;
         }
+        if p.kind == "b" {
+            out.push((p.name.to_string(), p, LoadOptions { bf_optimize: true }));
+            out.push((format!("{} --no-bf-opt", p.name), p, LoadOptions { bf_optimize: false }));
+        } else {
+            out.push((p.name.to_string(), p, LoadOptions::default()));
+        }
+    }
+    out
+}
+
+/// Runs the suite: `rounds` interleaved rounds of every engine, medians
+/// kept; fails if the engines' outputs differ or differ from the expectation.
+pub fn run(
+    names: &[String],
+    engines: &[Engine],
+    rounds: u32,
+    peers: Option<&crate::peers::Peers>,
+) -> Result<Vec<BenchRow>, Box<dyn std::error::Error>> {
+    let mut rows = Vec::new();
+    for (label, p, opts) in suite(names) {
+        let image = run::build(p.name, p.kind, p.source.as_bytes(), opts)?;
+        let want = p.expectation().stdout;
+        let mut times: Vec<(Engine, Vec<Duration>)> = engines.iter().map(|&e| (e, Vec::new())).collect();
+        let mut retired = 0;
+        let mut jit_stats = None;
+        for _ in 0..rounds.max(1) {
+            for (engine, t) in &mut times {
+                let mut io = BufferIo::default();
+                let cfg = RunConfig { engine: *engine, mem_mib: DEFAULT_MEM_MIB, ..Default::default() };
+                let r = run::run_image(&image, &cfg, None, None, &mut io)?;
+                let output = String::from_utf8_lossy(&io.output).into_owned();
+                if r.outcome != Outcome::Exited(0) || output != want {
+                    return Err(format!(
+                        "{label} on {}: got {:?} / {output:?}, want {want:?}",
+                        engine.name(),
+                        r.outcome
+                    )
+                    .into());
+                }
+                if retired != 0 && retired != r.machine.retired {
+                    return Err(format!(
+                        "{label}: the engines retired {retired} and {} instructions",
+                        r.machine.retired
+                    )
+                    .into());
+                }
+                retired = r.machine.retired;
+                if r.jit.is_some() {
+                    jit_stats = r.jit;
+                }
+                t.push(r.elapsed);
+            }
+        }
+        let get = |e: Engine| times.iter().find(|(x, _)| *x == e).map(|(_, t)| median(t.clone()));
+        let peer_times = match (peers, p.kind) {
+            (Some(peers), "pasm") => peers.time(p.name, &want, rounds)?,
+            _ => PeerTimes::default(),
+        };
+        rows.push(BenchRow {
+            program: label,
+            retired,
+            interp: get(Engine::Interp),
+            jit: get(Engine::Jit),
+            jit_stats,
+            peers: peer_times,
+            output: want,
+        });
     }
     Ok(rows)
 }
 
-/// Prints the table.
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.3}", d.as_secs_f64()))
+}
+
+fn geomean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
+}
+
+/// The Markdown table, then geometric means over the six benchmarks.
 pub fn render(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
-    writeln!(out, "| program | engine | time (s) | retired instructions | M instr/s |")?;
-    writeln!(out, "|---|---|---:|---:|---:|")?;
+    let peers = crate::peers::NAMES
+        .iter()
+        .filter(|n| rows.iter().any(|r| r.peers.get(n).is_some()))
+        .copied()
+        .collect::<Vec<_>>();
+    write!(out, "| program | interp (s) | jit (s) | speedup | retired instructions | translate (ms) | ns/guest instr | cache hits |")?;
+    for p in &peers {
+        write!(out, " {p} (s) |")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|{}", "---:|".repeat(peers.len()))?;
     for r in rows {
-        let secs = r.elapsed.as_secs_f64();
-        writeln!(
+        let (tt, per, hit) = match &r.jit_stats {
+            Some(j) => (
+                format!("{:.3}", j.translate_time.as_secs_f64() * 1e3),
+                format!("{:.0}", j.translate_time.as_nanos() as f64 / j.guest_instructions_translated.max(1) as f64),
+                format!("{:.1}%", 100.0 * j.cache_hits as f64 / j.cache_lookups.max(1) as f64),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let speedup = r.speedup().map_or("-".into(), |s| format!("{s:.1}x"));
+        write!(
             out,
-            "| {} | {:?} | {:.3} | {} | {:.0} |",
+            "| {} | {} | {} | {speedup} | {} | {tt} | {per} | {hit} |",
             r.program,
-            r.engine,
-            secs,
-            r.retired,
-            r.retired as f64 / secs.max(1e-9) / 1e6
+            secs(r.interp),
+            secs(r.jit),
+            r.retired
         )?;
+        for p in &peers {
+            write!(out, " {} |", secs(r.peers.get(p)))?;
+        }
+        writeln!(out)?;
+    }
+    let bench: Vec<&BenchRow> = rows.iter().filter(|r| programs::benchmarks().any(|p| p.name == r.program)).collect();
+    if let Some(g) = geomean(&bench.iter().filter_map(|r| r.speedup()).collect::<Vec<_>>()) {
+        writeln!(out, "\ngeometric mean speedup of jit over interp (six benchmarks): {g:.1}x")?;
+    }
+    for engine in ["interp", "jit"] {
+        for p in &peers {
+            let ratios: Vec<f64> = bench
+                .iter()
+                .filter_map(|r| {
+                    let ours = if engine == "jit" { r.jit? } else { r.interp? };
+                    Some(ours.as_secs_f64() / r.peers.get(p)?.as_secs_f64())
+                })
+                .collect();
+            if ratios.len() == bench.len() {
+                if let Some(g) = geomean(&ratios) {
+                    writeln!(out, "geometric mean time of {engine} / {p}: {g:.2}")?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The same figures as JSON, for scripts.
+pub fn to_json(rows: &[BenchRow]) -> String {
+    let num = |d: Option<Duration>| d.map_or("null".into(), |d| format!("{:.6}", d.as_secs_f64()));
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let jit = r.jit_stats.as_ref().map_or("null".into(), |j| {
+                format!(
+                    "{{\"blocks_translated\": {}, \"guest_instructions_translated\": {}, \"host_bytes\": {}, \"translate_seconds\": {:.6}, \"cache_lookups\": {}, \"cache_hits\": {}, \"chains\": {}, \"invalidations\": {}, \"flushes\": {}, \"interpreted\": {}}}",
+                    j.blocks_translated, j.guest_instructions_translated, j.host_bytes, j.translate_time.as_secs_f64(), j.cache_lookups, j.cache_hits, j.chains, j.invalidations, j.flushes, j.interpreted
+                )
+            });
+            let peers: Vec<String> =
+                crate::peers::NAMES.iter().filter_map(|n| r.peers.get(n).map(|d| format!("{}: {}", json_str(n), num(Some(d))))).collect();
+            format!(
+                "  {{\"program\": {}, \"output\": {}, \"retired\": {}, \"interp_seconds\": {}, \"jit_seconds\": {}, \"speedup\": {}, \"jit\": {jit}, \"peers_seconds\": {{{}}}}}",
+                json_str(&r.program),
+                json_str(r.output.trim_end()),
+                r.retired,
+                num(r.interp),
+                num(r.jit),
+                r.speedup().map_or("null".into(), |s| format!("{s:.3}")),
+                peers.join(", ")
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", items.join(",\n"))
 }

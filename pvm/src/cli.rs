@@ -100,13 +100,28 @@ enum Command {
     },
     /// Disassemble a .pbc image (or anything `run` accepts).
     Disasm { input: String },
-    /// Run the benchmark programs and print time and instructions per second.
+    /// Run the benchmark programs on both engines and compare them.
     Bench {
         #[arg(long, value_enum, default_value_t = EngineArg::Both)]
         engine: EngineArg,
         /// Only these programs (comma-separated).
         #[arg(long, value_delimiter = ',')]
         programs: Vec<String>,
+        /// Runs of each program per engine (the median is kept).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<String>,
+        /// Also draw the speedup chart as SVG to this file.
+        #[arg(long)]
+        plot: Option<String>,
+        /// Also time the same algorithms under gcc -O2, luajit, luajit -joff and lua5.4.
+        #[arg(long)]
+        compare: bool,
+        /// Where the peer programs are.
+        #[arg(long, default_value = "../shared/bench-peers")]
+        peers: String,
     },
 }
 
@@ -241,16 +256,42 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 load_status(&e)
             }
         },
-        Command::Bench { engine, programs } => match crate::bench::run(&programs, &engine.engines()) {
-            Ok(rows) => {
-                let _ = crate::bench::render(out, &rows);
-                0
+        Command::Bench { engine, programs, rounds, json, plot, compare, peers } => {
+            let peers = if compare {
+                match crate::peers::Peers::discover(std::path::Path::new(&peers)) {
+                    Ok(p) => {
+                        let _ = writeln!(err, "comparing with: {}", p.available().join(", "));
+                        Some(p)
+                    }
+                    Err(e) => {
+                        let _ = writeln!(err, "pvm: error: {e}");
+                        return STATUS_NO_INPUT;
+                    }
+                }
+            } else {
+                None
+            };
+            let rows = match crate::bench::run(&programs, &engine.engines(), rounds, peers.as_ref()) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    report(err, &*e);
+                    return 1;
+                }
+            };
+            let _ = crate::bench::render(out, &rows);
+            let mut status = 0;
+            for (path, text) in json
+                .map(|p| (p, crate::bench::to_json(&rows)))
+                .into_iter()
+                .chain(plot.map(|p| (p, crate::plot::speedup_svg(&rows))))
+            {
+                if let Err(source) = std::fs::write(&path, text) {
+                    report(err, &LoadError::Read { path, source });
+                    status = STATUS_NO_INPUT;
+                }
             }
-            Err(e) => {
-                report(err, &*e);
-                1
-            }
-        },
+            status
+        }
     }
 }
 

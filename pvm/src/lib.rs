@@ -27,6 +27,8 @@ pub mod interp;
 pub mod isa;
 pub mod jit;
 pub mod machine;
+pub mod peers;
+pub mod plot;
 pub mod programs;
 pub mod run;
 pub mod semantics;
