@@ -114,6 +114,8 @@ impl Interpreter {
         }
         let base = self.code_start;
         let mut idx = if m.is_code_addr(m.pc) { ((m.pc - base) / INSTR_SIZE) as usize } else { usize::MAX };
+        // Kept in a local (a register) and written back on every way out.
+        let mut retired = m.retired;
         macro_rules! pc {
             () => {
                 base + idx as u64 * INSTR_SIZE
@@ -122,6 +124,7 @@ impl Interpreter {
         macro_rules! trap {
             ($kind:expr) => {{
                 m.pc = pc!();
+                m.retired = retired;
                 let t = trap_at(m, $kind, m.pc);
                 stats.redecodes = self.redecodes;
                 return Outcome::Trapped(t);
@@ -139,10 +142,11 @@ impl Interpreter {
             let Some(&slot) = self.slots.get(idx) else {
                 let addr = if idx == usize::MAX { m.pc } else { pc!() };
                 m.pc = addr;
+                m.retired = retired;
                 stats.redecodes = self.redecodes;
                 return Outcome::Trapped(trap_at(m, TrapKind::BadJumpTarget(addr), addr));
             };
-            if m.retired >= fuel {
+            if retired >= fuel {
                 trap!(TrapKind::FuelExhausted);
             }
             let op = match slot.op {
@@ -297,7 +301,7 @@ impl Interpreter {
                 Opcode::Sys => {
                     m.pc = pc!();
                     if let Some(status) = tryt!(m.syscall(io, slot.imm)) {
-                        m.retired += 1;
+                        m.retired = retired + 1;
                         if STATS {
                             stats.histogram[op as usize] += 1;
                         }
@@ -318,7 +322,7 @@ impl Interpreter {
                 let text = disasm::describe(m.fetch(pc));
                 let _ = writeln!(trace, "{pc:#08x}  {text:<28} {}", changed.join(" "));
             }
-            m.retired += 1;
+            retired += 1;
             idx = next;
         }
     }

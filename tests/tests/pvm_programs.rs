@@ -28,19 +28,62 @@ fn temp(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn every_program_prints_its_expected_output_status_and_trap() {
-    for p in PROGRAMS {
-        let e = p.expectation();
-        let mut args = vec!["run", p.name];
-        args.extend(e.args.iter().map(String::as_str));
-        let o = pvm(&args);
-        assert_eq!(o.stdout, e.stdout, "{}: stderr {}", p.name, o.stderr);
-        assert_eq!(o.status, e.status, "{}: stderr {}", p.name, o.stderr);
-        match &e.trap {
-            Some(t) => assert!(o.stderr.contains(t.as_str()), "{}: want trap {t:?}, stderr {}", p.name, o.stderr),
-            None => assert!(o.stderr.is_empty(), "{}: unexpected stderr {}", p.name, o.stderr),
+fn every_program_prints_its_expected_output_status_and_trap_on_both_engines() {
+    for engine in ["interp", "jit"] {
+        for p in PROGRAMS {
+            let e = p.expectation();
+            let mut args = vec!["run", p.name, "--engine", engine];
+            args.extend(e.args.iter().map(String::as_str));
+            let o = pvm(&args);
+            assert_eq!(o.stdout, e.stdout, "{} on {engine}: stderr {}", p.name, o.stderr);
+            assert_eq!(o.status, e.status, "{} on {engine}: stderr {}", p.name, o.stderr);
+            match &e.trap {
+                Some(t) => assert!(o.stderr.contains(t.as_str()), "{} on {engine}: want trap {t:?}, stderr {}", p.name, o.stderr),
+                None => assert!(o.stderr.is_empty(), "{} on {engine}: unexpected stderr {}", p.name, o.stderr),
+            }
         }
     }
+}
+
+#[test]
+fn dump_block_shows_the_guest_block_next_to_its_x86_64() {
+    let o = pvm(&["run", "loop", "--engine", "jit", "--dump-block", "0x1028"]);
+    assert_eq!(o.status, 0);
+    assert!(o.stderr.contains("guest block 0x1028.."), "{}", o.stderr);
+    assert!(o.stderr.contains("mul r4, r2, r2"), "{}", o.stderr);
+    assert!(o.stderr.contains("x86-64 at 0x"), "{}", o.stderr);
+    assert!(o.stderr.contains("imul "), "{}", o.stderr);
+    let o = pvm(&["run", "loop", "--engine", "interp", "--trace", "--engine", "jit"]);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+}
+
+#[test]
+fn jit_stats_report_the_translator_at_work() {
+    let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K"]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let field = |name: &str| -> u64 {
+        let line = o.stderr.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {}", o.stderr));
+        line[name.len()..].trim().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(field("blocks translated:") > 3);
+    assert!(field("invalidations:") >= 10);
+    assert!(field("cache flushes:") >= 1);
+    assert!(field("chained links:") >= 1);
+    assert!(o.stderr.contains("ns per guest instruction"), "{}", o.stderr);
+}
+
+#[test]
+fn bench_compares_the_engines_and_writes_json_and_svg() {
+    let json = temp("bench.json");
+    let svg = temp("bench.svg");
+    let o = pvm(&["bench", "--programs", "collatz", "--rounds", "1", "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap()]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let row = o.stdout.lines().find(|l| l.starts_with("| collatz |")).expect(&o.stdout);
+    assert!(row.contains("| 192277640 |"), "{row}");
+    assert!(o.stdout.contains("geometric mean speedup of jit over interp"), "{}", o.stdout);
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert!(j.contains("\"program\": \"collatz\"") && j.contains("\"speedup\": "), "{j}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<title>collatz jit: "));
 }
 
 #[test]
