@@ -38,7 +38,12 @@ fn every_program_prints_its_expected_output_status_and_trap_on_both_engines() {
             assert_eq!(o.stdout, e.stdout, "{} on {engine}: stderr {}", p.name, o.stderr);
             assert_eq!(o.status, e.status, "{} on {engine}: stderr {}", p.name, o.stderr);
             match &e.trap {
-                Some(t) => assert!(o.stderr.contains(t.as_str()), "{} on {engine}: want trap {t:?}, stderr {}", p.name, o.stderr),
+                Some(t) => assert!(
+                    o.stderr.contains(t.as_str()),
+                    "{} on {engine}: want trap {t:?}, stderr {}",
+                    p.name,
+                    o.stderr
+                ),
                 None => assert!(o.stderr.is_empty(), "{} on {engine}: unexpected stderr {}", p.name, o.stderr),
             }
         }
@@ -62,8 +67,9 @@ fn jit_stats_report_the_translator_at_work() {
     let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K"]);
     assert_eq!(o.status, 0, "{}", o.stderr);
     let field = |name: &str| -> u64 {
-        let line = o.stderr.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {}", o.stderr));
-        line[name.len()..].trim().split_whitespace().next().unwrap().parse().unwrap()
+        let line =
+            o.stderr.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {}", o.stderr));
+        line[name.len()..].split_whitespace().next().unwrap().parse().unwrap()
     };
     assert!(field("blocks translated:") > 3);
     assert!(field("invalidations:") >= 10);
@@ -76,7 +82,17 @@ fn jit_stats_report_the_translator_at_work() {
 fn bench_compares_the_engines_and_writes_json_and_svg() {
     let json = temp("bench.json");
     let svg = temp("bench.svg");
-    let o = pvm(&["bench", "--programs", "collatz", "--rounds", "1", "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap()]);
+    let o = pvm(&[
+        "bench",
+        "--programs",
+        "collatz",
+        "--rounds",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(o.status, 0, "{}", o.stderr);
     let row = o.stdout.lines().find(|l| l.starts_with("| collatz |")).expect(&o.stdout);
     assert!(row.contains("| 192277640 |"), "{row}");

@@ -11,6 +11,8 @@
 pub mod cache;
 pub mod code_memory;
 pub mod context;
+mod emit;
+mod emit_instr;
 pub mod magic;
 pub mod translate;
 

@@ -1,0 +1,343 @@
+//! Emission helpers of the translator: guest registers in host registers
+//! or the context, XMM copies of float values, exits and stubs, bounds
+//! checks, the indirect-jump lookup, division and float conversion.
+
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+use super::context::*;
+use super::magic::ConstDiv;
+use super::translate::{Layout, RegMap};
+use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
+
+/// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
+pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
+pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
+pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
+/// XMM registers that cache guest registers used as floats (xmm0 and xmm1
+/// are scratch).
+const XMM_POOL: [AsmRegisterXmm; 14] =
+    [xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
+
+pub(super) enum StubKind {
+    /// Rewind to instruction k and let the dispatcher interpret it.
+    Interpret(usize),
+    /// A direct exit, with its id.
+    Direct { target: u64, id: u32 },
+}
+
+pub(super) struct Emitter {
+    pub(super) a: CodeAssembler,
+    /// Within a block, guest registers whose value is also in an XMM
+    /// register (`XMM_POOL[i]` holds guest `xmm[i]`). The general register
+    /// stays the truth; this copy only spares float code the crossings
+    /// between the register files. Any other write to the guest register
+    /// drops its copy.
+    pub(super) xmm: [Option<u8>; 14],
+    pub(super) next_victim: usize,
+    /// Guest instructions in the block being translated.
+    pub(super) len: usize,
+    pub(super) map: RegMap,
+    pub(super) layout: Layout,
+    pub(super) stubs: Vec<(CodeLabel, StubKind)>,
+    pub(super) next_exit_id: u32,
+    /// (label of the patchable jmp, once set; index of its stub; target)
+    pub(super) exits: Vec<(CodeLabel, usize, u64)>,
+}
+
+pub(super) fn ctx_reg(g: u8) -> AsmMemoryOperand {
+    qword_ptr(r15 + 8 * i32::from(g))
+}
+
+impl Emitter {
+    pub(super) fn host(&self, g: u8) -> Option<AsmRegister64> {
+        self.map.0[usize::from(g & 15)]
+    }
+
+    /// dst = guest register g.
+    pub(super) fn load(&mut self, dst: AsmRegister64, g: u8) -> Result<(), IcedError> {
+        match self.host(g) {
+            Some(h) if h == dst => Ok(()),
+            Some(h) => self.a.mov(dst, h),
+            None => self.a.mov(dst, ctx_reg(g)),
+        }
+    }
+
+    /// A host register holding g: its own, or `scratch` loaded with it.
+    pub(super) fn get(&mut self, g: u8, scratch: AsmRegister64) -> Result<AsmRegister64, IcedError> {
+        match self.host(g) {
+            Some(h) => Ok(h),
+            None => {
+                self.a.mov(scratch, ctx_reg(g))?;
+                Ok(scratch)
+            }
+        }
+    }
+
+    /// guest register g = src.
+    pub(super) fn put(&mut self, g: u8, src: AsmRegister64) -> Result<(), IcedError> {
+        match self.host(g) {
+            Some(h) if h == src => Ok(()),
+            Some(h) => self.a.mov(h, src),
+            None => self.a.mov(ctx_reg(g), src),
+        }
+    }
+
+    pub(super) fn xmm_of(&self, g: u8) -> Option<AsmRegisterXmm> {
+        self.xmm.iter().position(|&c| c == Some(g)).map(|i| XMM_POOL[i])
+    }
+
+    /// Drops the XMM copy of guest register g.
+    pub(super) fn forget(&mut self, g: u8) {
+        for c in &mut self.xmm {
+            if *c == Some(g) {
+                *c = None;
+            }
+        }
+    }
+
+    /// An XMM register to hold guest register g, not one of `keep`.
+    pub(super) fn xmm_alloc(&mut self, g: u8, keep: &[AsmRegisterXmm]) -> AsmRegisterXmm {
+        self.forget(g);
+        let free = self.xmm.iter().position(Option::is_none);
+        let i = free.unwrap_or_else(|| {
+            let mut i = self.next_victim;
+            while keep.contains(&XMM_POOL[i]) {
+                i = (i + 1) % XMM_POOL.len();
+            }
+            self.next_victim = (i + 1) % XMM_POOL.len();
+            i
+        });
+        self.xmm[i] = Some(g);
+        XMM_POOL[i]
+    }
+
+    /// An XMM register holding guest register g's bits (loaded if needed).
+    pub(super) fn fsrc(&mut self, g: u8, keep: &[AsmRegisterXmm]) -> Result<AsmRegisterXmm, IcedError> {
+        if let Some(x) = self.xmm_of(g) {
+            return Ok(x);
+        }
+        let r = self.get(g, rax)?;
+        let x = self.xmm_alloc(g, keep);
+        self.a.movq(x, r)?;
+        Ok(x)
+    }
+
+    /// Guest register g = the float in `x` (and `x` becomes its copy).
+    pub(super) fn fput(&mut self, g: u8, x: AsmRegisterXmm) -> Result<(), IcedError> {
+        match self.host(g) {
+            Some(h) => self.a.movq(h, x)?,
+            None => {
+                self.a.movq(rax, x)?;
+                self.a.mov(ctx_reg(g), rax)?;
+            }
+        }
+        self.forget(g);
+        if let Some(i) = XMM_POOL.iter().position(|&p| p == x) {
+            self.xmm[i] = Some(g);
+        }
+        Ok(())
+    }
+
+    pub(super) fn interpret_stub(&mut self, k: usize) -> CodeLabel {
+        // One stub per instruction serves all its checks.
+        if let Some((label, _)) = self.stubs.iter().find(|(_, kind)| matches!(kind, StubKind::Interpret(j) if *j == k))
+        {
+            return *label;
+        }
+        let label = self.a.create_label();
+        self.stubs.push((label, StubKind::Interpret(k)));
+        label
+    }
+
+    /// A patchable `jmp rel32` to `target`, going to its stub until chained.
+    pub(super) fn direct_exit(&mut self, target: u64) -> Result<(), IcedError> {
+        let jump = self.a.create_label();
+        self.direct_exit_at(target, jump)
+    }
+
+    /// The same, at a label created (and maybe jumped to) earlier.
+    pub(super) fn direct_exit_at(&mut self, target: u64, mut jump: CodeLabel) -> Result<(), IcedError> {
+        let stub = self.a.create_label();
+        let id = self.next_exit_id;
+        self.next_exit_id += 1;
+        self.stubs.push((stub, StubKind::Direct { target, id }));
+        // A label records its instruction when set: keep the set copy.
+        self.a.set_label(&mut jump)?;
+        self.exits.push((jump, self.stubs.len() - 1, target));
+        self.a.db(&[0xe9, 0, 0, 0, 0])
+    }
+
+    /// rax = guest register b + imm, checked for an access of n bytes.
+    pub(super) fn address(&mut self, b: u8, imm: i32, n: u64, k: usize) -> Result<(), IcedError> {
+        match self.host(b) {
+            Some(h) => self.a.lea(rax, qword_ptr(h + imm))?,
+            None => {
+                self.a.mov(rax, ctx_reg(b))?;
+                if imm != 0 {
+                    self.a.add(rax, imm)?;
+                }
+            }
+        }
+        self.bounds(rax, self.layout.mem_size - n, k)
+    }
+
+    /// Goes to the interpret stub of k if `reg` > `limit` (unsigned).
+    /// Memory is at most 2 GiB, so every limit is a positive imm32.
+    pub(super) fn bounds(&mut self, reg: AsmRegister64, limit: u64, k: usize) -> Result<(), IcedError> {
+        let stub = self.interpret_stub(k);
+        self.a.cmp(reg, limit as i32)?;
+        self.a.ja(stub)
+    }
+
+    /// rcx = guest pc of the entry for rdx in the lookup table; jumps to the
+    /// interpret stub of k unless it holds rdx.
+    pub(super) fn lookup(&mut self, k: usize) -> Result<(), IcedError> {
+        let stub = self.interpret_stub(k);
+        self.a.mov(rcx, rdx)?;
+        self.a.shr(rcx, 3)?;
+        self.a.and(ecx, (LOOKUP_ENTRIES - 1) as i32)?;
+        self.a.shl(rcx, 4)?;
+        self.a.add(rcx, qword_ptr(r15 + OFF_LOOKUP))?;
+        self.a.cmp(qword_ptr(rcx), rdx)?;
+        self.a.jne(stub)
+    }
+
+    /// sp - 8 into rax, checked against the stack limit and the memory top.
+    pub(super) fn push_slot(&mut self, k: usize) -> Result<(), IcedError> {
+        self.load(rax, SP)?;
+        self.a.sub(rax, 8)?;
+        let stub = self.interpret_stub(k);
+        self.a.cmp(rax, self.layout.stack_limit as i32)?;
+        self.a.jb(stub)?;
+        self.bounds(rax, self.layout.mem_size - 8, k)
+    }
+
+    /// Jumps to `to` if the branch `op` is taken (or, `inverse`, not taken),
+    /// after a `cmp` of its two registers.
+    pub(super) fn jcc(&mut self, op: Opcode, inverse: bool, to: CodeLabel) -> Result<(), IcedError> {
+        match (op, inverse) {
+            (Opcode::Beq, false) | (Opcode::Bne, true) => self.a.je(to),
+            (Opcode::Bne, false) | (Opcode::Beq, true) => self.a.jne(to),
+            (Opcode::Blt, false) | (Opcode::Bge, true) => self.a.jl(to),
+            (Opcode::Bge, false) | (Opcode::Blt, true) => self.a.jge(to),
+            (Opcode::Bltu, false) | (Opcode::Bgeu, true) => self.a.jb(to),
+            _ => self.a.jae(to),
+        }
+    }
+
+    pub(super) fn valid_target(&self, t: u64) -> bool {
+        t >= self.layout.code_start
+            && t < self.layout.code_end
+            && (t - self.layout.code_start).is_multiple_of(INSTR_SIZE)
+    }
+
+    pub(super) fn direct_or_trap(&mut self, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let target = i.imm as u32 as u64;
+        if self.valid_target(target) {
+            self.direct_exit(target)
+        } else {
+            let stub = self.interpret_stub(k);
+            self.a.jmp(stub)
+        }
+    }
+
+    pub(super) fn setcc(&mut self, op: Opcode) -> Result<(), IcedError> {
+        match op {
+            Opcode::Seq | Opcode::SeqI => self.a.sete(al)?,
+            Opcode::Sne | Opcode::SneI => self.a.setne(al)?,
+            Opcode::Slt | Opcode::SltI => self.a.setl(al)?,
+            Opcode::Sltu | Opcode::SltuI => self.a.setb(al)?,
+            Opcode::Sle | Opcode::SleI => self.a.setle(al)?,
+            _ => self.a.setbe(al)?,
+        }
+        self.a.movzx(rax, al)
+    }
+
+    /// rax / rcx (rcx != 0) into guest register d, as `op` says.
+    pub(super) fn divide(&mut self, op: Opcode, d: u8) -> Result<(), IcedError> {
+        let signed = matches!(op, Opcode::DivS | Opcode::RemS);
+        let rem = matches!(op, Opcode::RemS | Opcode::RemU);
+        if signed {
+            // x86 faults on MIN / -1; the ISA wraps: q = -x, r = 0.
+            let mut normal = self.a.create_label();
+            let mut done = self.a.create_label();
+            self.a.cmp(rcx, -1)?;
+            self.a.jne(normal)?;
+            if rem {
+                self.a.xor(edx, edx)?;
+            } else {
+                self.a.neg(rax)?;
+            }
+            self.a.jmp(done)?;
+            self.a.set_label(&mut normal)?;
+            self.a.cqo()?;
+            self.a.idiv(rcx)?;
+            self.a.set_label(&mut done)?;
+        } else {
+            self.a.xor(edx, edx)?;
+            self.a.div(rcx)?;
+        }
+        self.put(d, if rem { rdx } else { rax })
+    }
+
+    /// rax = rcx / d for the constant behind `plan`; rcx is kept.
+    pub(super) fn div_by_constant(&mut self, plan: ConstDiv) -> Result<(), IcedError> {
+        match plan {
+            ConstDiv::Identity => self.a.mov(rax, rcx),
+            ConstDiv::Negate => {
+                self.a.mov(rax, rcx)?;
+                self.a.neg(rax)
+            }
+            ConstDiv::Shift { k, negative } => {
+                self.a.mov(rax, rcx)?;
+                self.a.sar(rax, 63)?;
+                self.a.shr(rax, 64 - k)?;
+                self.a.add(rax, rcx)?;
+                self.a.sar(rax, k)?;
+                if negative {
+                    self.a.neg(rax)?;
+                }
+                Ok(())
+            }
+            ConstDiv::Magic { m, s, add } => {
+                self.a.mov(rax, m)?;
+                self.a.imul(rcx)?;
+                match add {
+                    1 => self.a.add(rdx, rcx)?,
+                    -1 => self.a.sub(rdx, rcx)?,
+                    _ => {}
+                }
+                if s > 0 {
+                    self.a.sar(rdx, s)?;
+                }
+                self.a.mov(rax, rdx)?;
+                self.a.shr(rax, 63)?;
+                self.a.add(rax, rdx)
+            }
+        }
+    }
+
+    /// f64 to i64, truncating, saturating, NaN to 0 (as `semantics::ftoi`).
+    pub(super) fn ftoi(&mut self, a: u8, b: u8) -> Result<(), IcedError> {
+        let x = self.get(b, rdx)?;
+        self.a.movq(xmm0, x)?;
+        self.a.cvttsd2si(rax, xmm0)?;
+        let mut done = self.a.create_label();
+        let mut nan = self.a.create_label();
+        self.a.mov(rcx, i64::MIN)?;
+        self.a.cmp(rax, rcx)?;
+        self.a.jne(done)?;
+        self.a.ucomisd(xmm0, xmm0)?;
+        self.a.jp(nan)?;
+        self.a.movq(rcx, xmm0)?;
+        self.a.test(rcx, rcx)?;
+        self.a.js(done)?;
+        self.a.mov(rax, i64::MAX)?;
+        self.a.jmp(done)?;
+        self.a.set_label(&mut nan)?;
+        self.a.xor(eax, eax)?;
+        self.a.set_label(&mut done)?;
+        self.put(a, rax)
+    }
+}

@@ -1,0 +1,360 @@
+//! The translation of each instruction: one exhaustive `match` over the
+//! opcode, so no opcode can be forgotten by the translator.
+
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
+use super::magic;
+use super::translate::HOST_POOL;
+use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
+
+impl Emitter {
+    pub(super) fn instr(&mut self, i: &Instr, k: usize, pc: u64) -> Result<(), IcedError> {
+        let (a, b, c) = (i.a, i.b, i.c);
+        let imm = i.imm;
+        // Registers this instruction writes lose their XMM copies (float
+        // results set theirs again).
+        match i.op.info().format {
+            Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst => {
+                if !matches!(i.op, Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FSqrt) {
+                    self.forget(a);
+                }
+            }
+            Format::None | Format::Store | Format::Branch | Format::Jump | Format::Src | Format::Sys => {}
+        }
+        if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
+            self.forget(SP);
+        }
+        match i.op {
+            Opcode::Nop => {}
+            Opcode::Mov => {
+                let s = self.get(b, rax)?;
+                self.put(a, s)?;
+            }
+            Opcode::Li => match self.host(a) {
+                Some(h) => self.a.mov(h, i64::from(imm))?,
+                None => self.a.mov(ctx_reg(a), imm)?,
+            },
+            Opcode::Lih => {
+                self.load(rax, a)?;
+                self.a.mov(eax, eax)?;
+                self.a.mov(rcx, u64::from(imm as u32) << 32)?;
+                self.a.or(rax, rcx)?;
+                self.put(a, rax)?;
+            }
+            Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::And | Opcode::Or | Opcode::Xor => {
+                // Work in the destination's own host register unless it is
+                // also the second source.
+                let dst = match self.host(a) {
+                    Some(h) if a == b || a != c => h,
+                    _ => rax,
+                };
+                self.load(dst, b)?;
+                let x = self.get(c, rcx)?;
+                match i.op {
+                    Opcode::Add => self.a.add(dst, x)?,
+                    Opcode::Sub => self.a.sub(dst, x)?,
+                    Opcode::Mul => self.a.imul_2(dst, x)?,
+                    Opcode::And => self.a.and(dst, x)?,
+                    Opcode::Or => self.a.or(dst, x)?,
+                    _ => self.a.xor(dst, x)?,
+                }
+                self.put(a, dst)?;
+            }
+            Opcode::AddI | Opcode::SubI | Opcode::MulI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
+                if let (Some(h), true) = (self.host(a), a == b && matches!(i.op, Opcode::AddI | Opcode::SubI)) {
+                    if i.op == Opcode::AddI {
+                        self.a.add(h, imm)?;
+                    } else {
+                        self.a.sub(h, imm)?;
+                    }
+                    return Ok(());
+                }
+                self.load(rax, b)?;
+                match i.op {
+                    Opcode::AddI => self.a.add(rax, imm)?,
+                    Opcode::SubI => self.a.sub(rax, imm)?,
+                    Opcode::MulI => self.a.imul_3(rax, rax, imm)?,
+                    Opcode::AndI => self.a.and(rax, imm)?,
+                    Opcode::OrI => self.a.or(rax, imm)?,
+                    _ => self.a.xor(rax, imm)?,
+                }
+                self.put(a, rax)?;
+            }
+            Opcode::Shl | Opcode::Shr | Opcode::Sar => {
+                self.load(rcx, c)?;
+                self.load(rax, b)?;
+                match i.op {
+                    Opcode::Shl => self.a.shl(rax, cl)?,
+                    Opcode::Shr => self.a.shr(rax, cl)?,
+                    _ => self.a.sar(rax, cl)?,
+                }
+                self.put(a, rax)?;
+            }
+            Opcode::ShlI | Opcode::ShrI | Opcode::SarI => {
+                self.load(rax, b)?;
+                let n = (imm & 63) as u32;
+                match i.op {
+                    Opcode::ShlI => self.a.shl(rax, n)?,
+                    Opcode::ShrI => self.a.shr(rax, n)?,
+                    _ => self.a.sar(rax, n)?,
+                }
+                self.put(a, rax)?;
+            }
+            Opcode::Seq | Opcode::Sne | Opcode::Slt | Opcode::Sltu | Opcode::Sle | Opcode::Sleu => {
+                self.load(rax, b)?;
+                let x = self.get(c, rcx)?;
+                self.a.cmp(rax, x)?;
+                self.setcc(i.op)?;
+                self.put(a, rax)?;
+            }
+            Opcode::SeqI | Opcode::SneI | Opcode::SltI | Opcode::SltuI | Opcode::SleI | Opcode::SleuI => {
+                self.load(rax, b)?;
+                self.a.cmp(rax, imm)?;
+                self.setcc(i.op)?;
+                self.put(a, rax)?;
+            }
+            Opcode::DivS | Opcode::DivU | Opcode::RemS | Opcode::RemU => {
+                self.load(rcx, c)?;
+                let stub = self.interpret_stub(k);
+                self.a.test(rcx, rcx)?;
+                self.a.jz(stub)?;
+                self.load(rax, b)?;
+                self.divide(i.op, a)?;
+            }
+            Opcode::DivUI | Opcode::RemUI => {
+                let d = i64::from(imm) as u64;
+                if d == 0 {
+                    let stub = self.interpret_stub(k);
+                    return self.a.jmp(stub);
+                }
+                self.a.mov(rcx, d)?;
+                self.load(rax, b)?;
+                self.divide(if i.op == Opcode::DivUI { Opcode::DivU } else { Opcode::RemU }, a)?;
+            }
+            Opcode::DivSI | Opcode::RemSI => {
+                let Some(plan) = magic::plan(i64::from(imm)) else {
+                    let stub = self.interpret_stub(k);
+                    return self.a.jmp(stub);
+                };
+                self.load(rcx, b)?;
+                self.div_by_constant(plan)?;
+                if i.op == Opcode::RemSI {
+                    self.a.imul_3(rax, rax, imm)?;
+                    self.a.sub(rcx, rax)?;
+                    self.put(a, rcx)?;
+                } else {
+                    self.put(a, rax)?;
+                }
+            }
+            Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv => {
+                let x1 = self.fsrc(b, &[])?;
+                let x2 = self.fsrc(c, &[x1])?;
+                // Compute in a's copy (or in xmm0 when a is the second
+                // source and would be overwritten before it is read).
+                let xd = if a == c && a != b {
+                    xmm0
+                } else {
+                    self.xmm_of(a).filter(|_| a == b).unwrap_or_else(|| self.xmm_alloc(a, &[x1, x2]))
+                };
+                if xd != x1 {
+                    self.a.movapd(xd, x1)?;
+                }
+                match i.op {
+                    Opcode::FAdd => self.a.addsd(xd, x2)?,
+                    Opcode::FSub => self.a.subsd(xd, x2)?,
+                    Opcode::FMul => self.a.mulsd(xd, x2)?,
+                    _ => self.a.divsd(xd, x2)?,
+                }
+                if xd == xmm0 {
+                    self.a.movapd(x2, xmm0)?;
+                    self.fput(a, x2)?;
+                } else {
+                    self.fput(a, xd)?;
+                }
+            }
+            Opcode::FEq | Opcode::FLt | Opcode::FLe => {
+                let x1 = self.fsrc(b, &[])?;
+                let x2 = self.fsrc(c, &[x1])?;
+                match i.op {
+                    Opcode::FEq => {
+                        self.a.ucomisd(x1, x2)?;
+                        self.a.sete(al)?;
+                        self.a.setnp(cl)?;
+                        self.a.and(al, cl)?;
+                    }
+                    Opcode::FLt => {
+                        self.a.ucomisd(x2, x1)?;
+                        self.a.seta(al)?;
+                    }
+                    _ => {
+                        self.a.ucomisd(x2, x1)?;
+                        self.a.setae(al)?;
+                    }
+                }
+                self.a.movzx(rax, al)?;
+                self.forget(a);
+                self.put(a, rax)?;
+            }
+            Opcode::FSqrt => {
+                let x = self.fsrc(b, &[])?;
+                let xd = self.xmm_alloc(a, &[x]);
+                self.a.sqrtsd(xd, x)?;
+                self.fput(a, xd)?;
+            }
+            Opcode::FNeg => {
+                self.load(rax, b)?;
+                self.a.btc(rax, 63)?;
+                self.put(a, rax)?;
+            }
+            Opcode::IToF => {
+                let r = self.get(b, rax)?;
+                let xd = self.xmm_alloc(a, &[]);
+                self.a.xorps(xd, xd)?; // no false dependency on its old value
+                self.a.cvtsi2sd(xd, r)?;
+                self.fput(a, xd)?;
+            }
+            Opcode::FToI => self.ftoi(a, b)?,
+            Opcode::Ld8U
+            | Opcode::Ld8S
+            | Opcode::Ld16U
+            | Opcode::Ld16S
+            | Opcode::Ld32U
+            | Opcode::Ld32S
+            | Opcode::Ld64 => {
+                let n = match i.op {
+                    Opcode::Ld8U | Opcode::Ld8S => 1,
+                    Opcode::Ld16U | Opcode::Ld16S => 2,
+                    Opcode::Ld32U | Opcode::Ld32S => 4,
+                    _ => 8,
+                };
+                self.address(b, imm, n, k)?;
+                let dst = self.host(a).unwrap_or(rax);
+                match i.op {
+                    Opcode::Ld8U => self.a.movzx(dst, byte_ptr(r14 + rax))?,
+                    Opcode::Ld8S => self.a.movsx(dst, byte_ptr(r14 + rax))?,
+                    Opcode::Ld16U => self.a.movzx(dst, word_ptr(r14 + rax))?,
+                    Opcode::Ld16S => self.a.movsx(dst, word_ptr(r14 + rax))?,
+                    Opcode::Ld32U => self.a.mov(eax, dword_ptr(r14 + rax))?,
+                    Opcode::Ld32S => self.a.movsxd(dst, dword_ptr(r14 + rax))?,
+                    _ => self.a.mov(dst, qword_ptr(r14 + rax))?,
+                }
+                if i.op == Opcode::Ld32U || dst == rax {
+                    self.put(a, rax)?;
+                }
+            }
+            Opcode::St8 | Opcode::St16 | Opcode::St32 | Opcode::St64 => {
+                let n = match i.op {
+                    Opcode::St8 => 1,
+                    Opcode::St16 => 2,
+                    Opcode::St32 => 4,
+                    _ => 8,
+                };
+                self.address(b, imm, n, k)?;
+                // A store below the end of the code may overwrite code: the
+                // interpreter does it, and the dispatcher invalidates blocks.
+                let stub = self.interpret_stub(k);
+                self.a.cmp(rax, self.layout.code_end as i32)?;
+                self.a.jb(stub)?;
+                let slot = self.host(a).and_then(|h| HOST_POOL.iter().position(|&p| p == h));
+                match (i.op, slot) {
+                    (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(r14 + rax), HOST_POOL8[s])?,
+                    (Opcode::St16, Some(s)) => self.a.mov(word_ptr(r14 + rax), HOST_POOL16[s])?,
+                    (Opcode::St32, Some(s)) => self.a.mov(dword_ptr(r14 + rax), HOST_POOL32[s])?,
+                    (_, Some(s)) => self.a.mov(qword_ptr(r14 + rax), HOST_POOL[s])?,
+                    (_, None) => {
+                        self.a.mov(rcx, ctx_reg(a))?;
+                        match i.op {
+                            Opcode::St8 => self.a.mov(byte_ptr(r14 + rax), cl)?,
+                            Opcode::St16 => self.a.mov(word_ptr(r14 + rax), cx)?,
+                            Opcode::St32 => self.a.mov(dword_ptr(r14 + rax), ecx)?,
+                            _ => self.a.mov(qword_ptr(r14 + rax), rcx)?,
+                        }
+                    }
+                }
+            }
+            Opcode::Push => {
+                self.load(rdx, a)?;
+                self.push_slot(k)?;
+                self.a.mov(qword_ptr(r14 + rax), rdx)?;
+                self.put(SP, rax)?;
+            }
+            Opcode::Pop => {
+                self.load(rax, SP)?;
+                self.bounds(rax, self.layout.mem_size - 8, k)?;
+                self.a.mov(rcx, qword_ptr(r14 + rax))?;
+                self.a.add(rax, 8)?;
+                self.put(SP, rax)?;
+                self.put(a, rcx)?;
+            }
+            Opcode::Jmp => self.direct_or_trap(i, k)?,
+            Opcode::Beq | Opcode::Bne | Opcode::Blt | Opcode::Bge | Opcode::Bltu | Opcode::Bgeu => {
+                let x = self.get(a, rax)?;
+                let y = self.get(b, rcx)?;
+                self.a.cmp(x, y)?;
+                let target = i.imm as u32 as u64;
+                if !self.valid_target(target) {
+                    // Taking it traps: let the interpreter report that.
+                    let stub = self.interpret_stub(k);
+                    self.jcc(i.op, false, stub)?;
+                    if k + 1 == self.len {
+                        self.direct_exit(pc + INSTR_SIZE)?;
+                    }
+                } else if k + 1 == self.len {
+                    // Last instruction: two chainable exits.
+                    let taken = self.a.create_label();
+                    self.jcc(i.op, false, taken)?;
+                    self.direct_exit(pc + INSTR_SIZE)?;
+                    self.direct_exit_at(target, taken)?;
+                } else {
+                    // A side exit; the block goes on with the fall-through.
+                    let mut skip = self.a.create_label();
+                    self.jcc(i.op, true, skip)?;
+                    self.a.sub(r13, (self.len - k - 1) as i32)?;
+                    self.direct_exit(target)?;
+                    self.a.set_label(&mut skip)?;
+                    self.a.nop()?;
+                }
+            }
+            Opcode::Jr => {
+                self.load(rdx, a)?;
+                self.lookup(k)?;
+                self.a.jmp(qword_ptr(rcx + 8))?;
+            }
+            Opcode::Call => {
+                let target = i.imm as u32 as u64;
+                if !self.valid_target(target) {
+                    let stub = self.interpret_stub(k);
+                    return self.a.jmp(stub);
+                }
+                self.push_slot(k)?;
+                self.a.mov(qword_ptr(r14 + rax), (pc + INSTR_SIZE) as i32)?;
+                self.put(SP, rax)?;
+                self.direct_exit(target)?;
+            }
+            Opcode::CallR => {
+                self.load(rdx, a)?;
+                self.lookup(k)?;
+                self.push_slot(k)?;
+                self.a.mov(qword_ptr(r14 + rax), (pc + INSTR_SIZE) as i32)?;
+                self.put(SP, rax)?;
+                self.a.jmp(qword_ptr(rcx + 8))?;
+            }
+            Opcode::Ret => {
+                self.load(rax, SP)?;
+                self.bounds(rax, self.layout.mem_size - 8, k)?;
+                self.a.mov(rdx, qword_ptr(r14 + rax))?;
+                self.lookup(k)?;
+                self.a.add(rax, 8)?;
+                self.put(SP, rax)?;
+                self.a.jmp(qword_ptr(rcx + 8))?;
+            }
+            Opcode::Sys => {
+                let stub = self.interpret_stub(k);
+                self.a.jmp(stub)?;
+            }
+        }
+        Ok(())
+    }
+}
