@@ -194,10 +194,9 @@ impl Emitter {
     /// interpret stub of k unless it holds rdx.
     pub(super) fn lookup(&mut self, k: usize) -> Result<(), IcedError> {
         let stub = self.interpret_stub(k);
-        self.a.mov(rcx, rdx)?;
-        self.a.shr(rcx, 3)?;
-        self.a.and(ecx, (LOOKUP_ENTRIES - 1) as i32)?;
-        self.a.shl(rcx, 4)?;
+        // slot * 16 = ((pc >> 3) & mask) << 4 = (pc << 1) & (mask << 4)
+        self.a.lea(rcx, qword_ptr(rdx + rdx))?;
+        self.a.and(ecx, ((LOOKUP_ENTRIES - 1) << 4) as i32)?;
         self.a.add(rcx, qword_ptr(r15 + OFF_LOOKUP))?;
         self.a.cmp(qword_ptr(rcx), rdx)?;
         self.a.jne(stub)
@@ -205,8 +204,13 @@ impl Emitter {
 
     /// sp - 8 into rax, checked against the stack limit and the memory top.
     pub(super) fn push_slot(&mut self, k: usize) -> Result<(), IcedError> {
-        self.load(rax, SP)?;
-        self.a.sub(rax, 8)?;
+        match self.host(SP) {
+            Some(h) => self.a.lea(rax, qword_ptr(h - 8))?,
+            None => {
+                self.a.mov(rax, ctx_reg(SP))?;
+                self.a.sub(rax, 8)?;
+            }
+        }
         let stub = self.interpret_stub(k);
         self.a.cmp(rax, self.layout.stack_limit as i32)?;
         self.a.jb(stub)?;
