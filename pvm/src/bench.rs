@@ -71,7 +71,7 @@ pub fn run(
         let want = p.expectation().stdout;
         let mut times: Vec<(Engine, Vec<Duration>)> = engines.iter().map(|&e| (e, Vec::new())).collect();
         let mut retired = 0;
-        let mut jit_stats = None;
+        let mut jit_runs: Vec<JitStats> = Vec::new();
         for _ in 0..rounds.max(1) {
             for (engine, t) in &mut times {
                 let mut io = BufferIo::default();
@@ -94,12 +94,13 @@ pub fn run(
                     .into());
                 }
                 retired = r.machine.retired;
-                if r.jit.is_some() {
-                    jit_stats = r.jit;
-                }
+                jit_runs.extend(r.jit);
                 t.push(r.elapsed);
             }
         }
+        // The translator's figures from the round with the median translation time.
+        jit_runs.sort_by_key(|j| j.translate_time);
+        let jit_stats = jit_runs.get(jit_runs.len() / 2).cloned();
         let get = |e: Engine| times.iter().find(|(x, _)| *x == e).map(|(_, t)| median(t.clone()));
         let peer_times = match (peers, p.kind) {
             (Some(peers), "pasm") => peers.time(p.name, &want, rounds)?,
@@ -133,12 +134,12 @@ pub fn render(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
         .filter(|n| rows.iter().any(|r| r.peers.get(n).is_some()))
         .copied()
         .collect::<Vec<_>>();
-    write!(out, "| program | interp (s) | jit (s) | speedup | retired instructions | translate (ms) | ns/guest instr | cache hits |")?;
+    write!(out, "| program | interp (s) | jit (s) | speedup | retired instructions | interp M instr/s | jit M instr/s | translate (ms) | ns/guest instr | dispatcher hits |")?;
     for p in &peers {
         write!(out, " {p} (s) |")?;
     }
     writeln!(out)?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|{}", "---:|".repeat(peers.len()))?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}", "---:|".repeat(peers.len()))?;
     for r in rows {
         let (tt, per, hit) = match &r.jit_stats {
             Some(j) => (
@@ -149,13 +150,17 @@ pub fn render(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
             None => ("-".into(), "-".into(), "-".into()),
         };
         let speedup = r.speedup().map_or("-".into(), |s| format!("{s:.1}x"));
+        let rate =
+            |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.0}", r.retired as f64 / d.as_secs_f64() / 1e6));
         write!(
             out,
-            "| {} | {} | {} | {speedup} | {} | {tt} | {per} | {hit} |",
+            "| {} | {} | {} | {speedup} | {} | {} | {} | {tt} | {per} | {hit} |",
             r.program,
             secs(r.interp),
             secs(r.jit),
-            r.retired
+            r.retired,
+            rate(r.interp),
+            rate(r.jit)
         )?;
         for p in &peers {
             write!(out, " {} |", secs(r.peers.get(p)))?;

@@ -35,6 +35,10 @@ pub(super) struct Emitter {
     /// drops its copy.
     pub(super) xmm: [Option<u8>; 14],
     pub(super) next_victim: usize,
+    /// The block's first host instruction and guest pc: a branch back to the
+    /// block's own start jumps there directly, never through an exit.
+    pub(super) entry: CodeLabel,
+    pub(super) block_pc: u64,
     /// Guest instructions in the block being translated.
     pub(super) len: usize,
     pub(super) map: RegMap,
@@ -170,6 +174,12 @@ impl Emitter {
 
     /// rax = guest register b + imm, checked for an access of n bytes.
     pub(super) fn address(&mut self, b: u8, imm: i32, n: u64, k: usize) -> Result<(), IcedError> {
+        self.address_from(b, imm, 0, n, k)
+    }
+
+    /// The same, also requiring the address to be at least `low`, with one
+    /// unsigned compare of rax - low (clobbers rcx when low > 0).
+    pub(super) fn address_from(&mut self, b: u8, imm: i32, low: u64, n: u64, k: usize) -> Result<(), IcedError> {
         match self.host(b) {
             Some(h) => self.a.lea(rax, qword_ptr(h + imm))?,
             None => {
@@ -179,7 +189,11 @@ impl Emitter {
                 }
             }
         }
-        self.bounds(rax, self.layout.mem_size - n, k)
+        if low == 0 {
+            return self.bounds(rax, self.layout.mem_size - n, k);
+        }
+        self.a.lea(rcx, qword_ptr(rax - low as i32))?;
+        self.bounds(rcx, self.layout.mem_size - n - low, k)
     }
 
     /// Goes to the interpret stub of k if `reg` > `limit` (unsigned).
@@ -238,7 +252,9 @@ impl Emitter {
 
     pub(super) fn direct_or_trap(&mut self, i: &Instr, k: usize) -> Result<(), IcedError> {
         let target = i.imm as u32 as u64;
-        if self.valid_target(target) {
+        if target == self.block_pc {
+            self.a.jmp(self.entry)
+        } else if self.valid_target(target) {
             self.direct_exit(target)
         } else {
             let stub = self.interpret_stub(k);

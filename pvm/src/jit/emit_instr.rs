@@ -251,12 +251,9 @@ impl Emitter {
                     Opcode::St32 => 4,
                     _ => 8,
                 };
-                self.address(b, imm, n, k)?;
                 // A store below the end of the code may overwrite code: the
                 // interpreter does it, and the dispatcher invalidates blocks.
-                let stub = self.interpret_stub(k);
-                self.a.cmp(rax, self.layout.code_end as i32)?;
-                self.a.jb(stub)?;
+                self.address_from(b, imm, self.layout.code_end, n, k)?;
                 let slot = self.host(a).and_then(|h| HOST_POOL.iter().position(|&p| p == h));
                 match (i.op, slot) {
                     (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(r14 + rax), HOST_POOL8[s])?,
@@ -301,6 +298,10 @@ impl Emitter {
                     if k + 1 == self.len {
                         self.direct_exit(pc + INSTR_SIZE)?;
                     }
+                } else if k + 1 == self.len && target == self.block_pc {
+                    // A loop around this very block: jump to its start.
+                    self.jcc(i.op, false, self.entry)?;
+                    self.direct_exit(pc + INSTR_SIZE)?;
                 } else if k + 1 == self.len {
                     // Last instruction: two chainable exits.
                     let taken = self.a.create_label();
@@ -312,7 +313,11 @@ impl Emitter {
                     let mut skip = self.a.create_label();
                     self.jcc(i.op, true, skip)?;
                     self.a.sub(r13, (self.len - k - 1) as i32)?;
-                    self.direct_exit(target)?;
+                    if target == self.block_pc {
+                        self.a.jmp(self.entry)?;
+                    } else {
+                        self.direct_exit(target)?;
+                    }
                     self.a.set_label(&mut skip)?;
                     self.a.nop()?;
                 }

@@ -147,7 +147,10 @@ pub fn translate_with(
     }
     assembler.reset();
     let len = instrs.len();
+    let entry = assembler.create_label();
     let mut e = Emitter {
+        entry,
+        block_pc: pc,
         a: assembler,
         xmm: [None; 14],
         next_victim: 0,
@@ -159,6 +162,8 @@ pub fn translate_with(
         exits: Vec::new(),
     };
     // Retired count, and the fuel check if there is a limit.
+    let mut entry = e.entry;
+    e.a.set_label(&mut entry)?;
     e.a.add(r13, len as i32)?;
     if layout.fuel_limited {
         let stub = e.interpret_stub(0);
