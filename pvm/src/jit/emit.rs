@@ -225,10 +225,15 @@ impl Emitter {
                 self.a.sub(rax, 8)?;
             }
         }
-        let stub = self.interpret_stub(k);
-        self.a.cmp(rax, self.layout.stack_limit as i32)?;
-        self.a.jb(stub)?;
-        self.bounds(rax, self.layout.mem_size - 8, k)
+        // stack_limit <= rax <= mem - 8, as one unsigned compare
+        let limit = self.layout.stack_limit;
+        if limit > self.layout.mem_size - 8 {
+            // The image fills memory: no push can succeed.
+            let stub = self.interpret_stub(k);
+            return self.a.jmp(stub);
+        }
+        self.a.lea(rcx, qword_ptr(rax - limit as i32))?;
+        self.bounds(rcx, self.layout.mem_size - 8 - limit, k)
     }
 
     /// Jumps to `to` if the branch `op` is taken (or, `inverse`, not taken),

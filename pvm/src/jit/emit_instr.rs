@@ -272,19 +272,27 @@ impl Emitter {
                 }
             }
             Opcode::Push => {
-                self.load(rdx, a)?;
+                // The value before sp moves (push sp pushes the old sp).
+                let v = self.get(a, rdx)?;
                 self.push_slot(k)?;
-                self.a.mov(qword_ptr(r14 + rax), rdx)?;
+                self.a.mov(qword_ptr(r14 + rax), v)?;
                 self.put(SP, rax)?;
             }
-            Opcode::Pop => {
-                self.load(rax, SP)?;
-                self.bounds(rax, self.layout.mem_size - 8, k)?;
-                self.a.mov(rcx, qword_ptr(r14 + rax))?;
-                self.a.add(rax, 8)?;
-                self.put(SP, rax)?;
-                self.put(a, rcx)?;
-            }
+            Opcode::Pop => match (self.host(SP), self.host(a)) {
+                (Some(h_sp), Some(d)) if a != SP => {
+                    self.bounds(h_sp, self.layout.mem_size - 8, k)?;
+                    self.a.mov(d, qword_ptr(r14 + h_sp))?;
+                    self.a.add(h_sp, 8)?;
+                }
+                _ => {
+                    self.load(rax, SP)?;
+                    self.bounds(rax, self.layout.mem_size - 8, k)?;
+                    self.a.mov(rcx, qword_ptr(r14 + rax))?;
+                    self.a.add(rax, 8)?;
+                    self.put(SP, rax)?;
+                    self.put(a, rcx)?;
+                }
+            },
             Opcode::Jmp => self.direct_or_trap(i, k)?,
             Opcode::Beq | Opcode::Bne | Opcode::Blt | Opcode::Bge | Opcode::Bltu | Opcode::Bgeu => {
                 let x = self.get(a, rax)?;
@@ -341,10 +349,11 @@ impl Emitter {
             Opcode::CallR => {
                 self.load(rdx, a)?;
                 self.lookup(k)?;
+                self.a.mov(rdx, rcx)?; // push_slot uses rcx
                 self.push_slot(k)?;
                 self.a.mov(qword_ptr(r14 + rax), (pc + INSTR_SIZE) as i32)?;
                 self.put(SP, rax)?;
-                self.a.jmp(qword_ptr(rcx + 8))?;
+                self.a.jmp(qword_ptr(rdx + 8))?;
             }
             Opcode::Ret => {
                 self.load(rax, SP)?;
