@@ -8,69 +8,49 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// How a guest is assembled and linked: (`as` flags, `ld` flags, output file).
-struct Build {
-    source: &'static str,
-    output: &'static str,
-    as_flags: &'static [&'static str],
-    ld_flags: &'static [&'static str],
+/// How a guest is linked.
+#[derive(Clone, Copy)]
+enum Link {
+    /// Flat binary for real mode, at the boot-sector address.
+    Real,
+    /// Flat binary of 32-bit code at 1 MiB.
+    Flat32,
+    /// Flat binary of 64-bit code at 1 MiB.
+    Flat64,
+    /// ELF64 at 1 MiB, entered at `_start`.
+    Elf64,
+    /// ELF32 with the PVH note, by `pvh.ld`.
+    Pvh,
 }
+
+/// (source in asm/, output file, how it is linked)
+const BUILDS: &[(&str, &str, Link)] = &[
+    ("hello16", "hello16.bin", Link::Real),
+    ("modes", "modes.bin", Link::Real),
+    ("hello32", "hello32.bin", Link::Flat32),
+    ("hello64", "hello64.bin", Link::Flat64),
+    ("hello64", "hello64.elf", Link::Elf64),
+    ("traps", "traps.bin", Link::Flat64),
+    ("ticks", "ticks.bin", Link::Flat64),
+    ("triple", "triple.bin", Link::Flat64),
+    ("hello", "hello.elf", Link::Pvh),
+    ("exits", "exits.elf", Link::Pvh),
+];
 
 const REAL_MODE_BASE: &str = "0x7c00";
 const KERNEL_BASE: &str = "0x100000";
 
-const BUILDS: &[Build] = &[
-    Build {
-        source: "hello16",
-        output: "hello16.bin",
-        as_flags: &["--32"],
-        ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "modes",
-        output: "modes.bin",
-        as_flags: &["--32"],
-        ld_flags: &["-m", "elf_i386", "-Ttext", REAL_MODE_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "hello32",
-        output: "hello32.bin",
-        as_flags: &["--32"],
-        ld_flags: &["-m", "elf_i386", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "hello64",
-        output: "hello64.bin",
-        as_flags: &["--64"],
-        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "hello64",
-        output: "hello64.elf",
-        as_flags: &["--64"],
-        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "-e", "_start"],
-    },
-    Build {
-        source: "traps",
-        output: "traps.bin",
-        as_flags: &["--64"],
-        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "ticks",
-        output: "ticks.bin",
-        as_flags: &["--64"],
-        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
-    },
-    Build {
-        source: "triple",
-        output: "triple.bin",
-        as_flags: &["--64"],
-        ld_flags: &["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "--oformat", "binary"],
-    },
-    Build { source: "hello", output: "hello.elf", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-T", "pvh.ld"] },
-    Build { source: "exits", output: "exits.elf", as_flags: &["--32"], ld_flags: &["-m", "elf_i386", "-T", "pvh.ld"] },
-];
+/// `as` and `ld` flags for a kind of link.
+fn flags(link: Link) -> (&'static str, Vec<&'static str>) {
+    let flat = |machine, base| vec!["-m", machine, "-Ttext", base, "--oformat", "binary"];
+    match link {
+        Link::Real => ("--32", flat("elf_i386", REAL_MODE_BASE)),
+        Link::Flat32 => ("--32", flat("elf_i386", KERNEL_BASE)),
+        Link::Flat64 => ("--64", flat("elf_x86_64", KERNEL_BASE)),
+        Link::Elf64 => ("--64", vec!["-m", "elf_x86_64", "-Ttext", KERNEL_BASE, "-e", "_start"]),
+        Link::Pvh => ("--32", vec!["-m", "elf_i386", "-T", "pvh.ld"]),
+    }
+}
 
 fn run(cmd: &mut Command) {
     let shown = format!("{cmd:?}");
@@ -84,22 +64,23 @@ fn main() {
     let asm = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("asm");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=asm");
-    for b in BUILDS {
-        let object = out.join(format!("{}.{}.o", b.output, b.source));
+    for &(source, output, link) in BUILDS {
+        let (as_flag, ld_flags) = flags(link);
+        let object = out.join(format!("{output}.{source}.o"));
         run(Command::new("as")
-            .args(b.as_flags)
+            .arg(as_flag)
             .arg("-I")
             .arg(&asm)
             .arg("-o")
             .arg(&object)
-            .arg(asm.join(format!("{}.S", b.source))));
+            .arg(asm.join(format!("{source}.S"))));
         run(Command::new("ld")
             .current_dir(&asm)
-            .args(b.ld_flags)
+            .args(ld_flags)
             .args(["--no-warn-rwx-segments", "-z", "noexecstack", "-o"])
-            .arg(out.join(b.output))
+            .arg(out.join(output))
             .arg(&object));
-        assert_non_empty(&out.join(b.output));
+        assert_non_empty(&out.join(output));
     }
 }
 

@@ -143,8 +143,7 @@ impl Jit {
                 Some(a) => a,
                 None => iced_x86::code_asm::CodeAssembler::new(64)?,
             };
-            let (t, asm) =
-                translate::translate_with(asm, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            let (t, asm) = translate::translate(asm, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
             self.assembler = Some(asm);
             self.stats.translate_time += start.elapsed();
             let Some(t) = t else { return Ok(None) };

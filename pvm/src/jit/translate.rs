@@ -118,21 +118,11 @@ pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
     out
 }
 
-/// Translates the block at `pc` for execution at address `at`. `None` if
-/// there is no instruction to translate there (the dispatcher interprets).
+/// Translates the block at `pc` for execution at address `at`, with
+/// `assembler` (cleared first), which it hands back for the next block.
+/// `None` if there is no instruction to translate there (the dispatcher
+/// interprets).
 pub fn translate(
-    m: &Machine,
-    pc: u64,
-    layout: &Layout,
-    map: RegMap,
-    at: u64,
-    first_exit_id: u32,
-) -> Result<Option<Translated>, IcedError> {
-    translate_with(CodeAssembler::new(64)?, m, pc, layout, map, at, first_exit_id).map(|(t, _)| t)
-}
-
-/// [`translate`] reusing an assembler (cleared first), which it hands back.
-pub fn translate_with(
     mut assembler: CodeAssembler,
     m: &Machine,
     pc: u64,
