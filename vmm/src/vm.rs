@@ -231,16 +231,18 @@ impl fmt::Debug for Vm {
     }
 }
 
+/// How to fix a failure to open /dev/kvm with this errno.
+pub fn kvm_open_hint(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => "the device does not exist: load the kvm module (modprobe kvm_intel or kvm_amd) or enable virtualization for this machine",
+        libc::EACCES | libc::EPERM => "permission denied: add yourself to the kvm group (sudo usermod -aG kvm $USER, then log in again) or run as root",
+        _ => "KVM is not usable on this machine",
+    }
+}
+
 /// Opens /dev/kvm, explaining how to fix the usual failures.
 pub fn open_kvm() -> Result<Kvm, VmError> {
-    Kvm::new().map_err(|source| {
-        let hint = match source.errno() {
-            libc::ENOENT => "the device does not exist: load the kvm module (modprobe kvm_intel or kvm_amd) or enable virtualization for this machine",
-            libc::EACCES | libc::EPERM => "permission denied: add yourself to the kvm group (sudo usermod -aG kvm $USER, then log in again) or run as root",
-            _ => "KVM is not usable on this machine",
-        };
-        VmError::NoKvm { hint, source }
-    })
+    Kvm::new().map_err(|source| VmError::NoKvm { hint: kvm_open_hint(source.errno()), source })
 }
 
 impl Vm {
@@ -463,4 +465,37 @@ fn write_boot_structures(mem: &GuestMemoryMmap, entry: &ImageEntry, cmdline: &st
         point.rbx = pvh::write_start_info(mem, cmdline)?;
     }
     Ok(point)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_forbidden_kvm_says_how_to_fix_it() {
+        let e = VmError::NoKvm { hint: kvm_open_hint(libc::ENOENT), source: kvm_ioctls::Error::new(libc::ENOENT) };
+        assert!(e.to_string().contains("modprobe kvm_intel"), "{e}");
+        assert_eq!(e.exit_code(), ExitCode::NoKvm);
+        assert!(kvm_open_hint(libc::EACCES).contains("kvm group"));
+        assert!(kvm_open_hint(libc::EPERM).contains("run as root"));
+    }
+
+    #[test]
+    fn each_fatal_exit_has_its_own_status() {
+        let diagnosis = Box::new(Diagnosis {
+            regs: kvm_regs::default(),
+            sregs: kvm_sregs::default(),
+            mode: "16-bit real mode",
+            instruction: None,
+            note: Some("suberror 1".into()),
+        });
+        let guest = |error| VmError::Guest { error, diagnosis: diagnosis.clone() };
+        assert_eq!(guest(VcpuError::Shutdown).exit_code(), ExitCode::TripleFault);
+        assert_eq!(guest(VcpuError::InternalError).exit_code(), ExitCode::EmulationFailure);
+        assert_eq!(guest(VcpuError::FailEntry { reason: 0x21 }).exit_code(), ExitCode::FailedEntry);
+        assert_eq!(guest(VcpuError::SystemEvent { kind: 2 }).exit_code(), ExitCode::UnhandledExit);
+        let text = guest(VcpuError::FailEntry { reason: 0x21 }).to_string();
+        assert!(text.contains("hardware entry failure reason 0x21"), "{text}");
+        assert!(text.contains("instruction not readable") && text.contains("suberror 1"), "{text}");
+    }
 }
