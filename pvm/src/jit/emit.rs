@@ -35,6 +35,9 @@ pub(super) struct Emitter {
     /// drops its copy.
     pub(super) xmm: [Option<u8>; 14],
     pub(super) next_victim: usize,
+    /// Instruction count right after the last `bind`: a second label before
+    /// any instruction needs a nop to sit on.
+    pub(super) bound_at: Option<usize>,
     /// The block's first host instruction and guest pc: a branch back to the
     /// block's own start jumps there directly, never through an exit.
     pub(super) entry: CodeLabel,
@@ -85,6 +88,17 @@ impl Emitter {
             Some(h) => self.a.mov(h, src),
             None => self.a.mov(ctx_reg(g), src),
         }
+    }
+
+    /// Puts `label` on the next instruction emitted (iced-x86 allows one
+    /// label per instruction; a nop separates two in a row).
+    pub(super) fn bind(&mut self, label: &mut CodeLabel) -> Result<(), IcedError> {
+        if self.bound_at == Some(self.a.instructions().len()) {
+            self.a.nop()?;
+        }
+        self.a.set_label(label)?;
+        self.bound_at = Some(self.a.instructions().len());
+        Ok(())
     }
 
     pub(super) fn xmm_of(&self, g: u8) -> Option<AsmRegisterXmm> {
@@ -167,7 +181,7 @@ impl Emitter {
         self.next_exit_id += 1;
         self.stubs.push((stub, StubKind::Direct { target, id }));
         // A label records its instruction when set: keep the set copy.
-        self.a.set_label(&mut jump)?;
+        self.bind(&mut jump)?;
         self.exits.push((jump, self.stubs.len() - 1, target));
         self.a.db(&[0xe9, 0, 0, 0, 0])
     }
@@ -295,10 +309,10 @@ impl Emitter {
                 self.a.neg(rax)?;
             }
             self.a.jmp(done)?;
-            self.a.set_label(&mut normal)?;
+            self.bind(&mut normal)?;
             self.a.cqo()?;
             self.a.idiv(rcx)?;
-            self.a.set_label(&mut done)?;
+            self.bind(&mut done)?;
         } else {
             self.a.xor(edx, edx)?;
             self.a.div(rcx)?;
@@ -360,9 +374,9 @@ impl Emitter {
         self.a.js(done)?;
         self.a.mov(rax, i64::MAX)?;
         self.a.jmp(done)?;
-        self.a.set_label(&mut nan)?;
+        self.bind(&mut nan)?;
         self.a.xor(eax, eax)?;
-        self.a.set_label(&mut done)?;
+        self.bind(&mut done)?;
         self.put(a, rax)
     }
 }

@@ -141,7 +141,15 @@ impl Emitter {
                 self.load(rcx, b)?;
                 self.div_by_constant(plan)?;
                 if i.op == Opcode::RemSI {
-                    self.a.imul_3(rax, rax, imm)?;
+                    match plan {
+                        magic::ConstDiv::Shift { k, negative } => {
+                            self.a.shl(rax, k)?;
+                            if negative {
+                                self.a.neg(rax)?;
+                            }
+                        }
+                        _ => self.a.imul_3(rax, rax, imm)?,
+                    }
                     self.a.sub(rcx, rax)?;
                     self.put(a, rcx)?;
                 } else {
@@ -326,8 +334,7 @@ impl Emitter {
                     } else {
                         self.direct_exit(target)?;
                     }
-                    self.a.set_label(&mut skip)?;
-                    self.a.nop()?;
+                    self.bind(&mut skip)?;
                 }
             }
             Opcode::Jr => {

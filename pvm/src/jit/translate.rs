@@ -139,6 +139,7 @@ pub fn translate(
     let len = instrs.len();
     let entry = assembler.create_label();
     let mut e = Emitter {
+        bound_at: None,
         entry,
         block_pc: pc,
         a: assembler,
@@ -153,7 +154,7 @@ pub fn translate(
     };
     // Retired count, and the fuel check if there is a limit.
     let mut entry = e.entry;
-    e.a.set_label(&mut entry)?;
+    e.bind(&mut entry)?;
     e.a.add(r13, len as i32)?;
     if layout.fuel_limited {
         let stub = e.interpret_stub(0);
@@ -171,7 +172,7 @@ pub fn translate(
     let stubs = std::mem::take(&mut e.stubs);
     let mut stub_labels = Vec::with_capacity(stubs.len());
     for (mut label, kind) in stubs {
-        e.a.set_label(&mut label)?;
+        e.bind(&mut label)?;
         stub_labels.push(label);
         // Two instructions each: rax packs what the shared handler in the
         // trampoline needs (see `trampoline`).
