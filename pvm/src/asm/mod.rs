@@ -26,6 +26,9 @@ use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
 mod lex;
 use lex::{lex, Res, Tok, Token};
 
+/// No image can be larger than the largest memory (`--mem` 2047 MiB).
+const MAX_IMAGE: u64 = crate::machine::MAX_MEM_MIB << 20;
+
 /// An assembly error with its position.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}:{line}:{col}: {msg}")]
@@ -279,8 +282,11 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
                     let col = cur.col();
                     let v = constant(&cur.expr()?)
                         .and_then(|v| u64::try_from(v).ok())
-                        .filter(|&v| v <= 1 << 32)
-                        .ok_or((col, format!("{word} needs a non-negative number below 2^32")))?;
+                        .filter(|&v| v < MAX_IMAGE)
+                        .ok_or((
+                            col,
+                            format!("{word} needs a non-negative number below {MAX_IMAGE:#x} (the largest memory)"),
+                        ))?;
                     let here = if sec == Sec::Text { text_size } else { data_size };
                     let pad = match word.as_str() {
                         ".zero" => v,
@@ -328,6 +334,12 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
             } else {
                 data_size += item.size();
                 data.push(item);
+            }
+            if text_size + data_size >= MAX_IMAGE {
+                return Err(err(
+                    line,
+                    (col, format!("the program grew past {MAX_IMAGE:#x} bytes, the largest memory")),
+                ));
             }
         }
     }
@@ -520,6 +532,10 @@ mod tests {
         assert_eq!(e.msg, "instructions belong in .text");
         let e = assemble("x.pasm", " .ascii \"abc\n").unwrap_err();
         assert!(e.msg.starts_with("unterminated string"), "{e}");
+        let e = assemble("x.pasm", ".data\n .zero 0x100000000\n").unwrap_err();
+        assert!(e.msg.contains("the largest memory"), "{e}");
+        let e = assemble("x.pasm", ".data\n .zero 0x7ff00000\n .zero 0x7ff00000\n").unwrap_err();
+        assert!(e.msg.contains("grew past"), "{e}");
         let e = assemble("x.pasm", " ld64 r1, r2\n").unwrap_err();
         assert!(e.msg.starts_with("expected a memory operand"), "{e}");
     }
