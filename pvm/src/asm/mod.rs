@@ -68,6 +68,8 @@ enum Item {
         line: usize,
     },
     Bytes(Vec<u8>),
+    /// Zero bytes (`.zero`, `.align`, `.org`), materialised only at the end.
+    Zero(u64),
 }
 
 impl Item {
@@ -83,6 +85,7 @@ impl Item {
             }
             Item::Data { width, values, .. } => (*width * values.len()) as u64,
             Item::Bytes(b) => b.len() as u64,
+            Item::Zero(n) => *n,
         }
     }
 }
@@ -304,7 +307,7 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
                     if sec == Sec::Text && pad % INSTR_SIZE != 0 {
                         return Err((col, format!("{word} in .text must keep instructions 8-byte aligned")));
                     }
-                    items.push(Item::Bytes(vec![0; pad as usize]));
+                    items.push(Item::Zero(pad));
                 }
                 "lif" => {
                     let rd = cur.reg()?;
@@ -388,7 +391,7 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
                     code.extend(Instr::new(Opcode::Lih, *rd, 0, 0, (*value >> 32) as i32).encode());
                 }
             }
-            Item::Data { .. } | Item::Bytes(_) => emit_data(item, &mut code, &resolve)?,
+            Item::Data { .. } | Item::Bytes(_) | Item::Zero(_) => emit_data(item, &mut code, &resolve)?,
         }
     }
     let mut bytes = Vec::with_capacity(data_size as usize);
@@ -416,6 +419,7 @@ fn emit_data(
             }
         }
         Item::Bytes(b) => out.extend(b),
+        Item::Zero(n) => out.resize(out.len() + *n as usize, 0),
         Item::Instr { .. } | Item::Wide { .. } => {}
     }
     Ok(())
@@ -534,7 +538,7 @@ mod tests {
         assert!(e.msg.starts_with("unterminated string"), "{e}");
         let e = assemble("x.pasm", ".data\n .zero 0x100000000\n").unwrap_err();
         assert!(e.msg.contains("the largest memory"), "{e}");
-        let e = assemble("x.pasm", ".data\n .zero 0x7ff00000\n .zero 0x7ff00000\n").unwrap_err();
+        let e = assemble("x.pasm", ".data\n .zero 0x40000000\n .zero 0x40000000\n").unwrap_err();
         assert!(e.msg.contains("grew past"), "{e}");
         let e = assemble("x.pasm", " ld64 r1, r2\n").unwrap_err();
         assert!(e.msg.starts_with("expected a memory operand"), "{e}");
