@@ -17,6 +17,8 @@ pub const STATUS_BAD_PROGRAM: i32 = 65;
 pub const STATUS_NO_INPUT: i32 = 66;
 /// Exit status for a bad command line.
 pub const STATUS_USAGE: i32 = 2;
+/// Exit status when the translator itself fails (e.g. a block larger than the cache).
+pub const STATUS_TRANSLATOR: i32 = 70;
 
 #[derive(Parser)]
 #[command(name = "pvm", version, about = "A bytecode process VM: assembler, verifier, interpreter")]
@@ -128,6 +130,7 @@ enum Command {
 fn load_status(e: &LoadError) -> i32 {
     match e {
         LoadError::Read { .. } => STATUS_NO_INPUT,
+        LoadError::Jit(_) => STATUS_TRANSLATOR,
         _ => STATUS_BAD_PROGRAM,
     }
 }
@@ -209,7 +212,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 Ok(r) => r,
                 Err(e) => {
                     report(err, &e);
-                    return STATUS_BAD_PROGRAM;
+                    return load_status(&e);
                 }
             };
             io.flush();

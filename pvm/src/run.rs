@@ -18,7 +18,7 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Asm(#[from] asm::AsmError),
     #[error("{path}: malformed image")]
     Image {

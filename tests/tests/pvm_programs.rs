@@ -165,6 +165,12 @@ fn load_errors_have_their_own_statuses_and_positions() {
     assert_eq!(o.status, 65);
     assert!(o.stderr.contains("bad.pasm:2:13: expected a comma between operands"), "{}", o.stderr);
 
+    assert_eq!(o.stderr.matches("expected a comma").count(), 1, "{}", o.stderr);
+
+    let o = pvm(&["run", "fib", "--engine", "jit", "--cache-size", "64"]);
+    assert_eq!(o.status, 70, "{}", o.stderr);
+    assert!(o.stderr.contains("raise --cache-size"), "{}", o.stderr);
+
     let o = pvm(&["run", "/no/such/file.pasm"]);
     assert_eq!(o.status, 66);
     assert!(o.stderr.contains("cannot read /no/such/file.pasm"), "{}", o.stderr);
