@@ -35,6 +35,9 @@ pub(super) struct Emitter {
     /// drops its copy.
     pub(super) xmm: [Option<u8>; 14],
     pub(super) next_victim: usize,
+    /// Slots whose guest register keeps its XMM copy for the whole block,
+    /// loop back-edges included (see `pinned_floats`).
+    pub(super) pinned: [bool; 14],
     /// Instruction count right after the last `bind`: a second label before
     /// any instruction needs a nop to sit on.
     pub(super) bound_at: Option<usize>,
@@ -116,11 +119,14 @@ impl Emitter {
 
     /// An XMM register to hold guest register g, not one of `keep`.
     pub(super) fn xmm_alloc(&mut self, g: u8, keep: &[AsmRegisterXmm]) -> AsmRegisterXmm {
+        if let Some(i) = (0..XMM_POOL.len()).find(|&i| self.pinned[i] && self.xmm[i] == Some(g)) {
+            return XMM_POOL[i];
+        }
         self.forget(g);
-        let free = self.xmm.iter().position(Option::is_none);
+        let free = (0..XMM_POOL.len()).find(|&i| self.xmm[i].is_none() && !self.pinned[i]);
         let i = free.unwrap_or_else(|| {
             let mut i = self.next_victim;
-            while keep.contains(&XMM_POOL[i]) {
+            while keep.contains(&XMM_POOL[i]) || self.pinned[i] {
                 i = (i + 1) % XMM_POOL.len();
             }
             self.next_victim = (i + 1) % XMM_POOL.len();
@@ -128,6 +134,18 @@ impl Emitter {
         });
         self.xmm[i] = Some(g);
         XMM_POOL[i]
+    }
+
+    /// Loads each pinned guest register into its XMM slot (block entry,
+    /// before the loop head).
+    pub(super) fn pin(&mut self, regs: &[u8]) -> Result<(), IcedError> {
+        for (i, &g) in regs.iter().enumerate().take(XMM_POOL.len() / 2) {
+            let r = self.get(g, rax)?;
+            self.a.movq(XMM_POOL[i], r)?;
+            self.xmm[i] = Some(g);
+            self.pinned[i] = true;
+        }
+        Ok(())
     }
 
     /// An XMM register holding guest register g's bits (loaded if needed).

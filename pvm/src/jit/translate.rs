@@ -118,6 +118,45 @@ pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
     out
 }
 
+/// Guest registers worth keeping in XMM registers for a whole block: the
+/// block loops to its own start, the registers are read by float
+/// instructions, and every write to them in the block is a float result
+/// (which updates the XMM copy). Empty for blocks that do not loop.
+pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
+    if !instrs.iter().any(|i| i.target() == Some(pc)) {
+        return Vec::new();
+    }
+    let float_result =
+        |op| matches!(op, Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FSqrt | Opcode::IToF);
+    let mut out: Vec<u8> = Vec::new();
+    for i in instrs {
+        let reads: &[u8] = match i.op {
+            Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FEq | Opcode::FLt | Opcode::FLe => {
+                &[i.b, i.c]
+            }
+            Opcode::FSqrt => &[i.b],
+            _ => &[],
+        };
+        for &g in reads {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    let other_write = |g: u8| {
+        instrs.iter().any(|i| {
+            let writes_a = matches!(
+                i.op.info().format,
+                Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
+            );
+            let stack = matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret);
+            (writes_a && i.a == g && !float_result(i.op)) || (stack && g == SP)
+        })
+    };
+    out.retain(|&g| !other_write(g));
+    out
+}
+
 /// Translates the block at `pc` for execution at address `at`, with
 /// `assembler` (cleared first), which it hands back for the next block.
 /// `None` if there is no instruction to translate there (the dispatcher
@@ -139,6 +178,7 @@ pub fn translate(
     let len = instrs.len();
     let entry = assembler.create_label();
     let mut e = Emitter {
+        pinned: [false; 14],
         bound_at: None,
         entry,
         block_pc: pc,
@@ -152,6 +192,9 @@ pub fn translate(
         next_exit_id: first_exit_id,
         exits: Vec::new(),
     };
+    // Float registers of a loop stay in XMM registers across its back-edge:
+    // loaded here, before the loop head the back-edge jumps to.
+    e.pin(&pinned_floats(&instrs, pc))?;
     // Retired count, and the fuel check if there is a limit.
     let mut entry = e.entry;
     e.bind(&mut entry)?;
