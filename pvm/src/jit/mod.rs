@@ -100,7 +100,7 @@ impl Jit {
     /// bytes and an optional fuel limit.
     pub fn new(m: &Machine, cache_size: usize, fuel: Option<u64>) -> Result<Self, JitError> {
         let code = &m.mem[m.code_start as usize..m.code_end as usize];
-        let map = RegMap::for_code(code);
+        let map = RegMap::for_code(code, m.code_start);
         let mut cache = BlockCache::new(cache_size)?;
         let at = cache.next_exec_addr();
         let (tramp, offsets) = translate::trampoline(map, at)?;

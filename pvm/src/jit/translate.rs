@@ -26,11 +26,26 @@ pub(super) const HOST_POOL: [AsmRegister64; 9] = [rbx, rbp, rsi, rdi, r8, r9, r1
 pub struct RegMap(pub [Option<AsmRegister64>; NUM_REGS]);
 
 impl RegMap {
-    /// Gives host registers to the guest registers the code names most.
-    pub fn for_code(code: &[u8]) -> Self {
-        let mut uses = [0u32; NUM_REGS];
-        for chunk in code.chunks_exact(8) {
-            let Ok(i) = Instr::decode(chunk.try_into().unwrap_or([0xff; 8])) else { continue };
+    /// Gives host registers to the guest registers the code names most,
+    /// a use inside a loop (between a backward branch and its target)
+    /// counting ten times per level of nesting.
+    pub fn for_code(code: &[u8], code_start: u64) -> Self {
+        let instrs: Vec<Option<Instr>> =
+            code.chunks_exact(8).map(|c| Instr::decode(c.try_into().unwrap_or([0xff; 8])).ok()).collect();
+        let mut depth = vec![0u32; instrs.len()];
+        for (k, i) in instrs.iter().enumerate() {
+            let Some(t) = i.and_then(|i| i.target()) else { continue };
+            let from = t.wrapping_sub(code_start) / INSTR_SIZE;
+            if from <= k as u64 {
+                for d in &mut depth[from as usize..=k] {
+                    *d = (*d + 1).min(4);
+                }
+            }
+        }
+        let mut uses = [0u64; NUM_REGS];
+        for (k, i) in instrs.iter().enumerate() {
+            let Some(i) = i else { continue };
+            let weight = 10u64.pow(depth[k]);
             let fields: &[u8] = match i.op.info().format {
                 Format::None | Format::Jump | Format::Sys => &[],
                 Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => &[i.a, i.b],
@@ -38,10 +53,10 @@ impl RegMap {
                 Format::LoadImm | Format::Src | Format::Dst => &[i.a],
             };
             for &f in fields {
-                uses[usize::from(f)] += 1;
+                uses[usize::from(f)] += weight;
             }
             if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
-                uses[usize::from(SP)] += 1;
+                uses[usize::from(SP)] += weight;
             }
         }
         let mut order: Vec<usize> = (0..NUM_REGS).filter(|&g| uses[g] > 0).collect();
