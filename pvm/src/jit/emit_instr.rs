@@ -71,16 +71,27 @@ impl Emitter {
                     }
                     return Ok(());
                 }
-                self.load(rax, b)?;
+                // Straight into the destination's host register when it has one.
+                let dst = self.host(a).unwrap_or(rax);
+                let src = self.get(b, rax)?;
                 match i.op {
-                    Opcode::AddI => self.a.add(rax, imm)?,
-                    Opcode::SubI => self.a.sub(rax, imm)?,
-                    Opcode::MulI => self.a.imul_3(rax, rax, imm)?,
-                    Opcode::AndI => self.a.and(rax, imm)?,
-                    Opcode::OrI => self.a.or(rax, imm)?,
-                    _ => self.a.xor(rax, imm)?,
+                    Opcode::AddI if src != dst => self.a.lea(dst, qword_ptr(src + imm))?,
+                    Opcode::SubI if src != dst && imm != i32::MIN => self.a.lea(dst, qword_ptr(src - imm))?,
+                    Opcode::MulI => self.a.imul_3(dst, src, imm)?,
+                    _ => {
+                        if src != dst {
+                            self.a.mov(dst, src)?;
+                        }
+                        match i.op {
+                            Opcode::AddI => self.a.add(dst, imm)?,
+                            Opcode::SubI => self.a.sub(dst, imm)?,
+                            Opcode::AndI => self.a.and(dst, imm)?,
+                            Opcode::OrI => self.a.or(dst, imm)?,
+                            _ => self.a.xor(dst, imm)?,
+                        }
+                    }
                 }
-                self.put(a, rax)?;
+                self.put(a, dst)?;
             }
             Opcode::Shl | Opcode::Shr | Opcode::Sar => {
                 self.load(rcx, c)?;
