@@ -282,6 +282,14 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 }
             };
             let _ = crate::bench::render(out, &rows);
+            if engine != EngineArg::Interp {
+                match crate::bench::translation_throughput() {
+                    Ok(t) => {
+                        let _ = t.render(out);
+                    }
+                    Err(e) => report(err, &*e),
+                }
+            }
             let mut status = 0;
             for (path, text) in json
                 .map(|p| (p, crate::bench::to_json(&rows)))

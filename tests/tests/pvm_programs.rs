@@ -97,6 +97,8 @@ fn bench_compares_the_engines_and_writes_json_and_svg() {
     let row = o.stdout.lines().find(|l| l.starts_with("| collatz |")).expect(&o.stdout);
     assert!(row.contains("| 192277640 |"), "{row}");
     assert!(o.stdout.contains("geometric mean speedup of jit over interp"), "{}", o.stdout);
+    let throughput = o.stdout.lines().find(|l| l.starts_with("translation throughput: ")).expect(&o.stdout);
+    assert!(throughput.contains("ns each on the second"), "{throughput}");
     let j = std::fs::read_to_string(&json).unwrap();
     assert!(j.contains("\"program\": \"collatz\"") && j.contains("\"speedup\": "), "{j}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<title>collatz jit: "));
