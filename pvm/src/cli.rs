@@ -51,7 +51,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Some(b'm' | b'M') => (&s[..s.len() - 1], 1 << 20),
         _ => (s, 1),
     };
-    num.parse::<usize>().map(|n| n * mul).map_err(|e| format!("{s:?} is not a size like 4096, 64K or 32M: {e}"))
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&n| n <= 1 << 40)
+        .ok_or_else(|| format!("{s:?} is not a size like 4096, 64K or 32M (at most 1 TiB)"))
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {

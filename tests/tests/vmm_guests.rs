@@ -201,6 +201,9 @@ fn bad_command_lines_exit_with_2() {
     let o = vmm(&["run", "--mode", "unreal"]);
     assert_eq!(o.status, 2);
     assert!(o.stderr.contains("invalid value 'unreal'"), "{}", o.stderr);
+    let o = vmm(&["run", "hello", "--timeout", "nan"]);
+    assert_eq!(o.status, 2);
+    assert!(o.stderr.contains("is not a number of seconds"), "{}", o.stderr);
     let o = vmm(&["run", "x.bin", "--load-addr", "zz"]);
     assert_eq!(o.status, 2);
     assert!(o.stderr.contains("is not a number"), "{}", o.stderr);

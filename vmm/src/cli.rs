@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long)]
     stats: bool,
     /// Stop the guest after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     timeout: Option<f64>,
 }
 
@@ -73,6 +73,13 @@ enum Mode {
     Real,
     Protected,
     Long,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 1e9")),
+    }
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -125,7 +132,7 @@ fn run(args: RunArgs, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Result
     config.timers |= args.timers;
     config.cmdline = args.cmdline;
     let mut vm = Vm::new(&config, &image, out)?;
-    let timeout = args.timeout.map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9)));
+    let timeout = args.timeout.map(Duration::from_secs_f64);
     let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout })?;
     if let Some(stats) = &result.stats {
         let _ = stats.render(err, result.wall);
