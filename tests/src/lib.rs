@@ -35,11 +35,28 @@ pub fn vmm(args: &[&str]) -> Outcome {
     }
 }
 
+/// Runs the `pvm` command line in-process with empty stdin, capturing the
+/// guest's stdout (and the command's own reports) and stderr.
+pub fn pvm(args: &[&str]) -> Outcome {
+    let mut io = pvm::machine::BufferIo::default();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let status = pvm::cli::main_with(args, &mut io, &mut out, &mut err);
+    let mut stdout = String::from_utf8_lossy(&io.output).into_owned();
+    stdout.push_str(&String::from_utf8_lossy(&out));
+    Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
+}
+
+/// A path for `name` in a fresh per-process directory under the temp dir.
+pub fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("virtlab-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
 /// Writes `bytes` to a fresh file under the system temp dir and returns its path.
 pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmm-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+    let path = temp_path(name);
     std::fs::write(&path, bytes).expect("write temp file");
     path
 }

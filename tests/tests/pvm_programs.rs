@@ -2,30 +2,8 @@
 //! command line and must print exactly what its file says, with its status
 //! and trap. Plus assembler round trips and the file formats.
 
-use pvm::machine::BufferIo;
 use pvm::programs::{self, PROGRAMS};
-
-struct Outcome {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn pvm(args: &[&str]) -> Outcome {
-    let mut io = BufferIo::default();
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let status = pvm::cli::main_with(args, &mut io, &mut out, &mut err);
-    let mut stdout = String::from_utf8_lossy(&io.output).into_owned();
-    stdout.push_str(&String::from_utf8_lossy(&out));
-    Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
-}
-
-fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pvm-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
+use tests::{pvm, temp_path as temp};
 
 #[test]
 fn every_program_prints_its_expected_output_status_and_trap_on_both_engines() {

@@ -34,8 +34,6 @@ pub mod vcpu;
 pub mod vm;
 pub mod watchdog;
 
-use std::time::Duration;
-
 use arch::x86_64::layout::{KERNEL_LOAD, REAL_MODE_LOAD};
 use arch::x86_64::regs::EntryMode;
 use vm::{Image, VmConfig};
@@ -58,16 +56,6 @@ pub fn default_load_addr(mode: EntryMode) -> u64 {
         EntryMode::Real => REAL_MODE_LOAD,
         EntryMode::Protected | EntryMode::Long => KERNEL_LOAD,
     }
-}
-
-/// Runs a built-in guest with its serial output captured: used by tests
-/// and benchmarks. Returns the report and the serial output.
-pub fn run_builtin_captured(guest: &guests::Guest, timeout: Duration) -> Result<(vm::RunReport, Vec<u8>), vm::VmError> {
-    let (image, config) = builtin_image(guest);
-    let out = SharedBuffer::default();
-    let mut vm = vm::Vm::new(&config, &image, Box::new(out.clone()))?;
-    let report = vm.run(vm::RunOptions { timeout: Some(timeout), stats: true, ..Default::default() })?;
-    Ok((report, out.take()))
 }
 
 /// A `Write` sink that can be read after the VM has taken it.
