@@ -33,6 +33,7 @@ const BUILDS: &[(&str, &str, Link)] = &[
     ("traps", "traps.bin", Link::Flat64),
     ("ticks", "ticks.bin", Link::Flat64),
     ("triple", "triple.bin", Link::Flat64),
+    ("echo", "echo.bin", Link::Flat64),
     ("hello", "hello.elf", Link::Pvh),
     ("exits", "exits.elf", Link::Pvh),
 ];

@@ -44,6 +44,8 @@ pub struct Guest {
     pub expected_output: &'static str,
     /// Exit status of the `vmm` process for a correct run.
     pub expected_status: i32,
+    /// What the test types on the serial port (the VMM's standard input).
+    pub input: &'static str,
 }
 
 macro_rules! image {
@@ -73,6 +75,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("modes.bin"),
         expected_output: expected!("modes"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "hello16",
@@ -82,6 +85,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("hello16.bin"),
         expected_output: expected!("hello16"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "hello32",
@@ -91,6 +95,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("hello32.bin"),
         expected_output: expected!("hello32"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "hello64",
@@ -100,6 +105,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("hello64.bin"),
         expected_output: expected!("hello64"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "traps",
@@ -109,6 +115,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("traps.bin"),
         expected_output: expected!("traps"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "ticks",
@@ -118,6 +125,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("ticks.bin"),
         expected_output: expected!("ticks"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "triple",
@@ -127,6 +135,17 @@ pub const GUESTS: &[Guest] = &[
         image: image!("triple.bin"),
         expected_output: expected!("triple"),
         expected_status: STATUS_TRIPLE_FAULT,
+        input: "",
+    },
+    Guest {
+        name: "echo",
+        description: "reads a line from the serial port (standard input) and echoes it in upper case",
+        boot: Boot::Long { load: KERNEL_BASE },
+        timers: false,
+        image: image!("echo.bin"),
+        expected_output: expected!("echo"),
+        expected_status: 0,
+        input: "Hello, serial!\n",
     },
     Guest {
         name: "exits",
@@ -136,6 +155,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("exits.elf"),
         expected_output: expected!("exits"),
         expected_status: 0,
+        input: "",
     },
     Guest {
         name: "hello",
@@ -145,6 +165,7 @@ pub const GUESTS: &[Guest] = &[
         image: image!("hello.elf"),
         expected_output: expected!("hello"),
         expected_status: 0,
+        input: "",
     },
 ];
 

@@ -25,9 +25,14 @@ pub struct Outcome {
 /// Runs the `vmm` command line in-process (the binary is a thin wrapper
 /// around `vmm::cli::main_with`), capturing its output.
 pub fn vmm(args: &[&str]) -> Outcome {
+    vmm_with_input(args, "")
+}
+
+/// The same, typing `input` on the guest's serial port.
+pub fn vmm_with_input(args: &[&str], input: &'static str) -> Outcome {
     let out = vmm::SharedBuffer::default();
     let mut err = Vec::new();
-    let status = vmm::cli::main_with(args, Box::new(out.clone()), &mut err);
+    let status = vmm::cli::main_with(args, Some(Box::new(input.as_bytes())), Box::new(out.clone()), &mut err);
     Outcome {
         status,
         stdout: String::from_utf8_lossy(&out.take()).into_owned(),

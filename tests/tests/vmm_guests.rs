@@ -1,7 +1,7 @@
 //! Boots every built-in guest through the `vmm` command line and checks its
 //! exact serial output and exit status, and the documented failures.
 
-use tests::{kvm_available, temp_file, vmm};
+use tests::{kvm_available, temp_file, vmm, vmm_with_input};
 
 /// Generous bound so a broken guest fails the test instead of hanging it.
 const TIMEOUT: &str = "30";
@@ -12,7 +12,7 @@ fn every_builtin_guest_prints_its_expected_output_and_status() {
         return;
     }
     for guest in guests::GUESTS {
-        let o = vmm(&["run", guest.name, "--timeout", TIMEOUT]);
+        let o = vmm_with_input(&["run", guest.name, "--timeout", TIMEOUT], guest.input);
         assert_eq!(o.stdout, guest.expected_output, "{}: stderr was {}", guest.name, o.stderr);
         assert_eq!(o.status, guest.expected_status, "{}: stderr was {}", guest.name, o.stderr);
     }

@@ -100,7 +100,12 @@ pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     }
 }
 
-fn run(args: RunArgs, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Result<u8, VmError> {
+fn run(
+    args: RunArgs,
+    input: Option<Box<dyn std::io::Read + Send>>,
+    out: Box<dyn Write + Send>,
+    err: &mut dyn Write,
+) -> Result<u8, VmError> {
     let name = args.guest.unwrap_or_else(|| guests::DEFAULT_GUEST.to_string());
     let file_bytes;
     let (image, mut config) = match guests::find(&name) {
@@ -131,7 +136,7 @@ fn run(args: RunArgs, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Result
     config.mem_mib = args.mem;
     config.timers |= args.timers;
     config.cmdline = args.cmdline;
-    let mut vm = Vm::new(&config, &image, out)?;
+    let mut vm = Vm::with_serial_input(&config, &image, out, input)?;
     let timeout = args.timeout.map(Duration::from_secs_f64);
     let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout })?;
     if let Some(stats) = &result.stats {
@@ -140,10 +145,15 @@ fn run(args: RunArgs, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Result
     Ok(result.status)
 }
 
-/// Runs the command line `args` (without the program name): guest serial
-/// and reports go to `out`, trace, statistics and errors to `err`.
-/// Returns the process exit status.
-pub fn main_with(args: &[&str], mut out: Box<dyn Write + Send>, err: &mut dyn Write) -> i32 {
+/// Runs the command line `args` (without the program name): the guest's
+/// serial input comes from `input`, its serial output and reports go to
+/// `out`, trace, statistics and errors to `err`. Returns the exit status.
+pub fn main_with(
+    args: &[&str],
+    input: Option<Box<dyn std::io::Read + Send>>,
+    mut out: Box<dyn Write + Send>,
+    err: &mut dyn Write,
+) -> i32 {
     let cli = match Cli::try_parse_from(std::iter::once("vmm").chain(args.iter().copied())) {
         Ok(cli) => cli,
         Err(e) => {
@@ -161,7 +171,7 @@ pub fn main_with(args: &[&str], mut out: Box<dyn Write + Send>, err: &mut dyn Wr
             }
             0
         }
-        Command::Run(args) => match run(args, out, err) {
+        Command::Run(args) => match run(args, input, out, err) {
             Ok(status) => i32::from(status),
             Err(e) => {
                 report(err, &e);

@@ -17,7 +17,7 @@ use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
 use crate::arch::x86_64::{gdt, paging, pvh};
 use crate::bus::BusError;
-use crate::devices::{DebugExit, IrqLine, PostCode, Scratch, Serial};
+use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
 use crate::loader::{self, ImageEntry, LoaderError};
 use crate::memory::{self, GuestMemoryMmap, MemoryError};
 use crate::stats::ExitStats;
@@ -248,6 +248,16 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
 impl Vm {
     /// Builds the VM: memory, image, boot structures, registers, devices.
     pub fn new(config: &VmConfig, image: &Image<'_>, serial_out: Box<dyn Write + Send>) -> Result<Self, VmError> {
+        Self::with_serial_input(config, image, serial_out, None)
+    }
+
+    /// The same, with a source of bytes the guest receives on COM1.
+    pub fn with_serial_input(
+        config: &VmConfig,
+        image: &Image<'_>,
+        serial_out: Box<dyn Write + Send>,
+        serial_in: Option<Box<dyn std::io::Read + Send>>,
+    ) -> Result<Self, VmError> {
         let kvm = open_kvm()?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         vm.set_tss_address(KVM_TSS_ADDRESS).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
@@ -284,6 +294,9 @@ impl Vm {
         vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
 
         let mut serial = Serial::new(serial_out);
+        if let Some(input) = serial_in {
+            serial = serial.with_input(spawn_input(input));
+        }
         if config.timers {
             serial = serial.with_irq(Box::new(KvmIrq { vm: vm.clone(), gsi: COM1_IRQ }));
         }

@@ -3,5 +3,5 @@
 pub mod serial;
 pub mod simple;
 
-pub use serial::{IrqLine, Serial};
+pub use serial::{spawn_input, IrqLine, Serial};
 pub use simple::{DebugExit, PostCode, Scratch};

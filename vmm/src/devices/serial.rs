@@ -3,7 +3,8 @@
 //! `impl Write`, a receive FIFO, and interrupts on an optional IRQ line.
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver};
 
 use crate::bus::{BusDevice, DeviceRequest};
 
@@ -52,6 +53,30 @@ pub struct Serial<W: Write + Send> {
     divisor: u16,
     thr_empty_pending: bool,
     rx: VecDeque<u8>,
+    /// Bytes arriving from outside (the VMM's stdin), taken into the
+    /// receive FIFO whenever the guest reads a register.
+    input: Option<Receiver<u8>>,
+}
+
+/// Reads `source` on its own thread and hands the bytes over a channel,
+/// so a UART can take them without blocking the vCPU. The thread ends at
+/// end of input or when the receiver is gone.
+pub fn spawn_input(mut source: Box<dyn Read + Send>) -> Receiver<u8> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        loop {
+            match source.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if buf[..n].iter().any(|&b| tx.send(b).is_err()) {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }
 
 impl<W: Write + Send> std::fmt::Debug for Serial<W> {
@@ -74,6 +99,31 @@ impl<W: Write + Send> Serial<W> {
             divisor: DEFAULT_DIVISOR,
             thr_empty_pending: false,
             rx: VecDeque::new(),
+            input: None,
+        }
+    }
+
+    /// Connects a source of received bytes (see [`spawn_input`]).
+    pub fn with_input(mut self, input: Receiver<u8>) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    /// Moves bytes that arrived from the input into the receive FIFO.
+    fn pull_input(&mut self) {
+        let Some(input) = &self.input else { return };
+        let mut got = false;
+        while self.rx.len() < RX_FIFO_CAPACITY {
+            match input.try_recv() {
+                Ok(b) => {
+                    self.rx.push_back(b);
+                    got = true;
+                }
+                Err(_) => break,
+            }
+        }
+        if got && self.ier & IER_RX_DATA != 0 {
+            self.raise();
         }
     }
 
@@ -143,6 +193,7 @@ impl<W: Write + Send> Serial<W> {
 
 impl<W: Write + Send> BusDevice for Serial<W> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.pull_input();
         let dlab = self.lcr & LCR_DLAB != 0;
         if offset == DATA && !dlab {
             // String input (`rep insb`) drains the FIFO one byte per element.
@@ -248,6 +299,20 @@ mod tests {
         assert!(s.output().is_empty());
         assert_eq!(read(&mut s, LSR) & LSR_DATA_READY, 1);
         assert_eq!(read(&mut s, DATA), b'x');
+        assert_eq!(read(&mut s, LSR) & LSR_DATA_READY, 0);
+    }
+
+    #[test]
+    fn input_from_a_reader_reaches_the_receive_fifo() {
+        let mut s = Serial::new(Vec::new()).with_input(spawn_input(Box::new(&b"ok"[..])));
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 2 && std::time::Instant::now() < deadline {
+            if read(&mut s, LSR) & LSR_DATA_READY != 0 {
+                got.push(read(&mut s, DATA));
+            }
+        }
+        assert_eq!(got, b"ok");
         assert_eq!(read(&mut s, LSR) & LSR_DATA_READY, 0);
     }
 
