@@ -65,108 +65,84 @@ const REAL_MODE_BASE: u64 = 0x7c00;
 /// Protected- and long-mode images are loaded at 1 MiB, like a kernel.
 const KERNEL_BASE: u64 = 0x10_0000;
 
+/// A guest with the usual settings: no timers, status 0, no serial input,
+/// expected output in `asm/NAME.out`.
+macro_rules! guest {
+    ($name:literal, $file:literal, $boot:expr, $description:literal) => {
+        Guest {
+            name: $name,
+            description: $description,
+            boot: $boot,
+            timers: false,
+            image: image!($file),
+            expected_output: expected!($name),
+            expected_status: 0,
+            input: "",
+        }
+    };
+}
+
 /// Every built-in guest; `modes` is the default of `vmm run`.
 pub const GUESTS: &[Guest] = &[
+    guest!(
+        "modes",
+        "modes.bin",
+        Boot::Real { load: REAL_MODE_BASE },
+        "real mode, then climbs to protected and long mode by itself, printing in each"
+    ),
+    guest!("hello16", "hello16.bin", Boot::Real { load: REAL_MODE_BASE }, "flat binary in 16-bit real mode"),
+    guest!(
+        "hello32",
+        "hello32.bin",
+        Boot::Protected { load: KERNEL_BASE },
+        "flat binary in 32-bit protected mode (VMM-built GDT)"
+    ),
+    guest!(
+        "hello64",
+        "hello64.bin",
+        Boot::Long { load: KERNEL_BASE },
+        "flat binary in 64-bit long mode (VMM-built GDT and page tables)"
+    ),
+    guest!(
+        "traps",
+        "traps.bin",
+        Boot::Long { load: KERNEL_BASE },
+        "tour of sensitive instructions: in/out 1/2/4 bytes, rep outsb, MMIO, cpuid, rdtsc, hlt"
+    ),
     Guest {
-        name: "modes",
-        description: "real mode, then climbs to protected and long mode by itself, printing in each",
-        boot: Boot::Real { load: REAL_MODE_BASE },
-        timers: false,
-        image: image!("modes.bin"),
-        expected_output: expected!("modes"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "hello16",
-        description: "flat binary in 16-bit real mode",
-        boot: Boot::Real { load: REAL_MODE_BASE },
-        timers: false,
-        image: image!("hello16.bin"),
-        expected_output: expected!("hello16"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "hello32",
-        description: "flat binary in 32-bit protected mode (VMM-built GDT)",
-        boot: Boot::Protected { load: KERNEL_BASE },
-        timers: false,
-        image: image!("hello32.bin"),
-        expected_output: expected!("hello32"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "hello64",
-        description: "flat binary in 64-bit long mode (VMM-built GDT and page tables)",
-        boot: Boot::Long { load: KERNEL_BASE },
-        timers: false,
-        image: image!("hello64.bin"),
-        expected_output: expected!("hello64"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "traps",
-        description: "tour of sensitive instructions: in/out 1/2/4 bytes, rep outsb, MMIO, cpuid, rdtsc, hlt",
-        boot: Boot::Long { load: KERNEL_BASE },
-        timers: false,
-        image: image!("traps.bin"),
-        expected_output: expected!("traps"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "ticks",
-        description: "64-bit IDT, PIC and PIT: two tasks switched round-robin on timer interrupts",
-        boot: Boot::Long { load: KERNEL_BASE },
         timers: true,
-        image: image!("ticks.bin"),
-        expected_output: expected!("ticks"),
-        expected_status: 0,
-        input: "",
+        ..guest!(
+            "ticks",
+            "ticks.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "64-bit IDT, PIC and PIT: two tasks switched round-robin on timer interrupts"
+        )
     },
     Guest {
-        name: "triple",
-        description: "a deliberate triple fault (ud2 with an empty IDT)",
-        boot: Boot::Long { load: KERNEL_BASE },
-        timers: false,
-        image: image!("triple.bin"),
-        expected_output: expected!("triple"),
         expected_status: STATUS_TRIPLE_FAULT,
-        input: "",
+        ..guest!(
+            "triple",
+            "triple.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "a deliberate triple fault (ud2 with an empty IDT)"
+        )
     },
     Guest {
-        name: "echo",
-        description: "reads a line from the serial port (standard input) and echoes it in upper case",
-        boot: Boot::Long { load: KERNEL_BASE },
-        timers: false,
-        image: image!("echo.bin"),
-        expected_output: expected!("echo"),
-        expected_status: 0,
         input: "Hello, serial!\n",
+        ..guest!(
+            "echo",
+            "echo.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "reads a line from the serial port (standard input) and echoes it in upper case"
+        )
     },
-    Guest {
-        name: "exits",
-        description: "PVH ELF: 100000 port-I/O exits in a tight loop (the exit benchmark)",
-        boot: Boot::Elf,
-        timers: false,
-        image: image!("exits.elf"),
-        expected_output: expected!("exits"),
-        expected_status: 0,
-        input: "",
-    },
-    Guest {
-        name: "hello",
-        description: "PVH ELF: prints and checks its hvm_start_info (also boots on QEMU microvm)",
-        boot: Boot::Elf,
-        timers: false,
-        image: image!("hello.elf"),
-        expected_output: expected!("hello"),
-        expected_status: 0,
-        input: "",
-    },
+    guest!("exits", "exits.elf", Boot::Elf, "PVH ELF: 100000 port-I/O exits in a tight loop (the exit benchmark)"),
+    guest!(
+        "hello",
+        "hello.elf",
+        Boot::Elf,
+        "PVH ELF: prints and checks its hvm_start_info (also boots on QEMU microvm)"
+    ),
 ];
 
 /// `hello64` linked as a plain ELF64 (no PVH note), for the ELF64 loader.
