@@ -32,13 +32,11 @@ pub struct Expectation {
 }
 
 impl Program {
-    /// First comment line, without the `; name:` prefix.
+    /// First comment line of the expectation text (a `.pasm` file's own
+    /// header, a Brainfuck program's `.expect` file), without `; name:`.
     pub fn description(&self) -> &'static str {
-        let first = self
-            .expect
-            .lines()
-            .chain(self.source.lines())
-            .find(|l| l.starts_with("; ") && !l.contains("expect") && !l.starts_with("; args"));
+        let first =
+            self.expect.lines().find(|l| l.starts_with("; ") && !l.contains("expect") && !l.starts_with("; args"));
         first.map_or("", |l| l.trim_start_matches("; ").split_once(": ").map_or(l, |(_, d)| d))
     }
 
