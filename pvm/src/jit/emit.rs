@@ -51,8 +51,8 @@ pub(super) struct Emitter {
     pub(super) layout: Layout,
     pub(super) stubs: Vec<(CodeLabel, StubKind)>,
     pub(super) next_exit_id: u32,
-    /// (label of the patchable jmp, once set; index of its stub; target)
-    pub(super) exits: Vec<(CodeLabel, usize, u64)>,
+    /// (instruction index of the patchable jmp; index of its stub; target)
+    pub(super) exits: Vec<(usize, usize, u64)>,
 }
 
 pub(super) fn ctx_reg(g: u8) -> AsmMemoryOperand {
@@ -94,14 +94,16 @@ impl Emitter {
     }
 
     /// Puts `label` on the next instruction emitted (iced-x86 allows one
-    /// label per instruction; a nop separates two in a row).
-    pub(super) fn bind(&mut self, label: &mut CodeLabel) -> Result<(), IcedError> {
+    /// label per instruction; a nop separates two in a row), and returns
+    /// that instruction's index.
+    pub(super) fn bind(&mut self, label: &mut CodeLabel) -> Result<usize, IcedError> {
         if self.bound_at == Some(self.a.instructions().len()) {
             self.a.nop()?;
         }
         self.a.set_label(label)?;
-        self.bound_at = Some(self.a.instructions().len());
-        Ok(())
+        let at = self.a.instructions().len();
+        self.bound_at = Some(at);
+        Ok(at)
     }
 
     pub(super) fn xmm_of(&self, g: u8) -> Option<AsmRegisterXmm> {
@@ -199,8 +201,8 @@ impl Emitter {
         self.next_exit_id += 1;
         self.stubs.push((stub, StubKind::Direct { target, id }));
         // A label records its instruction when set: keep the set copy.
-        self.bind(&mut jump)?;
-        self.exits.push((jump, self.stubs.len() - 1, target));
+        let at = self.bind(&mut jump)?;
+        self.exits.push((at, self.stubs.len() - 1, target));
         self.a.db(&[0xe9, 0, 0, 0, 0])
     }
 

@@ -13,6 +13,7 @@ pub mod code_memory;
 pub mod context;
 mod emit;
 mod emit_instr;
+pub mod encode;
 pub mod magic;
 pub mod translate;
 
@@ -40,6 +41,8 @@ pub enum JitError {
     CodeMemory(#[from] code_memory::CodeMemoryError),
     #[error("the x86-64 assembler failed: {0}")]
     Assembler(String),
+    #[error("cannot encode a translated block")]
+    Encode(#[from] encode::EncodeError),
     #[error("a single block does not fit in a code cache of {0} bytes: raise --cache-size")]
     CacheTooSmall(usize),
 }
@@ -82,6 +85,7 @@ pub struct Jit {
     /// Reused for every block: allocating one per block costs more than
     /// translating a short block.
     assembler: Option<iced_x86::code_asm::CodeAssembler>,
+    encoding: encode::BlockEncoding,
     pub stats: JitStats,
 }
 
@@ -124,6 +128,7 @@ impl Jit {
             interp: Interpreter::new(m),
             fuel: fuel.unwrap_or(u64::MAX),
             assembler: None,
+            encoding: encode::BlockEncoding::new(),
             stats: JitStats::default(),
         })
     }
@@ -143,7 +148,7 @@ impl Jit {
                 Some(a) => a,
                 None => iced_x86::code_asm::CodeAssembler::new(64)?,
             };
-            let (t, asm) = translate::translate(asm, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            let (t, asm) = translate::translate(asm, &mut self.encoding, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
             self.assembler = Some(asm);
             self.stats.translate_time += start.elapsed();
             let Some(t) = t else { return Ok(None) };

@@ -10,10 +10,11 @@
 //! dispatcher to interpret it: precise state, same trap, same count.
 
 use iced_x86::code_asm::*;
-use iced_x86::{BlockEncoderOptions, IcedError};
 
 use super::context::*;
 use super::emit::{ctx_reg, Emitter, StubKind};
+use super::encode::BlockEncoding;
+use super::JitError;
 use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, NUM_REGS, SP};
 use crate::machine::Machine;
 
@@ -173,18 +174,20 @@ pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
 }
 
 /// Translates the block at `pc` for execution at address `at`, with
-/// `assembler` (cleared first), which it hands back for the next block.
-/// `None` if there is no instruction to translate there (the dispatcher
-/// interprets).
+/// `assembler` (cleared first), which it hands back for the next block, and
+/// `encoding`'s buffers. `None` if there is no instruction to translate
+/// there (the dispatcher interprets).
+#[allow(clippy::too_many_arguments)]
 pub fn translate(
     mut assembler: CodeAssembler,
+    encoding: &mut BlockEncoding,
     m: &Machine,
     pc: u64,
     layout: &Layout,
     map: RegMap,
     at: u64,
     first_exit_id: u32,
-) -> Result<(Option<Translated>, CodeAssembler), IcedError> {
+) -> Result<(Option<Translated>, CodeAssembler), JitError> {
     let instrs = scan(m, pc);
     if instrs.is_empty() {
         return Ok((None, assembler));
@@ -228,10 +231,9 @@ pub fn translate(
     // (a last conditional branch made its own two exits)
     // Stubs, out of the hot path.
     let stubs = std::mem::take(&mut e.stubs);
-    let mut stub_labels = Vec::with_capacity(stubs.len());
+    let mut stub_at = Vec::with_capacity(stubs.len());
     for (mut label, kind) in stubs {
-        e.bind(&mut label)?;
-        stub_labels.push(label);
+        stub_at.push(e.bind(&mut label)?);
         // Two instructions each: rax packs what the shared handler in the
         // trampoline needs (see `trampoline`).
         match kind {
@@ -246,15 +248,14 @@ pub fn translate(
             }
         }
     }
-    let result = e.a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let mut code = result.inner.code_buffer.clone();
-    let mut exits = Vec::new();
-    for (jump, stub, target) in &e.exits {
-        let j = (result.label_ip(jump)? - at) as usize;
-        let s = (result.label_ip(&stub_labels[*stub])? - at) as usize;
+    let mut code = Vec::new();
+    encoding.encode(e.a.instructions(), at, &mut code)?;
+    let mut exits = Vec::with_capacity(e.exits.len());
+    for &(jump, stub, target) in &e.exits {
+        let (j, s) = (encoding.offsets[jump], encoding.offsets[stub_at[stub]]);
         let rel = (s as i64 - (j as i64 + 5)) as i32;
         code[j + 1..j + 5].copy_from_slice(&rel.to_le_bytes());
-        exits.push(ExitSite { jump_offset: j, stub_offset: s, target: *target });
+        exits.push(ExitSite { jump_offset: j, stub_offset: s, target });
     }
     Ok((Some(Translated { code, guest_start: pc, len: len as u32, exits }), e.a))
 }
@@ -265,7 +266,7 @@ pub fn translate(
 /// `enter(ctx, host_address) -> exit code` saves the callee-saved registers,
 /// loads the mapped guest registers from the context and jumps; the common
 /// exit stores them back and returns the code left in eax.
-pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), IcedError> {
+pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), JitError> {
     let mut a = CodeAssembler::new(64)?;
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r)?;
@@ -284,6 +285,7 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
     // Interpret stubs: rewind the retired count, record the pc, code 0.
     let mut interpret = a.create_label();
     let mut exit = a.create_label();
+    let interpret_at = a.instructions().len();
     a.set_label(&mut interpret)?;
     a.mov(rcx, rax)?;
     a.shr(rcx, 32)?;
@@ -294,10 +296,12 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
     a.jmp(exit)?;
     // Direct-exit stubs: record the target pc, return the exit code.
     let mut direct = a.create_label();
+    let direct_at = a.instructions().len();
     a.set_label(&mut direct)?;
     a.mov(ecx, eax)?;
     a.mov(qword_ptr(r15 + OFF_EXIT_PC), rcx)?;
     a.shr(rax, 32)?;
+    let exit_at = a.instructions().len();
     a.set_label(&mut exit)?;
     for (g, h) in map.0.iter().enumerate() {
         if let Some(h) = *h {
@@ -310,8 +314,9 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
         a.pop(r)?;
     }
     a.ret()?;
-    let result = a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let offset = |l: &CodeLabel| result.label_ip(l).map(|ip| (ip - at) as usize);
-    let offsets = TrampolineOffsets { exit: offset(&exit)?, interpret: offset(&interpret)?, direct: offset(&direct)? };
-    Ok((result.inner.code_buffer.clone(), offsets))
+    let mut encoding = BlockEncoding::new();
+    let mut code = Vec::new();
+    encoding.encode(a.instructions(), at, &mut code)?;
+    let o = &encoding.offsets;
+    Ok((code, TrampolineOffsets { exit: o[exit_at], interpret: o[interpret_at], direct: o[direct_at] }))
 }
