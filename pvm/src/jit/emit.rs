@@ -8,7 +8,7 @@ use iced_x86::IcedError;
 use super::context::*;
 use super::magic::ConstDiv;
 use super::translate::{Layout, RegMap};
-use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
 
 /// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
 pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
@@ -51,8 +51,21 @@ pub(super) struct Emitter {
     pub(super) layout: Layout,
     pub(super) stubs: Vec<(CodeLabel, StubKind)>,
     pub(super) next_exit_id: u32,
+    /// The block's instructions.
+    pub(super) instrs: Vec<Instr>,
+    /// Pushes still covered by the room check of an earlier push of their run.
+    pub(super) push_covered: usize,
     /// (instruction index of the patchable jmp; index of its stub; target)
     pub(super) exits: Vec<(usize, usize, u64)>,
+}
+
+/// Whether `i` sets sp otherwise than by pushing (a run of pushes ends there).
+fn moves_sp(i: &Instr) -> bool {
+    let writes_a = matches!(
+        i.op.info().format,
+        Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
+    );
+    (writes_a && i.a == SP) || matches!(i.op, Opcode::Pop | Opcode::Ret | Opcode::Sys)
 }
 
 pub(super) fn ctx_reg(g: u8) -> AsmMemoryOperand {
@@ -250,24 +263,58 @@ impl Emitter {
         self.a.jne(stub)
     }
 
-    /// sp - 8 into rax, checked against the stack limit and the memory top.
-    pub(super) fn push_slot(&mut self, k: usize) -> Result<(), IcedError> {
-        match self.host(SP) {
-            Some(h) => self.a.lea(rax, qword_ptr(h - 8))?,
-            None => {
-                self.a.mov(rax, ctx_reg(SP))?;
-                self.a.sub(rax, 8)?;
-            }
+    /// Checks that instruction k's push has room (stack limit <= sp - 8 and
+    /// sp - 8 <= memory top - 8), with one unsigned compare. The first push
+    /// of a run (pushes and calls with nothing else moving sp between them)
+    /// checks room for the whole run and the others check nothing: if the
+    /// run does not fit, the first push goes to the interpreter and the
+    /// dispatcher continues from the instruction after it, so each push
+    /// still traps exactly where the interpreter would.
+    pub(super) fn push_room(&mut self, k: usize) -> Result<(), IcedError> {
+        if self.push_covered > 0 {
+            self.push_covered -= 1;
+            return Ok(());
         }
-        // stack_limit <= rax <= mem - 8, as one unsigned compare
+        let run = self.instrs[k..]
+            .iter()
+            .take_while(|i| matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR) || !moves_sp(i))
+            .filter(|i| matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR))
+            .count()
+            .max(1);
+        self.push_covered = run - 1;
+        let bytes = 8 * run as u64;
         let limit = self.layout.stack_limit;
-        if limit > self.layout.mem_size - 8 {
-            // The image fills memory: no push can succeed.
+        if limit + bytes > self.layout.mem_size {
+            // No run this long fits anywhere: let the interpreter push.
             let stub = self.interpret_stub(k);
             return self.a.jmp(stub);
         }
-        self.a.lea(rcx, qword_ptr(rax - limit as i32))?;
-        self.bounds(rcx, self.layout.mem_size - 8 - limit, k)
+        let low = -((bytes + limit) as i32);
+        match self.host(SP) {
+            Some(h) => self.a.lea(rcx, qword_ptr(h + low))?,
+            None => {
+                self.a.mov(rcx, ctx_reg(SP))?;
+                self.a.add(rcx, low)?;
+            }
+        }
+        self.bounds(rcx, self.layout.mem_size - bytes - limit, k)
+    }
+
+    /// sp -= 8 (after `push_room`), leaving the new sp in its host register
+    /// (returned) or, for a guest sp in the context, in rax.
+    pub(super) fn push_sp(&mut self) -> Result<AsmRegister64, IcedError> {
+        match self.host(SP) {
+            Some(h) => {
+                self.a.sub(h, 8)?;
+                Ok(h)
+            }
+            None => {
+                self.a.mov(rax, ctx_reg(SP))?;
+                self.a.sub(rax, 8)?;
+                self.a.mov(ctx_reg(SP), rax)?;
+                Ok(rax)
+            }
+        }
     }
 
     /// Jumps to `to` if the branch `op` is taken (or, `inverse`, not taken),

@@ -299,10 +299,15 @@ impl Emitter {
             }
             Opcode::Push => {
                 // The value before sp moves (push sp pushes the old sp).
-                let v = self.get(a, rdx)?;
-                self.push_slot(k)?;
-                self.a.mov(qword_ptr(r14 + rax), v)?;
-                self.put(SP, rax)?;
+                let v = if a == SP {
+                    self.load(rdx, a)?;
+                    rdx
+                } else {
+                    self.get(a, rdx)?
+                };
+                self.push_room(k)?;
+                let top = self.push_sp()?;
+                self.a.mov(qword_ptr(r14 + top), v)?;
             }
             Opcode::Pop => match (self.host(SP), self.host(a)) {
                 (Some(h_sp), Some(d)) if a != SP => {
@@ -366,27 +371,31 @@ impl Emitter {
                     let stub = self.interpret_stub(k);
                     return self.a.jmp(stub);
                 }
-                self.push_slot(k)?;
-                self.a.mov(qword_ptr(r14 + rax), (pc + INSTR_SIZE) as i32)?;
-                self.put(SP, rax)?;
+                self.push_room(k)?;
+                let top = self.push_sp()?;
+                self.a.mov(qword_ptr(r14 + top), (pc + INSTR_SIZE) as i32)?;
                 self.direct_exit(target)?;
             }
             Opcode::CallR => {
                 self.load(rdx, a)?;
                 self.lookup(k)?;
-                self.a.mov(rdx, rcx)?; // push_slot uses rcx
-                self.push_slot(k)?;
-                self.a.mov(qword_ptr(r14 + rax), (pc + INSTR_SIZE) as i32)?;
-                self.put(SP, rax)?;
+                self.a.mov(rdx, rcx)?; // push_room uses rcx
+                self.push_room(k)?;
+                let top = self.push_sp()?;
+                self.a.mov(qword_ptr(r14 + top), (pc + INSTR_SIZE) as i32)?;
                 self.a.jmp(qword_ptr(rdx + 8))?;
             }
             Opcode::Ret => {
-                self.load(rax, SP)?;
-                self.bounds(rax, self.layout.mem_size - 8, k)?;
-                self.a.mov(rdx, qword_ptr(r14 + rax))?;
+                let top = self.get(SP, rax)?;
+                self.bounds(top, self.layout.mem_size - 8, k)?;
+                self.a.mov(rdx, qword_ptr(r14 + top))?;
                 self.lookup(k)?;
-                self.a.add(rax, 8)?;
-                self.put(SP, rax)?;
+                if top == rax {
+                    self.a.add(rax, 8)?;
+                    self.put(SP, rax)?;
+                } else {
+                    self.a.add(top, 8)?;
+                }
                 self.a.jmp(qword_ptr(rcx + 8))?;
             }
             Opcode::Sys => {

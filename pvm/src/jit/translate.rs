@@ -209,6 +209,8 @@ pub fn translate(
         stubs: Vec::new(),
         next_exit_id: first_exit_id,
         exits: Vec::new(),
+        instrs: instrs.clone(),
+        push_covered: 0,
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
