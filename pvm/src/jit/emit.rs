@@ -396,9 +396,7 @@ impl Emitter {
                 self.a.neg(rax)
             }
             ConstDiv::Shift { k, negative } => {
-                self.a.mov(rax, rcx)?;
-                self.a.sar(rax, 63)?;
-                self.a.shr(rax, 64 - k)?;
+                self.bias_pow2(rcx, k)?;
                 self.a.add(rax, rcx)?;
                 self.a.sar(rax, k)?;
                 if negative {
@@ -420,6 +418,63 @@ impl Emitter {
                 self.a.mov(rax, rdx)?;
                 self.a.shr(rax, 63)?;
                 self.a.add(rax, rdx)
+            }
+        }
+    }
+
+    /// rax = 2^k - 1 if x < 0, else 0: the bias that makes an arithmetic
+    /// shift round toward zero.
+    fn bias_pow2(&mut self, x: AsmRegister64, k: u32) -> Result<(), IcedError> {
+        self.a.mov(rax, x)?;
+        if k > 1 {
+            self.a.sar(rax, 63)?;
+        }
+        self.a.shr(rax, 64 - k)
+    }
+
+    /// Guest a = b / ±2^k (or b % ±2^k, `rem`), rounding toward zero, from
+    /// b's own host register where it has one.
+    pub(super) fn div_rem_pow2(&mut self, rem: bool, a: u8, b: u8, k: u32, negative: bool) -> Result<(), IcedError> {
+        let x = self.get(b, rcx)?;
+        self.bias_pow2(x, k)?;
+        if rem {
+            // n % ±2^k = n - ((n + bias) & -2^k)
+            self.a.add(rax, x)?;
+            if k < 32 {
+                self.a.and(rax, -(1i32 << k))?;
+            } else {
+                self.a.mov(rdx, -(1i64 << k))?;
+                self.a.and(rax, rdx)?;
+            }
+            return match self.host(a) {
+                Some(h) if h == x => self.a.sub(h, rax),
+                Some(h) if h != rax => {
+                    self.a.mov(h, x)?;
+                    self.a.sub(h, rax)
+                }
+                _ => {
+                    self.a.neg(rax)?;
+                    self.a.add(rax, x)?;
+                    self.put(a, rax)
+                }
+            };
+        }
+        match self.host(a) {
+            Some(h) if h == x => {
+                self.a.add(h, rax)?;
+                self.a.sar(h, k)?;
+                if negative {
+                    self.a.neg(h)?;
+                }
+                Ok(())
+            }
+            _ => {
+                self.a.add(rax, x)?;
+                self.a.sar(rax, k)?;
+                if negative {
+                    self.a.neg(rax)?;
+                }
+                self.put(a, rax)
             }
         }
     }

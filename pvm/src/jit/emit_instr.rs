@@ -149,22 +149,10 @@ impl Emitter {
                     let stub = self.interpret_stub(k);
                     return self.a.jmp(stub);
                 };
-                self.load(rcx, b)?;
-                if let (Opcode::RemSI, magic::ConstDiv::Shift { k, .. }) = (i.op, plan) {
-                    // n % ±2^k = n - ((n + bias) & -2^k), bias = 2^k - 1 if n < 0
-                    self.a.mov(rax, rcx)?;
-                    self.a.sar(rax, 63)?;
-                    self.a.shr(rax, 64 - k)?;
-                    self.a.add(rax, rcx)?;
-                    if k < 32 {
-                        self.a.and(rax, -(1i32 << k))?;
-                    } else {
-                        self.a.mov(rdx, -(1i64 << k))?;
-                        self.a.and(rax, rdx)?;
-                    }
-                    self.a.sub(rcx, rax)?;
-                    return self.put(a, rcx);
+                if let magic::ConstDiv::Shift { k, negative } = plan {
+                    return self.div_rem_pow2(i.op == Opcode::RemSI, a, b, k, negative);
                 }
+                self.load(rcx, b)?;
                 self.div_by_constant(plan)?;
                 if i.op == Opcode::RemSI {
                     self.a.imul_3(rax, rax, imm)?;
