@@ -44,6 +44,9 @@ pub(super) struct Emitter {
     /// The block's first host instruction and guest pc: a branch back to the
     /// block's own start jumps there directly, never through an exit.
     pub(super) entry: CodeLabel,
+    /// Right after the start's retired-count add (and before the fuel
+    /// check): where side exits back to the start go.
+    pub(super) body: CodeLabel,
     pub(super) block_pc: u64,
     /// Guest instructions in the block being translated.
     pub(super) len: usize,
@@ -53,6 +56,9 @@ pub(super) struct Emitter {
     pub(super) next_exit_id: u32,
     /// The block's instructions.
     pub(super) instrs: Vec<Instr>,
+    /// Set when an instruction was translated together with the next one
+    /// (see `if_convert`): the translator skips that one.
+    pub(super) skip_next: bool,
     /// Pushes still covered by the room check of an earlier push of their run.
     pub(super) push_covered: usize,
     /// (instruction index of the patchable jmp; index of its stub; target)

@@ -314,6 +314,10 @@ impl Emitter {
             },
             Opcode::Jmp => self.direct_or_trap(i, k)?,
             Opcode::Beq | Opcode::Bne | Opcode::Blt | Opcode::Bge | Opcode::Bltu | Opcode::Bgeu => {
+                if self.if_convert(i, k, pc)? {
+                    self.skip_next = true;
+                    return Ok(());
+                }
                 let x = self.get(a, rax)?;
                 let y = self.get(b, rcx)?;
                 self.a.cmp(x, y)?;
@@ -339,10 +343,15 @@ impl Emitter {
                     // A side exit; the block goes on with the fall-through.
                     let mut skip = self.a.create_label();
                     self.jcc(i.op, true, skip)?;
-                    self.a.sub(r13, (self.len - k - 1) as i32)?;
                     if target == self.block_pc {
-                        self.a.jmp(self.entry)?;
+                        // Back to the start: this pass retired k + 1, the
+                        // next one counts the whole block again, so add the
+                        // k + 1 and skip the start's own add (one add on the
+                        // count's dependency chain per pass, not two).
+                        self.a.add(r13, (k + 1) as i32)?;
+                        self.a.jmp(self.body)?;
                     } else {
+                        self.a.sub(r13, (self.len - k - 1) as i32)?;
                         self.direct_exit(target)?;
                     }
                     self.bind(&mut skip)?;

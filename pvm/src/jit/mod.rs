@@ -14,6 +14,7 @@ pub mod context;
 mod emit;
 mod emit_instr;
 pub mod encode;
+mod ifconvert;
 pub mod magic;
 pub mod translate;
 

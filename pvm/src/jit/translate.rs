@@ -195,7 +195,9 @@ pub fn translate(
     assembler.reset();
     let len = instrs.len();
     let entry = assembler.create_label();
+    let body = assembler.create_label();
     let mut e = Emitter {
+        body,
         pinned: [false; 14],
         bound_at: None,
         entry,
@@ -211,6 +213,7 @@ pub fn translate(
         exits: Vec::new(),
         instrs: instrs.clone(),
         push_covered: 0,
+        skip_next: false,
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
@@ -219,12 +222,17 @@ pub fn translate(
     let mut entry = e.entry;
     e.bind(&mut entry)?;
     e.a.add(r13, len as i32)?;
+    let mut body = e.body;
+    e.bind(&mut body)?;
     if layout.fuel_limited {
         let stub = e.interpret_stub(0);
         e.a.cmp(r13, qword_ptr(r15 + OFF_FUEL))?;
         e.a.ja(stub)?;
     }
     for (k, i) in instrs.iter().enumerate() {
+        if std::mem::take(&mut e.skip_next) {
+            continue;
+        }
         e.instr(i, k, pc + k as u64 * INSTR_SIZE)?;
     }
     if !instrs[len - 1].op.info().ends_block {
