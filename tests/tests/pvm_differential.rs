@@ -150,3 +150,45 @@ fn division_by_constants_agrees_on_edge_values() {
     let image = pvm::asm::assemble("division", &src).expect("assembles");
     agree("constant division", &image, RunConfig::default(), b"");
 }
+
+#[test]
+fn branches_over_one_instruction_agree_at_every_fuel_limit() {
+    // The translator turns these into conditional moves: each branch kind
+    // over each kind of simple instruction, taken and not taken at random,
+    // in a loop; then stopped by the fuel at many points (the retired count
+    // drops by one exactly when the branch is taken).
+    let branches = ["beq", "bne", "blt", "bge", "bltu", "bgeu"];
+    let simple = [
+        "li r3, -5",
+        "mov r3, r4",
+        "add r3, r3, r4",
+        "sub r12, r3, r4",
+        "mul r3, r4, r4",
+        "and r3, r3, r5",
+        "or r14, r3, r4",
+        "xor r3, r4, r5",
+        "addi r3, r3, 1",
+        "subi r13, r13, 3",
+        "muli r3, r3, 7",
+        "andi r3, r3, 255",
+        "ori r3, r3, 8",
+        "xori r14, r14, -1",
+    ];
+    let mut src = String::from(".text\nmain: li r1, 0\nli r2, 400\nli r4, 12345\nli r5, 3\n");
+    src += "top: muli r4, r4, 1103515245\naddi r4, r4, 12345\nandi r5, r4, 7\nsubi r5, r5, 3\n";
+    for (n, s) in simple.iter().enumerate() {
+        let b = branches[n % branches.len()];
+        src += &format!("{b} r5, r1, skip{n}\n{s}\nskip{n}: add r6, r6, r3\n");
+    }
+    for (n, b) in branches.iter().enumerate() {
+        src += &format!("{b} r4, r5, over{n}\naddi r7, r7, {n}\nover{n}: xor r6, r6, r7\n");
+    }
+    src += "addi r1, r1, 1\nblt r1, r2, top\nmov r1, r6\nsys 0\n";
+    let image = pvm::asm::assemble("ifconvert", &src).expect("assembles");
+    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
+    assert!(full.retired > 10_000, "{full:?}");
+    agree("branches over one instruction", &image, RunConfig::default(), b"");
+    for fuel in (1..60).map(|k| full.retired * k / 61).chain([full.retired - 1, full.retired]) {
+        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
+    }
+}
