@@ -35,6 +35,9 @@ pub(super) struct Emitter {
     /// drops its copy.
     pub(super) xmm: [Option<u8>; 14],
     pub(super) next_victim: usize,
+    /// Slots whose guest register's general register is stale: the XMM
+    /// copy is its only value (see `fput`).
+    pub(super) sole: [bool; 14],
     /// Slots whose guest register keeps its XMM copy for the whole block,
     /// loop back-edges included (see `pinned_floats`).
     pub(super) pinned: [bool; 14],
@@ -129,11 +132,12 @@ impl Emitter {
         self.xmm.iter().position(|&c| c == Some(g)).map(|i| XMM_POOL[i])
     }
 
-    /// Drops the XMM copy of guest register g.
+    /// Drops the XMM copy of guest register g (g is being written).
     pub(super) fn forget(&mut self, g: u8) {
-        for c in &mut self.xmm {
+        for (c, sole) in self.xmm.iter_mut().zip(&mut self.sole) {
             if *c == Some(g) {
                 *c = None;
+                *sole = false;
             }
         }
     }
@@ -144,10 +148,10 @@ impl Emitter {
             return XMM_POOL[i];
         }
         self.forget(g);
-        let free = (0..XMM_POOL.len()).find(|&i| self.xmm[i].is_none() && !self.pinned[i]);
+        let free = (0..XMM_POOL.len()).find(|&i| self.xmm[i].is_none() && !self.pinned[i] && !self.sole[i]);
         let i = free.unwrap_or_else(|| {
             let mut i = self.next_victim;
-            while keep.contains(&XMM_POOL[i]) || self.pinned[i] {
+            while keep.contains(&XMM_POOL[i]) || self.pinned[i] || self.sole[i] {
                 i = (i + 1) % XMM_POOL.len();
             }
             self.next_victim = (i + 1) % XMM_POOL.len();
@@ -160,7 +164,9 @@ impl Emitter {
     /// Loads each pinned guest register into its XMM slot (block entry,
     /// before the loop head).
     pub(super) fn pin(&mut self, regs: &[u8]) -> Result<(), IcedError> {
-        for (i, &g) in regs.iter().enumerate().take(XMM_POOL.len() / 2) {
+        // At most 8 pinned: with 3 sole slots and 2 kept ones, one slot is
+        // always left to evict.
+        for (i, &g) in regs.iter().enumerate().take(8) {
             let r = self.get(g, rax)?;
             self.a.movq(XMM_POOL[i], r)?;
             self.xmm[i] = Some(g);
@@ -180,20 +186,71 @@ impl Emitter {
         Ok(x)
     }
 
-    /// Guest register g = the float in `x` (and `x` becomes its copy).
-    pub(super) fn fput(&mut self, g: u8, x: AsmRegisterXmm) -> Result<(), IcedError> {
-        match self.host(g) {
-            Some(h) => self.a.movq(h, x)?,
-            None => {
-                self.a.movq(rax, x)?;
-                self.a.mov(ctx_reg(g), rax)?;
+    /// Guest register g = the float in `x` (and `x` becomes its copy), the
+    /// result of instruction k. When nothing can see the general register
+    /// before the block writes g again (no integer read of it, no way out of
+    /// the block), only the XMM copy is kept: the slot is then marked
+    /// `sole` and never evicted until g is written again.
+    pub(super) fn fput(&mut self, g: u8, x: AsmRegisterXmm, k: usize) -> Result<(), IcedError> {
+        let slot = XMM_POOL.iter().position(|&p| p == x);
+        let sole = slot.is_some() && self.sole.iter().filter(|&&s| s).count() < 3 && !self.needed_after(g, k);
+        if !sole {
+            match self.host(g) {
+                Some(h) => self.a.movq(h, x)?,
+                None => {
+                    self.a.movq(rax, x)?;
+                    self.a.mov(ctx_reg(g), rax)?;
+                }
             }
         }
         self.forget(g);
-        if let Some(i) = XMM_POOL.iter().position(|&p| p == x) {
+        if let Some(i) = slot {
             self.xmm[i] = Some(g);
+            self.sole[i] = sole;
         }
         Ok(())
+    }
+
+    /// Whether guest register g, written by instruction k, may be read as an
+    /// integer, or seen from outside the block, before the block writes it
+    /// again.
+    fn needed_after(&self, g: u8, k: usize) -> bool {
+        for i in self.instrs.iter().skip(k + 1) {
+            let info = i.op.info();
+            if info.ends_block || info.can_trap || info.format == Format::Branch {
+                return true;
+            }
+            let float_reads: &[u8] = match i.op {
+                Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FEq | Opcode::FLt | Opcode::FLe => {
+                    &[]
+                }
+                Opcode::FSqrt => &[],
+                _ => match info.format {
+                    Format::None | Format::Jump | Format::Dst => &[],
+                    Format::LoadImm => {
+                        if i.op == Opcode::Lih {
+                            &[i.a]
+                        } else {
+                            &[]
+                        }
+                    }
+                    Format::R2 | Format::RI | Format::Load => &[i.b],
+                    Format::R3 => &[i.b, i.c],
+                    Format::Store | Format::Branch => &[i.a, i.b],
+                    Format::Src => &[i.a],
+                    Format::Sys => return true,
+                },
+            };
+            if float_reads.contains(&g) {
+                return true;
+            }
+            let writes =
+                matches!(info.format, Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst);
+            if writes && i.a == g {
+                return false;
+            }
+        }
+        true
     }
 
     pub(super) fn interpret_stub(&mut self, k: usize) -> CodeLabel {

@@ -17,7 +17,19 @@ impl Emitter {
         // results set theirs again).
         match i.op.info().format {
             Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst => {
-                if !matches!(i.op, Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FSqrt) {
+                // (float results and comparisons drop it themselves, after
+                // reading their sources)
+                if !matches!(
+                    i.op,
+                    Opcode::FAdd
+                        | Opcode::FSub
+                        | Opcode::FMul
+                        | Opcode::FDiv
+                        | Opcode::FSqrt
+                        | Opcode::FEq
+                        | Opcode::FLt
+                        | Opcode::FLe
+                ) {
                     self.forget(a);
                 }
             }
@@ -183,9 +195,9 @@ impl Emitter {
                 }
                 if xd == xmm0 {
                     self.a.movapd(x2, xmm0)?;
-                    self.fput(a, x2)?;
+                    self.fput(a, x2, k)?;
                 } else {
-                    self.fput(a, xd)?;
+                    self.fput(a, xd, k)?;
                 }
             }
             Opcode::FEq | Opcode::FLt | Opcode::FLe => {
@@ -215,7 +227,7 @@ impl Emitter {
                 let x = self.fsrc(b, &[])?;
                 let xd = self.xmm_alloc(a, &[x]);
                 self.a.sqrtsd(xd, x)?;
-                self.fput(a, xd)?;
+                self.fput(a, xd, k)?;
             }
             Opcode::FNeg => {
                 self.load(rax, b)?;
@@ -227,7 +239,7 @@ impl Emitter {
                 let xd = self.xmm_alloc(a, &[]);
                 self.a.xorps(xd, xd)?; // no false dependency on its old value
                 self.a.cvtsi2sd(xd, r)?;
-                self.fput(a, xd)?;
+                self.fput(a, xd, k)?;
             }
             Opcode::FToI => self.ftoi(a, b)?,
             Opcode::Ld8U

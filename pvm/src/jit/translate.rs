@@ -205,6 +205,7 @@ pub fn translate(
         a: assembler,
         xmm: [None; 14],
         next_victim: 0,
+        sole: [false; 14],
         len,
         map,
         layout: *layout,
