@@ -282,28 +282,36 @@ impl Emitter {
         self.a.db(&[0xe9, 0, 0, 0, 0])
     }
 
-    /// rax = guest register b + imm, checked for an access of n bytes.
-    pub(super) fn address(&mut self, b: u8, imm: i32, n: u64, k: usize) -> Result<(), IcedError> {
-        self.address_from(b, imm, 0, n, k)
-    }
-
-    /// The same, also requiring the address to be at least `low`, with one
-    /// unsigned compare of rax - low (clobbers rcx when low > 0).
-    pub(super) fn address_from(&mut self, b: u8, imm: i32, low: u64, n: u64, k: usize) -> Result<(), IcedError> {
+    /// The host address of guest register b + imm, checked for an access of
+    /// n bytes at or above `low` (stores check that they stay above the
+    /// code), with one unsigned compare. Clobbers rax and rcx.
+    pub(super) fn address(&mut self, b: u8, imm: i32, low: u64, n: u64, k: usize) -> Result<AsmMemoryOperand, IcedError> {
+        let limit = self.layout.mem_size - n - low;
+        let disp = i64::from(imm) - low as i64;
         match self.host(b) {
-            Some(h) => self.a.lea(rax, qword_ptr(h + imm))?,
-            None => {
-                self.a.mov(rax, ctx_reg(b))?;
+            Some(h) if disp == 0 => {
+                self.bounds(h, limit, k)?;
+                Ok(qword_ptr(r14 + h))
+            }
+            Some(h) if i32::try_from(disp).is_ok() => {
+                self.a.lea(rcx, qword_ptr(h + disp as i32))?;
+                self.bounds(rcx, limit, k)?;
+                Ok(qword_ptr(r14 + h + imm))
+            }
+            _ => {
+                self.load(rax, b)?;
                 if imm != 0 {
                     self.a.add(rax, imm)?;
                 }
+                if low == 0 {
+                    self.bounds(rax, limit, k)?;
+                } else {
+                    self.a.lea(rcx, qword_ptr(rax - low as i32))?;
+                    self.bounds(rcx, limit, k)?;
+                }
+                Ok(qword_ptr(r14 + rax))
             }
         }
-        if low == 0 {
-            return self.bounds(rax, self.layout.mem_size - n, k);
-        }
-        self.a.lea(rcx, qword_ptr(rax - low as i32))?;
-        self.bounds(rcx, self.layout.mem_size - n - low, k)
     }
 
     /// Goes to the interpret stub of k if `reg` > `limit` (unsigned).

@@ -255,16 +255,16 @@ impl Emitter {
                     Opcode::Ld32U | Opcode::Ld32S => 4,
                     _ => 8,
                 };
-                self.address(b, imm, n, k)?;
+                let at = self.address(b, imm, 0, n, k)?;
                 let dst = self.host(a).unwrap_or(rax);
                 match i.op {
-                    Opcode::Ld8U => self.a.movzx(dst, byte_ptr(r14 + rax))?,
-                    Opcode::Ld8S => self.a.movsx(dst, byte_ptr(r14 + rax))?,
-                    Opcode::Ld16U => self.a.movzx(dst, word_ptr(r14 + rax))?,
-                    Opcode::Ld16S => self.a.movsx(dst, word_ptr(r14 + rax))?,
-                    Opcode::Ld32U => self.a.mov(eax, dword_ptr(r14 + rax))?,
-                    Opcode::Ld32S => self.a.movsxd(dst, dword_ptr(r14 + rax))?,
-                    _ => self.a.mov(dst, qword_ptr(r14 + rax))?,
+                    Opcode::Ld8U => self.a.movzx(dst, byte_ptr(at))?,
+                    Opcode::Ld8S => self.a.movsx(dst, byte_ptr(at))?,
+                    Opcode::Ld16U => self.a.movzx(dst, word_ptr(at))?,
+                    Opcode::Ld16S => self.a.movsx(dst, word_ptr(at))?,
+                    Opcode::Ld32U => self.a.mov(eax, dword_ptr(at))?,
+                    Opcode::Ld32S => self.a.movsxd(dst, dword_ptr(at))?,
+                    _ => self.a.mov(dst, qword_ptr(at))?,
                 }
                 if i.op == Opcode::Ld32U || dst == rax {
                     self.put(a, rax)?;
@@ -279,20 +279,20 @@ impl Emitter {
                 };
                 // A store below the end of the code may overwrite code: the
                 // interpreter does it, and the dispatcher invalidates blocks.
-                self.address_from(b, imm, self.layout.code_end, n, k)?;
+                let at = self.address(b, imm, self.layout.code_end, n, k)?;
                 let slot = self.host(a).and_then(|h| HOST_POOL.iter().position(|&p| p == h));
                 match (i.op, slot) {
-                    (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(r14 + rax), HOST_POOL8[s])?,
-                    (Opcode::St16, Some(s)) => self.a.mov(word_ptr(r14 + rax), HOST_POOL16[s])?,
-                    (Opcode::St32, Some(s)) => self.a.mov(dword_ptr(r14 + rax), HOST_POOL32[s])?,
-                    (_, Some(s)) => self.a.mov(qword_ptr(r14 + rax), HOST_POOL[s])?,
+                    (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(at), HOST_POOL8[s])?,
+                    (Opcode::St16, Some(s)) => self.a.mov(word_ptr(at), HOST_POOL16[s])?,
+                    (Opcode::St32, Some(s)) => self.a.mov(dword_ptr(at), HOST_POOL32[s])?,
+                    (_, Some(s)) => self.a.mov(qword_ptr(at), HOST_POOL[s])?,
                     (_, None) => {
                         self.a.mov(rcx, ctx_reg(a))?;
                         match i.op {
-                            Opcode::St8 => self.a.mov(byte_ptr(r14 + rax), cl)?,
-                            Opcode::St16 => self.a.mov(word_ptr(r14 + rax), cx)?,
-                            Opcode::St32 => self.a.mov(dword_ptr(r14 + rax), ecx)?,
-                            _ => self.a.mov(qword_ptr(r14 + rax), rcx)?,
+                            Opcode::St8 => self.a.mov(byte_ptr(at), cl)?,
+                            Opcode::St16 => self.a.mov(word_ptr(at), cx)?,
+                            Opcode::St32 => self.a.mov(dword_ptr(at), ecx)?,
+                            _ => self.a.mov(qword_ptr(at), rcx)?,
                         }
                     }
                 }
