@@ -192,3 +192,53 @@ fn branches_over_one_instruction_agree_at_every_fuel_limit() {
         agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
     }
 }
+
+#[test]
+fn calls_and_returns_agree_however_the_guest_plays_with_them() {
+    // The translator turns guest calls into host calls (up to a depth) and
+    // checks each guest `ret` against its frame: recursion deeper than the
+    // host frames, returns to an address the callee changed, a return
+    // address popped and jumped to, and the fuel running out anywhere.
+    let src = "
+        .text
+main:   li r5, 0
+        li r1, 3000
+        call deep
+        add r5, r5, r0
+        li r1, 40
+loop:   call skipper
+        addi r5, r5, 1000
+        subi r1, r1, 1
+        bne r1, r9, loop
+        call popper
+        addi r5, r5, 7
+        li r1, 25
+        call deep
+        add r5, r5, r0
+        mov r1, r5
+        sys 0
+deep:   beq r1, r9, base
+        push r1
+        subi r1, r1, 1
+        call deep
+        pop r1
+        add r0, r0, r1
+        ret
+base:   li r0, 0
+        ret
+skipper: pop r2
+        addi r2, r2, 8
+        push r2
+        addi r5, r5, 1
+        ret
+popper: pop r3
+        jr r3
+";
+    let image = pvm::asm::assemble("calls", src).expect("assembles");
+    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
+    assert_eq!(full.regs[5], 3000 * 3001 / 2 + 40 + 7 + 25 * 26 / 2, "{full:?}");
+    agree("calls and returns", &image, RunConfig::default(), b"");
+    for fuel in (1..40).map(|k| full.retired * k / 41) {
+        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
+    }
+}

@@ -120,7 +120,7 @@ impl CodeMemory {
         // this VM is single-threaded: no CPU executes the jump while we write it.
         unsafe {
             let p = self.rw.as_ptr().add(offset);
-            debug_assert_eq!(*p, 0xe9, "patching a jmp rel32");
+            debug_assert!(*p == 0xe9 || *p == 0xe8, "patching a jmp or call rel32");
             std::ptr::copy_nonoverlapping(rel.to_le_bytes().as_ptr(), p.add(1), 4);
         }
     }

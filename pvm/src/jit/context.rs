@@ -48,6 +48,11 @@ pub struct JitContext {
     pub lookup: *const LookupEntry,
     /// Retired-instruction limit.
     pub fuel: u64,
+    /// The host stack pointer when generated code was entered: no host
+    /// frame of a guest call lies below it (set by the trampoline).
+    pub host_sp_base: u64,
+    /// Lowest host stack pointer guest calls may push frames down to.
+    pub host_sp_limit: u64,
 }
 
 pub const OFF_MEM: i32 = 8 * NUM_REGS as i32;
@@ -55,6 +60,11 @@ pub const OFF_RETIRED: i32 = OFF_MEM + 8;
 pub const OFF_EXIT_PC: i32 = OFF_RETIRED + 8;
 pub const OFF_LOOKUP: i32 = OFF_EXIT_PC + 8;
 pub const OFF_FUEL: i32 = OFF_LOOKUP + 8;
+pub const OFF_SP_BASE: i32 = OFF_FUEL + 8;
+pub const OFF_SP_LIMIT: i32 = OFF_SP_BASE + 8;
+/// Host frames (16 bytes each) guest calls may nest before calls fall back
+/// to plain jumps.
+pub const HOST_FRAMES: i32 = 1024;
 
 /// Exit codes generated code returns in eax.
 pub const EXIT_INTERPRET: u32 = 0;
@@ -73,6 +83,8 @@ mod tests {
         assert_eq!(offset_of!(JitContext, exit_pc) as i32, OFF_EXIT_PC);
         assert_eq!(offset_of!(JitContext, lookup) as i32, OFF_LOOKUP);
         assert_eq!(offset_of!(JitContext, fuel) as i32, OFF_FUEL);
+        assert_eq!(offset_of!(JitContext, host_sp_base) as i32, OFF_SP_BASE);
+        assert_eq!(offset_of!(JitContext, host_sp_limit) as i32, OFF_SP_LIMIT);
         assert_eq!(std::mem::size_of::<LookupEntry>(), 16);
     }
 

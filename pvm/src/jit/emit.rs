@@ -270,8 +270,19 @@ impl Emitter {
         self.direct_exit_at(target, jump)
     }
 
+    /// A patchable `call rel32` to `target`, calling its stub until chained
+    /// (the stub leaves generated code, which drops the host frame).
+    pub(super) fn call_exit(&mut self, target: u64) -> Result<(), IcedError> {
+        let jump = self.a.create_label();
+        self.exit_at(target, jump, 0xe8)
+    }
+
     /// The same, at a label created (and maybe jumped to) earlier.
-    pub(super) fn direct_exit_at(&mut self, target: u64, mut jump: CodeLabel) -> Result<(), IcedError> {
+    pub(super) fn direct_exit_at(&mut self, target: u64, jump: CodeLabel) -> Result<(), IcedError> {
+        self.exit_at(target, jump, 0xe9)
+    }
+
+    fn exit_at(&mut self, target: u64, mut jump: CodeLabel, opcode: u8) -> Result<(), IcedError> {
         let stub = self.a.create_label();
         let id = self.next_exit_id;
         self.next_exit_id += 1;
@@ -279,7 +290,7 @@ impl Emitter {
         // A label records its instruction when set: keep the set copy.
         let at = self.bind(&mut jump)?;
         self.exits.push((at, self.stubs.len() - 1, target));
-        self.a.db(&[0xe9, 0, 0, 0, 0])
+        self.a.db(&[opcode, 0, 0, 0, 0])
     }
 
     /// The host address of guest register b + imm, checked for an access of
@@ -385,6 +396,17 @@ impl Emitter {
                 self.a.mov(ctx_reg(SP), rax)?;
                 Ok(rax)
             }
+        }
+    }
+
+    /// sp += 8, for a `ret` that read sp into `top` (its host register, or
+    /// rax for a guest sp in the context).
+    pub(super) fn pop_sp(&mut self, top: AsmRegister64) -> Result<(), IcedError> {
+        if top == rax {
+            self.a.add(rax, 8)?;
+            self.put(SP, rax)
+        } else {
+            self.a.add(top, 8)
         }
     }
 

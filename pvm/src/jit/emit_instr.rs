@@ -4,6 +4,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
+use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
 use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::translate::HOST_POOL;
@@ -380,9 +381,22 @@ impl Emitter {
                     let stub = self.interpret_stub(k);
                     return self.a.jmp(stub);
                 }
+                let ret_pc = (pc + INSTR_SIZE) as i32;
                 self.push_room(k)?;
                 let top = self.push_sp()?;
-                self.a.mov(qword_ptr(r14 + top), (pc + INSTR_SIZE) as i32)?;
+                self.a.mov(qword_ptr(r14 + top), ret_pc)?;
+                // A host call as well, so that the guest's `ret` becomes a
+                // host `ret` the CPU's return predictor gets right: the frame
+                // holds the guest return pc (which `ret` checks) under the
+                // host return address, whose code goes on at the return pc.
+                // Past HOST_FRAMES nested calls, a plain jump.
+                let mut deep = self.a.create_label();
+                self.a.cmp(rsp, qword_ptr(r15 + OFF_SP_LIMIT))?;
+                self.a.jbe(deep)?;
+                self.a.push(ret_pc)?;
+                self.call_exit(target)?;
+                self.direct_exit(pc + INSTR_SIZE)?;
+                self.bind(&mut deep)?;
                 self.direct_exit(target)?;
             }
             Opcode::CallR => {
@@ -398,13 +412,17 @@ impl Emitter {
                 let top = self.get(SP, rax)?;
                 self.bounds(top, self.layout.mem_size - 8, k)?;
                 self.a.mov(rdx, qword_ptr(r14 + top))?;
+                // The host frame of the matching call, if it is on top.
+                let mut lookup = self.a.create_label();
+                self.a.cmp(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
+                self.a.jae(lookup)?;
+                self.a.cmp(rdx, qword_ptr(rsp + 8))?;
+                self.a.jne(lookup)?;
+                self.pop_sp(top)?;
+                self.a.ret_1(8)?;
+                self.bind(&mut lookup)?;
                 self.lookup(k)?;
-                if top == rax {
-                    self.a.add(rax, 8)?;
-                    self.put(SP, rax)?;
-                } else {
-                    self.a.add(top, 8)?;
-                }
+                self.pop_sp(top)?;
                 self.a.jmp(qword_ptr(rcx + 8))?;
             }
             Opcode::Sys => {

@@ -284,6 +284,10 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
     }
     a.sub(rsp, 8)?;
     a.mov(r15, rdi)?;
+    // Guest calls push host frames below here (see `Opcode::Call`).
+    a.mov(qword_ptr(r15 + OFF_SP_BASE), rsp)?;
+    a.lea(rcx, qword_ptr(rsp - 16 * HOST_FRAMES))?;
+    a.mov(qword_ptr(r15 + OFF_SP_LIMIT), rcx)?;
     a.mov(rax, rsi)?; // rsi and rdi may hold guest registers below
     a.mov(r14, qword_ptr(r15 + OFF_MEM))?;
     a.mov(r13, qword_ptr(r15 + OFF_RETIRED))?;
@@ -320,6 +324,8 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
         }
     }
     a.mov(qword_ptr(r15 + OFF_RETIRED), r13)?;
+    // Drops the host frames of guest calls still open.
+    a.mov(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
     a.add(rsp, 8)?;
     for r in [r15, r14, r13, r12, rbp, rbx] {
         a.pop(r)?;
