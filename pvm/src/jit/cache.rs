@@ -16,6 +16,9 @@ pub struct Block {
     pub len: u32,
     /// Offset of its code in the buffer.
     pub offset: usize,
+    /// Offset (in the block) of the code after its own count add, if
+    /// chained exits may go there (see `Translated::body_offset`).
+    pub body: Option<usize>,
     pub host_len: usize,
     /// Exit ids of its direct exits.
     pub exits: Vec<u32>,
@@ -38,6 +41,8 @@ pub struct Exit {
     pub jump: usize,
     pub stub: usize,
     pub target: u64,
+    /// The count adjustment of its `add r13, imm32` (see `ExitSite`).
+    pub retired: Option<i32>,
     /// The block it is chained to, if any.
     pub chained: Option<usize>,
 }
@@ -128,6 +133,7 @@ impl BlockCache {
                     jump: offset + e.jump_offset,
                     stub: offset + e.stub_offset,
                     target: e.target,
+                    retired: e.retired,
                     chained: None,
                 });
                 self.exits.len() as u32 - 1
@@ -137,6 +143,7 @@ impl BlockCache {
             guest_start: t.guest_start,
             len: t.len,
             offset,
+            body: t.body_offset,
             host_len: t.code.len(),
             exits,
             incoming: Vec::new(),
@@ -164,9 +171,15 @@ impl BlockCache {
             return;
         }
         e.chained = Some(to);
-        let jump = e.jump;
-        let target = self.mem.exec_addr(self.blocks[to].offset);
-        self.mem.patch_jump(jump, target);
+        let (jump, retired) = (e.jump, e.retired);
+        let b = &self.blocks[to];
+        if let (Some(n), Some(body)) = (retired, b.body) {
+            // The target's count add moves into this exit's own.
+            self.mem.patch_imm32(jump - 4, n + b.len as i32);
+            self.mem.patch_jump(jump, self.mem.exec_addr(b.offset + body));
+        } else {
+            self.mem.patch_jump(jump, self.mem.exec_addr(b.offset));
+        }
         self.blocks[to].incoming.push(exit);
         self.chains += 1;
     }
@@ -192,8 +205,11 @@ impl BlockCache {
                 let e = &mut self.exits[exit as usize];
                 if e.chained == Some(id) {
                     e.chained = None;
-                    let (jump, stub) = (e.jump, e.stub);
+                    let (jump, stub, retired) = (e.jump, e.stub, e.retired);
                     self.mem.patch_jump(jump, self.mem.exec_addr(stub));
+                    if let Some(n) = retired {
+                        self.mem.patch_imm32(jump - 4, n);
+                    }
                 }
             }
         }
@@ -236,7 +252,8 @@ mod tests {
             code: vec![0xe9, 0, 0, 0, 0, 0xc3],
             guest_start: pc,
             len,
-            exits: vec![ExitSite { jump_offset: 0, stub_offset: 5, target: pc + 0x100 }],
+            body_offset: None,
+            exits: vec![ExitSite { jump_offset: 0, stub_offset: 5, target: pc + 0x100, retired: None }],
         }
     }
 
@@ -273,6 +290,39 @@ mod tests {
         assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
         assert_eq!(c.get(0x1000), Some(a));
         assert_eq!(c.invalidate(0x2000, 8), 0);
+    }
+
+    /// A block that adds to the count before its exit: `add r13, -2`, then a
+    /// jmp rel32 to its stub (a ret); its body starts after its own first
+    /// instruction (7 bytes).
+    fn counting(pc: u64, len: u32) -> Translated {
+        Translated {
+            code: vec![0x49, 0x81, 0xc5, 0xfe, 0xff, 0xff, 0xff, 0xe9, 0, 0, 0, 0, 0xc3],
+            guest_start: pc,
+            len,
+            body_offset: Some(7),
+            exits: vec![ExitSite { jump_offset: 7, stub_offset: 12, target: pc + 0x100, retired: Some(-2) }],
+        }
+    }
+
+    #[test]
+    fn a_chained_exit_takes_in_the_targets_count_and_skips_its_add() {
+        let mut c = BlockCache::new(4096).unwrap();
+        let a = c.insert(&counting(0x1000, 4)).unwrap();
+        let b = c.insert(&counting(0x1100, 5)).unwrap();
+        let exit = c.block(a).exits[0];
+        let site = c.exit(exit).unwrap();
+        let imm = |c: &BlockCache| {
+            let b = c.memory().bytes(site.jump - 4, 4);
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        assert_eq!(imm(&c), -2);
+        c.chain(exit, b);
+        assert_eq!(imm(&c), -2 + 5);
+        assert_eq!(jump_target(&c, site.jump), c.entry(b) + 7);
+        c.invalidate(0x1100, 8);
+        assert_eq!(imm(&c), -2);
+        assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
     }
 
     #[test]

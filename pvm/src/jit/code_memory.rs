@@ -125,6 +125,20 @@ impl CodeMemory {
         }
     }
 
+    /// Rewrites the 4 bytes at `offset` (the imm32 of an instruction we
+    /// wrote) with `value`.
+    pub fn patch_imm32(&mut self, offset: usize, value: i32) {
+        if offset + 4 > self.used {
+            return;
+        }
+        // SAFETY: offset..offset+4 lies inside code we wrote (checked above);
+        // single-threaded, as for `patch_jump`.
+        unsafe {
+            let p = self.rw.as_ptr().add(offset);
+            std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), p, 4);
+        }
+    }
+
     /// Reads back bytes (for disassembly and tests).
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         let len = len.min(self.used.saturating_sub(offset));

@@ -64,8 +64,9 @@ pub(super) struct Emitter {
     pub(super) skip_next: bool,
     /// Pushes still covered by the room check of an earlier push of their run.
     pub(super) push_covered: usize,
-    /// (instruction index of the patchable jmp; index of its stub; target)
-    pub(super) exits: Vec<(usize, usize, u64)>,
+    /// (instruction index of the patchable jmp; index of its stub; target;
+    /// retired-count adjustment before it)
+    pub(super) exits: Vec<(usize, usize, u64, Option<i32>)>,
 }
 
 /// Whether `i` sets sp otherwise than by pushing (a run of pushes ends there).
@@ -264,32 +265,42 @@ impl Emitter {
         label
     }
 
-    /// A patchable `jmp rel32` to `target`, going to its stub until chained.
-    pub(super) fn direct_exit(&mut self, target: u64) -> Result<(), IcedError> {
+    /// A direct exit to `target` that first adds `retired` to the retired
+    /// count (minus the instructions of this block that did not run): a
+    /// patchable `add r13, imm32` then a patchable `jmp rel32`, going to its
+    /// stub until chained. Chaining retargets the jump past the target
+    /// block's own count add and folds that add into this one, so a hop
+    /// from block to block costs one add, not two.
+    pub(super) fn direct_exit(&mut self, target: u64, retired: i32) -> Result<(), IcedError> {
         let jump = self.a.create_label();
-        self.direct_exit_at(target, jump)
+        self.exit_at(target, jump, 0xe9, Some(retired))
     }
 
-    /// A patchable `call rel32` to `target`, calling its stub until chained
-    /// (the stub leaves generated code, which drops the host frame).
+    /// The same with a `call rel32` (the stub leaves generated code, which
+    /// drops the host frame).
     pub(super) fn call_exit(&mut self, target: u64) -> Result<(), IcedError> {
         let jump = self.a.create_label();
-        self.exit_at(target, jump, 0xe8)
+        self.exit_at(target, jump, 0xe8, None)
     }
 
-    /// The same, at a label created (and maybe jumped to) earlier.
-    pub(super) fn direct_exit_at(&mut self, target: u64, jump: CodeLabel) -> Result<(), IcedError> {
-        self.exit_at(target, jump, 0xe9)
+    /// A direct exit at a label created (and maybe jumped to) earlier.
+    pub(super) fn direct_exit_at(&mut self, target: u64, jump: CodeLabel, retired: i32) -> Result<(), IcedError> {
+        self.exit_at(target, jump, 0xe9, Some(retired))
     }
 
-    fn exit_at(&mut self, target: u64, mut jump: CodeLabel, opcode: u8) -> Result<(), IcedError> {
+    fn exit_at(&mut self, target: u64, mut label: CodeLabel, opcode: u8, retired: Option<i32>) -> Result<(), IcedError> {
         let stub = self.a.create_label();
         let id = self.next_exit_id;
         self.next_exit_id += 1;
         self.stubs.push((stub, StubKind::Direct { target, id }));
         // A label records its instruction when set: keep the set copy.
-        let at = self.bind(&mut jump)?;
-        self.exits.push((at, self.stubs.len() - 1, target));
+        let mut at = self.bind(&mut label)?;
+        if let Some(n) = retired {
+            let n = n.to_le_bytes();
+            self.a.db(&[0x49, 0x81, 0xc5, n[0], n[1], n[2], n[3]])?; // add r13, imm32
+            at += 1;
+        }
+        self.exits.push((at, self.stubs.len() - 1, target, retired));
         self.a.db(&[opcode, 0, 0, 0, 0])
     }
 
@@ -434,7 +445,7 @@ impl Emitter {
         if target == self.block_pc {
             self.a.jmp(self.entry)
         } else if self.valid_target(target) {
-            self.direct_exit(target)
+            self.direct_exit(target, 0)
         } else {
             let stub = self.interpret_stub(k);
             self.a.jmp(stub)

@@ -340,18 +340,18 @@ impl Emitter {
                     let stub = self.interpret_stub(k);
                     self.jcc(i.op, false, stub)?;
                     if k + 1 == self.len {
-                        self.direct_exit(pc + INSTR_SIZE)?;
+                        self.direct_exit(pc + INSTR_SIZE, 0)?;
                     }
                 } else if k + 1 == self.len && target == self.block_pc {
                     // A loop around this very block: jump to its start.
                     self.jcc(i.op, false, self.entry)?;
-                    self.direct_exit(pc + INSTR_SIZE)?;
+                    self.direct_exit(pc + INSTR_SIZE, 0)?;
                 } else if k + 1 == self.len {
                     // Last instruction: two chainable exits.
                     let taken = self.a.create_label();
                     self.jcc(i.op, false, taken)?;
-                    self.direct_exit(pc + INSTR_SIZE)?;
-                    self.direct_exit_at(target, taken)?;
+                    self.direct_exit(pc + INSTR_SIZE, 0)?;
+                    self.direct_exit_at(target, taken, 0)?;
                 } else {
                     // A side exit; the block goes on with the fall-through.
                     let mut skip = self.a.create_label();
@@ -364,8 +364,7 @@ impl Emitter {
                         self.a.add(r13, (k + 1) as i32)?;
                         self.a.jmp(self.body)?;
                     } else {
-                        self.a.sub(r13, (self.len - k - 1) as i32)?;
-                        self.direct_exit(target)?;
+                        self.direct_exit(target, -((self.len - k - 1) as i32))?;
                     }
                     self.bind(&mut skip)?;
                 }
@@ -395,9 +394,9 @@ impl Emitter {
                 self.a.jbe(deep)?;
                 self.a.push(ret_pc)?;
                 self.call_exit(target)?;
-                self.direct_exit(pc + INSTR_SIZE)?;
+                self.direct_exit(pc + INSTR_SIZE, 0)?;
                 self.bind(&mut deep)?;
-                self.direct_exit(target)?;
+                self.direct_exit(target, 0)?;
             }
             Opcode::CallR => {
                 self.load(rdx, a)?;

@@ -103,6 +103,9 @@ pub struct ExitSite {
     pub stub_offset: usize,
     /// Guest pc the exit continues at.
     pub target: u64,
+    /// `Some(n)`: the jump follows an `add r13, imm32` adding n; chained,
+    /// the add takes in the target's own count and the jump skips it.
+    pub retired: Option<i32>,
 }
 
 /// One translated block, ready to be copied to its executable address.
@@ -112,6 +115,10 @@ pub struct Translated {
     pub guest_start: u64,
     /// Guest instructions in the block.
     pub len: u32,
+    /// Offset of the code right after the block's own count add, where
+    /// chained exits may jump (`None` if the block starts by loading pinned
+    /// floats, which a jump there would skip).
+    pub body_offset: Option<usize>,
     pub exits: Vec<ExitSite>,
 }
 
@@ -218,13 +225,14 @@ pub fn translate(
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
-    e.pin(&pinned_floats(&instrs, pc))?;
+    let pinned = pinned_floats(&instrs, pc);
+    e.pin(&pinned)?;
     // Retired count, and the fuel check if there is a limit.
     let mut entry = e.entry;
     e.bind(&mut entry)?;
     e.a.add(r13, len as i32)?;
     let mut body = e.body;
-    e.bind(&mut body)?;
+    let body_at = e.bind(&mut body)?;
     if layout.fuel_limited {
         let stub = e.interpret_stub(0);
         e.a.cmp(r13, qword_ptr(r15 + OFF_FUEL))?;
@@ -237,7 +245,7 @@ pub fn translate(
         e.instr(i, k, pc + k as u64 * INSTR_SIZE)?;
     }
     if !instrs[len - 1].op.info().ends_block {
-        e.direct_exit(pc + len as u64 * INSTR_SIZE)?;
+        e.direct_exit(pc + len as u64 * INSTR_SIZE, 0)?;
     }
     // (a last conditional branch made its own two exits)
     // Stubs, out of the hot path.
@@ -262,13 +270,14 @@ pub fn translate(
     let mut code = Vec::new();
     encoding.encode(e.a.instructions(), at, &mut code)?;
     let mut exits = Vec::with_capacity(e.exits.len());
-    for &(jump, stub, target) in &e.exits {
+    for &(jump, stub, target, retired) in &e.exits {
         let (j, s) = (encoding.offsets[jump], encoding.offsets[stub_at[stub]]);
         let rel = (s as i64 - (j as i64 + 5)) as i32;
         code[j + 1..j + 5].copy_from_slice(&rel.to_le_bytes());
-        exits.push(ExitSite { jump_offset: j, stub_offset: s, target });
+        exits.push(ExitSite { jump_offset: j, stub_offset: s, target, retired });
     }
-    Ok((Some(Translated { code, guest_start: pc, len: len as u32, exits }), e.a))
+    let body_offset = pinned.is_empty().then(|| encoding.offsets[body_at]);
+    Ok((Some(Translated { code, guest_start: pc, len: len as u32, body_offset, exits }), e.a))
 }
 
 /// The entry and exit trampoline, for execution at `at`: returns the code
