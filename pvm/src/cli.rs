@@ -337,6 +337,7 @@ fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
         let _ = writeln!(err, "invalidations:        {}", j.invalidations);
         let _ = writeln!(err, "cache flushes:        {}", j.flushes);
         let _ = writeln!(err, "interpreted instrs:   {}", j.interpreted);
+        let _ = writeln!(err, "guard failures:       {}", j.guard_failures);
         return;
     }
     let _ = writeln!(err, "code re-decodes:      {}", r.stats.redecodes);

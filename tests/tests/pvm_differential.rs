@@ -242,3 +242,53 @@ popper: pop r3
         agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
     }
 }
+
+#[test]
+fn blocks_that_assume_a_value_agree_when_it_changes() {
+    // The translator may assume that a register a loop only reads keeps
+    // its value (0 next to a remainder test, 2.0 in a multiplication),
+    // guarded at the block's entry. The second pass changes both values:
+    // the guards must fail and the blocks be translated again.
+    let src = "
+        .text
+main:   li r9, 0
+        lif r13, 2.0
+        li r7, 0
+again:  li r2, 27
+        li r5, 200
+        call steps
+        lif r12, 1.5
+        li r5, 20
+        call scale
+        addi r7, r7, 1
+        li r9, 1
+        lif r13, 3.0
+        li r10, 3
+        blt r7, r10, again
+        mov r1, r3
+        sys 0
+steps:  remsi r4, r2, 2
+        bne r4, r9, odd
+        addi r3, r3, 1
+        jmp next
+odd:    addi r3, r3, 100
+next:   muli r2, r2, 5
+        addi r2, r2, 1
+        subi r5, r5, 1
+        bne r5, r0, steps
+        ret
+scale:  fmul r12, r13, r12
+        subi r5, r5, 1
+        bne r5, r0, scale
+        ftoi r6, r12
+        add r3, r3, r6
+        ret
+";
+    let image = pvm::asm::assemble("assumptions", src).expect("assembles");
+    let stats = agree("assumed values", &image, RunConfig::default(), b"");
+    assert!(stats.guard_failures >= 2, "{stats:?}");
+    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
+    for fuel in (1..30).map(|k| full.retired * k / 31) {
+        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
+    }
+}

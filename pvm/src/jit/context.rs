@@ -68,6 +68,8 @@ pub const HOST_FRAMES: i32 = 1024;
 
 /// Exit codes generated code returns in eax.
 pub const EXIT_INTERPRET: u32 = 0;
+/// A guard of the block's assumptions failed (see `specialize`).
+pub const EXIT_DESPECIALIZE: u32 = u32::MAX;
 /// Codes from here on name a direct exit: code - EXIT_DIRECT is its id.
 pub const EXIT_DIRECT: u32 = 1;
 

@@ -24,6 +24,9 @@ pub(super) enum StubKind {
     Interpret(usize),
     /// A direct exit, with its id.
     Direct { target: u64, id: u32 },
+    /// A failed guard: rewind the whole block and ask for a translation
+    /// without assumptions (see `specialize`).
+    Despecialize,
 }
 
 pub(super) struct Emitter {
@@ -59,6 +62,8 @@ pub(super) struct Emitter {
     pub(super) next_exit_id: u32,
     /// The block's instructions.
     pub(super) instrs: Vec<Instr>,
+    /// Values the block assumes registers hold (checked at its entry).
+    pub(super) known: [Option<u64>; crate::isa::NUM_REGS],
     /// Set when an instruction was translated together with the next one
     /// (see `if_convert`): the translator skips that one.
     pub(super) skip_next: bool,
@@ -245,8 +250,10 @@ impl Emitter {
             if float_reads.contains(&g) {
                 return true;
             }
-            let writes =
-                matches!(info.format, Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst);
+            let writes = matches!(
+                info.format,
+                Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
+            );
             if writes && i.a == g {
                 return false;
             }
@@ -288,7 +295,13 @@ impl Emitter {
         self.exit_at(target, jump, 0xe9, Some(retired))
     }
 
-    fn exit_at(&mut self, target: u64, mut label: CodeLabel, opcode: u8, retired: Option<i32>) -> Result<(), IcedError> {
+    fn exit_at(
+        &mut self,
+        target: u64,
+        mut label: CodeLabel,
+        opcode: u8,
+        retired: Option<i32>,
+    ) -> Result<(), IcedError> {
         let stub = self.a.create_label();
         let id = self.next_exit_id;
         self.next_exit_id += 1;
@@ -307,7 +320,14 @@ impl Emitter {
     /// The host address of guest register b + imm, checked for an access of
     /// n bytes at or above `low` (stores check that they stay above the
     /// code), with one unsigned compare. Clobbers rax and rcx.
-    pub(super) fn address(&mut self, b: u8, imm: i32, low: u64, n: u64, k: usize) -> Result<AsmMemoryOperand, IcedError> {
+    pub(super) fn address(
+        &mut self,
+        b: u8,
+        imm: i32,
+        low: u64,
+        n: u64,
+        k: usize,
+    ) -> Result<AsmMemoryOperand, IcedError> {
         let limit = self.layout.mem_size - n - low;
         let disp = i64::from(imm) - low as i64;
         match self.host(b) {

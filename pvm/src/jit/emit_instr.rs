@@ -7,11 +7,15 @@ use iced_x86::IcedError;
 use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
 use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
+use super::specialize;
 use super::translate::HOST_POOL;
 use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
 
 impl Emitter {
     pub(super) fn instr(&mut self, i: &Instr, k: usize, pc: u64) -> Result<(), IcedError> {
+        if let Some(d) = specialize::doubling(i, &self.known) {
+            return self.instr(&d, k, pc);
+        }
         let (a, b, c) = (i.a, i.b, i.c);
         let imm = i.imm;
         // Registers this instruction writes lose their XMM copies (float
@@ -331,9 +335,15 @@ impl Emitter {
                     self.skip_next = true;
                     return Ok(());
                 }
-                let x = self.get(a, rax)?;
-                let y = self.get(b, rcx)?;
-                self.a.cmp(x, y)?;
+                if let Some((dividend, mask)) = specialize::fused_remainder_test(&self.instrs, k, &self.known) {
+                    // (remainder == 0 exactly when these bits are)
+                    let x = self.get(dividend, rax)?;
+                    self.a.test(x, mask)?;
+                } else {
+                    let x = self.get(a, rax)?;
+                    let y = self.get(b, rcx)?;
+                    self.a.cmp(x, y)?;
+                }
                 let target = i.imm as u32 as u64;
                 if !self.valid_target(target) {
                     // Taking it traps: let the interpreter report that.

@@ -138,18 +138,18 @@ impl BlockEncoding {
         self.offsets.push(near);
         buf = self.encoder.take_buffer();
         // Short forms where the 32-bit layout already fits them.
-        for k in 0..self.slots.len() {
-            let Some(t) = self.slots[k].label else { continue };
-            let mut x = instrs[k];
+        for (k, (slot, i)) in self.slots.iter_mut().zip(instrs).enumerate() {
+            let Some(t) = slot.label else { continue };
+            let mut x = *i;
             x.as_short_branch();
-            if x.code() == instrs[k].code().as_near_branch() {
+            if x.code() == i.code().as_near_branch() {
                 continue; // no short form (a call)
             }
             let (start, end, target) = (self.offsets[k], self.offsets[k + 1], self.offsets[t]);
             let fits = if t > k { target - end <= 127 } else { start + 2 - target <= 128 };
             if fits {
-                self.slots[k].len = 2; // jcc rel8 and jmp rel8
-                self.slots[k].short = true;
+                slot.len = 2; // jcc rel8 and jmp rel8
+                slot.short = true;
             }
         }
         // Final layout.

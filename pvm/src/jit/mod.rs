@@ -16,6 +16,7 @@ mod emit_instr;
 pub mod encode;
 mod ifconvert;
 pub mod magic;
+mod specialize;
 pub mod translate;
 
 use std::io::Write;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 
 use self::cache::BlockCache;
-use self::context::{JitContext, EXIT_DIRECT, EXIT_INTERPRET};
+use self::context::{JitContext, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
 use self::translate::{Layout, RegMap};
 use crate::disasm;
 use crate::interp::{InterpStats, Interpreter, Outcome};
@@ -71,6 +72,9 @@ pub struct JitStats {
     pub flushes: u64,
     /// Instructions the dispatcher handed to the interpreter.
     pub interpreted: u64,
+    /// Blocks that left because a value they assumed changed (and were
+    /// translated again without assumptions).
+    pub guard_failures: u64,
 }
 
 type EnterFn = unsafe extern "sysv64" fn(*mut JitContext, u64) -> u32;
@@ -87,6 +91,8 @@ pub struct Jit {
     /// translating a short block.
     assembler: Option<iced_x86::code_asm::CodeAssembler>,
     encoding: encode::BlockEncoding,
+    /// Block starts whose assumptions failed: translated without any.
+    generic: std::collections::HashSet<u64>,
     pub stats: JitStats,
 }
 
@@ -130,6 +136,7 @@ impl Jit {
             fuel: fuel.unwrap_or(u64::MAX),
             assembler: None,
             encoding: encode::BlockEncoding::new(),
+            generic: std::collections::HashSet::new(),
             stats: JitStats::default(),
         })
     }
@@ -149,7 +156,17 @@ impl Jit {
                 Some(a) => a,
                 None => iced_x86::code_asm::CodeAssembler::new(64)?,
             };
-            let (t, asm) = translate::translate(asm, &mut self.encoding, m, pc, &self.layout, self.map, at, self.cache.next_exit_id())?;
+            let (t, asm) = translate::translate(
+                asm,
+                &mut self.encoding,
+                m,
+                pc,
+                &self.layout,
+                self.map,
+                at,
+                self.cache.next_exit_id(),
+                !self.generic.contains(&pc),
+            )?;
             self.assembler = Some(asm);
             self.stats.translate_time += start.elapsed();
             let Some(t) = t else { return Ok(None) };
@@ -230,6 +247,13 @@ impl Jit {
                 if let Some(outcome) = self.interpret_one(m, io) {
                     return Ok(self.finish(outcome));
                 }
+                continue;
+            }
+            if code == EXIT_DESPECIALIZE {
+                // A guard failed: translate this start again, assuming nothing.
+                self.generic.insert(m.pc);
+                self.cache.invalidate(m.pc, INSTR_SIZE);
+                self.stats.guard_failures += 1;
                 continue;
             }
             // A direct exit: translate its target and chain the jump to it.

@@ -194,6 +194,7 @@ pub fn translate(
     map: RegMap,
     at: u64,
     first_exit_id: u32,
+    specialize: bool,
 ) -> Result<(Option<Translated>, CodeAssembler), JitError> {
     let instrs = scan(m, pc);
     if instrs.is_empty() {
@@ -222,6 +223,7 @@ pub fn translate(
         instrs: instrs.clone(),
         push_covered: 0,
         skip_next: false,
+        known: if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] },
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
@@ -231,6 +233,7 @@ pub fn translate(
     let mut entry = e.entry;
     e.bind(&mut entry)?;
     e.a.add(r13, len as i32)?;
+    e.guards()?;
     let mut body = e.body;
     let body_at = e.bind(&mut body)?;
     if layout.fuel_limited {
@@ -265,6 +268,11 @@ pub fn translate(
                 e.a.mov(rax, u64::from(EXIT_DIRECT + id) << 32 | target)?;
                 e.a.jmp(layout.direct_addr)?;
             }
+            StubKind::Despecialize => {
+                e.a.sub(r13, len as i32)?;
+                e.a.mov(rax, u64::from(EXIT_DESPECIALIZE) << 32 | pc)?;
+                e.a.jmp(layout.direct_addr)?;
+            }
         }
     }
     let mut code = Vec::new();
@@ -276,7 +284,8 @@ pub fn translate(
         code[j + 1..j + 5].copy_from_slice(&rel.to_le_bytes());
         exits.push(ExitSite { jump_offset: j, stub_offset: s, target, retired });
     }
-    let body_offset = pinned.is_empty().then(|| encoding.offsets[body_at]);
+    // (a chained jump past the start would skip the pinned loads or guards)
+    let body_offset = (pinned.is_empty() && e.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
     Ok((Some(Translated { code, guest_start: pc, len: len as u32, body_offset, exits }), e.a))
 }
 

@@ -1,0 +1,126 @@
+//! Value specialization: a block may assume that a register it reads but
+//! never writes keeps the value it had when the block was translated, if a
+//! guard at the block's entry checks it (as LuaJIT's traces guard their
+//! assumptions). Two assumptions pay here:
+//!
+//! - a register holding 2.0 multiplies by adding (`fmul r0, r13, r8` with
+//!   r13 = 2.0 becomes `r8 + r8`: the same bits, one add's latency);
+//! - a register holding 0, compared with the remainder of a division by
+//!   2^k (`remsi r4, r2, 2; bne r4, r9, odd`), lets the branch test the low
+//!   bits of the dividend directly instead of waiting for the remainder.
+//!
+//! A failed guard leaves the block; the dispatcher then drops it and
+//! translates that start again without assumptions, for good.
+
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+use super::emit::{ctx_reg, Emitter, StubKind};
+use super::magic::{self, ConstDiv};
+use crate::isa::{Format, Instr, Opcode, NUM_REGS, SP};
+
+/// The bits of 2.0.
+const TWO: u64 = 0x4000_0000_0000_0000;
+
+/// Whether `i` writes guest register g.
+fn writes(i: &Instr, g: u8) -> bool {
+    let writes_a = matches!(
+        i.op.info().format,
+        Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
+    );
+    (writes_a && i.a & 15 == g) || i.op == Opcode::Sys
+}
+
+/// The mask of a remainder by ±2^k that the fused test can use.
+fn low_bits(i: &Instr) -> Option<i32> {
+    match (i.op, magic::plan(i64::from(i.imm))) {
+        (Opcode::RemSI, Some(ConstDiv::Shift { k, .. })) if k <= 31 && i.a & 15 != i.b & 15 => Some((1i32 << k) - 1),
+        _ => None,
+    }
+}
+
+/// If the branch at k compares the remainder computed just before it with
+/// a register known to hold 0: the dividend's register and the mask.
+pub(super) fn fused_remainder_test(instrs: &[Instr], k: usize, known: &[Option<u64>; NUM_REGS]) -> Option<(u8, i32)> {
+    let br = instrs.get(k)?;
+    let rem = instrs.get(k.checked_sub(1)?)?;
+    if !matches!(br.op, Opcode::Beq | Opcode::Bne) {
+        return None;
+    }
+    let mask = low_bits(rem)?;
+    let zero = |g: u8| known[usize::from(g & 15)] == Some(0);
+    let (a, b, r) = (br.a & 15, br.b & 15, rem.a & 15);
+    ((a == r && zero(b)) || (b == r && zero(a))).then_some((rem.b, mask))
+}
+
+/// The values worth assuming for the block `instrs` (starting at `pc`),
+/// given the registers now: only registers the block does not write before
+/// its last use of them or its last jump back to its start, and only where
+/// an assumption changes the code.
+pub fn assumptions(instrs: &[Instr], pc: u64, regs: &[u64; NUM_REGS]) -> [Option<u64>; NUM_REGS] {
+    let loops_until = instrs.iter().rposition(|i| i.target() == Some(pc)).unwrap_or(0);
+    let mut known = [None; NUM_REGS];
+    for g in 0..NUM_REGS as u8 {
+        let v = regs[usize::from(g)];
+        let mut only = [None; NUM_REGS];
+        only[usize::from(g)] = Some(v);
+        // The instructions whose translation the assumption would change.
+        let uses: Vec<usize> = match v {
+            0 => (1..instrs.len()).filter(|&k| fused_remainder_test(instrs, k, &only).is_some()).collect(),
+            TWO => (0..instrs.len()).filter(|&k| doubling(&instrs[k], &only).is_some()).collect(),
+            _ => Vec::new(),
+        };
+        let Some(&last) = uses.last() else { continue };
+        let until = last.max(loops_until);
+        if g != SP && !instrs[..=until].iter().any(|i| writes(i, g)) {
+            known[usize::from(g)] = Some(v);
+        }
+    }
+    known
+}
+
+/// `fmul a, b, c` with b or c known to hold 2.0: the same as `fadd a, x, x`
+/// for the other operand x (2.0 * x and x + x are both exact or both
+/// overflow, NaNs and signed zeros included).
+pub(super) fn doubling(i: &Instr, known: &[Option<u64>; NUM_REGS]) -> Option<Instr> {
+    if i.op != Opcode::FMul {
+        return None;
+    }
+    let two = |g: u8| known[usize::from(g & 15)] == Some(TWO);
+    let x = if two(i.b) {
+        i.c
+    } else if two(i.c) {
+        i.b
+    } else {
+        return None;
+    };
+    Some(Instr::new(Opcode::FAdd, i.a, x, x, 0))
+}
+
+impl Emitter {
+    /// The guards of the block's assumptions (at its entry).
+    pub(super) fn guards(&mut self) -> Result<(), IcedError> {
+        let mut stub = None;
+        for g in 0..NUM_REGS as u8 {
+            let Some(v) = self.known[usize::from(g)] else { continue };
+            let label = *stub.get_or_insert_with(|| {
+                let l = self.a.create_label();
+                self.stubs.push((l, StubKind::Despecialize));
+                l
+            });
+            match (self.host(g), i32::try_from(v)) {
+                (Some(h), Ok(v)) => self.a.cmp(h, v)?,
+                (None, Ok(v)) => self.a.cmp(ctx_reg(g), v)?,
+                (h, Err(_)) => {
+                    self.a.mov(rax, v)?;
+                    match h {
+                        Some(h) => self.a.cmp(h, rax)?,
+                        None => self.a.cmp(ctx_reg(g), rax)?,
+                    }
+                }
+            }
+            self.a.jne(label)?;
+        }
+        Ok(())
+    }
+}
