@@ -18,6 +18,7 @@ mod ifconvert;
 pub mod magic;
 mod specialize;
 pub mod translate;
+mod xmm;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
