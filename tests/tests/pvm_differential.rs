@@ -292,3 +292,24 @@ scale:  fmul r12, r13, r12
         agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
     }
 }
+
+#[test]
+fn a_run_of_pops_at_the_top_of_memory_traps_at_the_right_pop() {
+    // One check covers a run of pops (and the ret after them): when only
+    // the first fits, the first still pops and the second traps, on both
+    // engines. The same for a run of pushes reaching the stack limit.
+    let cfg = RunConfig { mem_mib: 1, ..Default::default() };
+    let top = (1u64 << 20) - 16;
+    let pops =
+        format!(".text\nmain: li r15, {top}\nli r3, 5\nst64 r3, [r15]\npop r1\npop r2\naddi r4, r4, 1\npop r5\nret\n");
+    let image = pvm::asm::assemble("pops", &pops).expect("assembles");
+    let (f, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..cfg }, b"");
+    assert!(matches!(f.outcome, Outcome::Trapped(_)) && f.regs[1] == 5, "{f:?}");
+    agree("pops at the top", &image, cfg, b"");
+    let pushes =
+        ".text\nmain: li r15, limit+24\npush r1\npush r2\naddi r4, r4, 1\npush r3\ncall main\n.data\nlimit: .zero 16\n";
+    let image = pvm::asm::assemble("pushes", pushes).expect("assembles");
+    let (f, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..cfg }, b"");
+    assert!(matches!(f.outcome, Outcome::Trapped(_)) && f.retired == 2, "{f:?}");
+    agree("pushes at the limit", &image, cfg, b"");
+}

@@ -63,6 +63,8 @@ pub(super) struct Emitter {
     /// Set when an instruction was translated together with the next one
     /// (see `if_convert`): the translator skips that one.
     pub(super) skip_next: bool,
+    /// Pops (and a ret) still covered by the check of an earlier pop.
+    pub(super) pop_covered: usize,
     /// Pushes still covered by the room check of an earlier push of their run.
     pub(super) push_covered: usize,
     /// (instruction index of the patchable jmp; index of its stub; target;
@@ -280,6 +282,28 @@ impl Emitter {
             }
         }
         self.bounds(rcx, self.layout.mem_size - bytes - limit, k)
+    }
+
+    /// Checks that the pop (or ret) at k can read the stack (sp <= memory
+    /// top - 8, as a load). As with pushes, the first of a run of pops
+    /// (ending with a ret, maybe) checks for the whole run: if the run does
+    /// not fit, the first pop goes to the interpreter and the next one
+    /// checks again in a block of its own.
+    pub(super) fn pop_room(&mut self, k: usize, top: AsmRegister64) -> Result<(), IcedError> {
+        if self.pop_covered > 0 {
+            self.pop_covered -= 1;
+            return Ok(());
+        }
+        let pops = |i: &Instr| i.op == Opcode::Ret || (i.op == Opcode::Pop && i.a & 15 != SP);
+        let stack_op = |i: &Instr| moves_sp(i) || matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR);
+        let run = self.instrs[k..].iter().take_while(|i| pops(i) || !stack_op(i)).filter(|i| pops(i)).count().max(1);
+        self.pop_covered = run - 1;
+        let bytes = 8 * run as u64;
+        if bytes > self.layout.mem_size {
+            let stub = self.interpret_stub(k);
+            return self.a.jmp(stub);
+        }
+        self.bounds(top, self.layout.mem_size - bytes, k)
     }
 
     /// sp -= 8 (after `push_room`), leaving the new sp in its host register

@@ -316,13 +316,13 @@ impl Emitter {
             }
             Opcode::Pop => match (self.host(SP), self.host(a)) {
                 (Some(h_sp), Some(d)) if a != SP => {
-                    self.bounds(h_sp, self.layout.mem_size - 8, k)?;
+                    self.pop_room(k, h_sp)?;
                     self.a.mov(d, qword_ptr(r14 + h_sp))?;
                     self.a.add(h_sp, 8)?;
                 }
                 _ => {
                     self.load(rax, SP)?;
-                    self.bounds(rax, self.layout.mem_size - 8, k)?;
+                    self.pop_room(k, rax)?;
                     self.a.mov(rcx, qword_ptr(r14 + rax))?;
                     self.a.add(rax, 8)?;
                     self.put(SP, rax)?;
@@ -419,7 +419,7 @@ impl Emitter {
             }
             Opcode::Ret => {
                 let top = self.get(SP, rax)?;
-                self.bounds(top, self.layout.mem_size - 8, k)?;
+                self.pop_room(k, top)?;
                 self.a.mov(rdx, qword_ptr(r14 + top))?;
                 // The host frame of the matching call, if it is on top.
                 let mut lookup = self.a.create_label();

@@ -222,6 +222,7 @@ pub fn translate(
         exits: Vec::new(),
         instrs: instrs.clone(),
         push_covered: 0,
+        pop_covered: 0,
         skip_next: false,
         known: if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] },
     };
