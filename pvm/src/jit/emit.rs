@@ -457,11 +457,13 @@ impl Emitter {
         if rem {
             // n % ±2^k = n - ((n + bias) & -2^k)
             self.a.add(rax, x)?;
-            if k < 32 {
-                self.a.and(rax, -(1i32 << k))?;
-            } else {
-                self.a.mov(rdx, -(1i64 << k))?;
-                self.a.and(rax, rdx)?;
+            let mask = -(1i64 << k);
+            match i32::try_from(mask) {
+                Ok(m) => self.a.and(rax, m)?,
+                Err(_) => {
+                    self.a.mov(rdx, mask)?;
+                    self.a.and(rax, rdx)?;
+                }
             }
             return match self.host(a) {
                 Some(h) if h == x => self.a.sub(h, rax),

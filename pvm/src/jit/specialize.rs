@@ -34,7 +34,7 @@ fn writes(i: &Instr, g: u8) -> bool {
 /// The mask of a remainder by ±2^k that the fused test can use.
 fn low_bits(i: &Instr) -> Option<i32> {
     match (i.op, magic::plan(i64::from(i.imm))) {
-        (Opcode::RemSI, Some(ConstDiv::Shift { k, .. })) if k <= 31 && i.a & 15 != i.b & 15 => Some((1i32 << k) - 1),
+        (Opcode::RemSI, Some(ConstDiv::Shift { k, .. })) if i.a & 15 != i.b & 15 => i32::try_from((1i64 << k) - 1).ok(),
         _ => None,
     }
 }
