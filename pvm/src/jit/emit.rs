@@ -404,17 +404,18 @@ impl Emitter {
         self.put(d, if rem { rdx } else { rax })
     }
 
-    /// rax = rcx / d for the constant behind `plan`; rcx is kept.
-    pub(super) fn div_by_constant(&mut self, plan: ConstDiv) -> Result<(), IcedError> {
+    /// rax = x / d for the constant behind `plan`; x (neither rax nor rdx)
+    /// is kept, rdx clobbered.
+    pub(super) fn div_by_constant(&mut self, plan: ConstDiv, x: AsmRegister64) -> Result<(), IcedError> {
         match plan {
-            ConstDiv::Identity => self.a.mov(rax, rcx),
+            ConstDiv::Identity => self.a.mov(rax, x),
             ConstDiv::Negate => {
-                self.a.mov(rax, rcx)?;
+                self.a.mov(rax, x)?;
                 self.a.neg(rax)
             }
             ConstDiv::Shift { k, negative } => {
-                self.bias_pow2(rcx, k)?;
-                self.a.add(rax, rcx)?;
+                self.bias_pow2(x, k)?;
+                self.a.add(rax, x)?;
                 self.a.sar(rax, k)?;
                 if negative {
                     self.a.neg(rax)?;
@@ -423,10 +424,10 @@ impl Emitter {
             }
             ConstDiv::Magic { m, s, add } => {
                 self.a.mov(rax, m)?;
-                self.a.imul(rcx)?;
+                self.a.imul(x)?;
                 match add {
-                    1 => self.a.add(rdx, rcx)?,
-                    -1 => self.a.sub(rdx, rcx)?,
+                    1 => self.a.add(rdx, x)?,
+                    -1 => self.a.sub(rdx, x)?,
                     _ => {}
                 }
                 if s > 0 {

@@ -169,14 +169,25 @@ impl Emitter {
                 if let magic::ConstDiv::Shift { k, negative } = plan {
                     return self.div_rem_pow2(i.op == Opcode::RemSI, a, b, k, negative);
                 }
-                self.load(rcx, b)?;
-                self.div_by_constant(plan)?;
-                if i.op == Opcode::RemSI {
-                    self.a.imul_3(rax, rax, imm)?;
-                    self.a.sub(rcx, rax)?;
-                    self.put(a, rcx)?;
-                } else {
-                    self.put(a, rax)?;
+                // From b's own host register where it has one.
+                let x = self.get(b, rcx)?;
+                self.div_by_constant(plan, x)?;
+                if i.op != Opcode::RemSI {
+                    return self.put(a, rax);
+                }
+                // remainder = x - quotient * d
+                self.a.imul_3(rax, rax, imm)?;
+                match self.host(a) {
+                    Some(h) if h == x => self.a.sub(h, rax)?,
+                    Some(h) => {
+                        self.a.mov(h, x)?;
+                        self.a.sub(h, rax)?;
+                    }
+                    None => {
+                        self.a.neg(rax)?;
+                        self.a.add(rax, x)?;
+                        self.put(a, rax)?;
+                    }
                 }
             }
             Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv => {
