@@ -119,6 +119,29 @@ impl Emitter {
         }
     }
 
+    /// dst = dst `op` src for add, sub, mul, and, or and xor.
+    pub(super) fn alu(&mut self, op: Opcode, dst: AsmRegister64, src: AsmRegister64) -> Result<(), IcedError> {
+        match op {
+            Opcode::Add => self.a.add(dst, src),
+            Opcode::Sub => self.a.sub(dst, src),
+            Opcode::Mul => self.a.imul_2(dst, src),
+            Opcode::And => self.a.and(dst, src),
+            Opcode::Or => self.a.or(dst, src),
+            _ => self.a.xor(dst, src),
+        }
+    }
+
+    /// dst = dst `op` imm for addi, subi, andi, ori and xori.
+    pub(super) fn alu_imm(&mut self, op: Opcode, dst: AsmRegister64, imm: i32) -> Result<(), IcedError> {
+        match op {
+            Opcode::AddI => self.a.add(dst, imm),
+            Opcode::SubI => self.a.sub(dst, imm),
+            Opcode::AndI => self.a.and(dst, imm),
+            Opcode::OrI => self.a.or(dst, imm),
+            _ => self.a.xor(dst, imm),
+        }
+    }
+
     /// Puts `label` on the next instruction emitted (iced-x86 allows one
     /// label per instruction; a nop separates two in a row), and returns
     /// that instruction's index.

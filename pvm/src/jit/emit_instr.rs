@@ -69,14 +69,7 @@ impl Emitter {
                 };
                 self.load(dst, b)?;
                 let x = self.get(c, rcx)?;
-                match i.op {
-                    Opcode::Add => self.a.add(dst, x)?,
-                    Opcode::Sub => self.a.sub(dst, x)?,
-                    Opcode::Mul => self.a.imul_2(dst, x)?,
-                    Opcode::And => self.a.and(dst, x)?,
-                    Opcode::Or => self.a.or(dst, x)?,
-                    _ => self.a.xor(dst, x)?,
-                }
+                self.alu(i.op, dst, x)?;
                 self.put(a, dst)?;
             }
             Opcode::AddI | Opcode::SubI | Opcode::MulI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
@@ -99,13 +92,7 @@ impl Emitter {
                         if src != dst {
                             self.a.mov(dst, src)?;
                         }
-                        match i.op {
-                            Opcode::AddI => self.a.add(dst, imm)?,
-                            Opcode::SubI => self.a.sub(dst, imm)?,
-                            Opcode::AndI => self.a.and(dst, imm)?,
-                            Opcode::OrI => self.a.or(dst, imm)?,
-                            _ => self.a.xor(dst, imm)?,
-                        }
+                        self.alu_imm(i.op, dst, imm)?;
                     }
                 }
                 self.put(a, dst)?;

@@ -52,25 +52,12 @@ impl Emitter {
             }
             Opcode::AddI | Opcode::SubI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
                 self.load(rdx, i.b)?;
-                match i.op {
-                    Opcode::AddI => self.a.add(rdx, i.imm)?,
-                    Opcode::SubI => self.a.sub(rdx, i.imm)?,
-                    Opcode::AndI => self.a.and(rdx, i.imm)?,
-                    Opcode::OrI => self.a.or(rdx, i.imm)?,
-                    _ => self.a.xor(rdx, i.imm)?,
-                }
+                self.alu_imm(i.op, rdx, i.imm)?;
             }
             _ => {
                 self.load(rdx, i.b)?;
                 let y = self.get(i.c, rcx)?;
-                match i.op {
-                    Opcode::Add => self.a.add(rdx, y)?,
-                    Opcode::Sub => self.a.sub(rdx, y)?,
-                    Opcode::Mul => self.a.imul_2(rdx, y)?,
-                    Opcode::And => self.a.and(rdx, y)?,
-                    Opcode::Or => self.a.or(rdx, y)?,
-                    _ => self.a.xor(rdx, y)?,
-                }
+                self.alu(i.op, rdx, y)?;
             }
         }
         let x = self.get(branch.a, rax)?;
