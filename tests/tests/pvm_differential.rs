@@ -40,6 +40,18 @@ fn agree(what: &str, image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) ->
     stats.expect("jit stats")
 }
 
+/// Runs `image` to the end in the interpreter, then checks that both
+/// engines agree when the fuel stops them at `points` evenly spaced
+/// instructions, the last ones included. Returns the full run.
+fn agree_at_fuel_points(what: &str, image: &pvm::image::Image, points: u64) -> Final {
+    let (full, _) = run_on(image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
+    let fuels = (1..points).map(|k| full.retired * k / points).chain([full.retired - 1, full.retired]);
+    for fuel in fuels {
+        agree(&format!("{what}, fuel {fuel}"), image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
+    }
+    full
+}
+
 #[test]
 fn every_program_agrees_on_both_engines() {
     for p in PROGRAMS {
@@ -185,12 +197,9 @@ fn branches_over_one_instruction_agree_at_every_fuel_limit() {
     }
     src += "addi r1, r1, 1\nblt r1, r2, top\nmov r1, r6\nsys 0\n";
     let image = pvm::asm::assemble("ifconvert", &src).expect("assembles");
-    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
-    assert!(full.retired > 10_000, "{full:?}");
     agree("branches over one instruction", &image, RunConfig::default(), b"");
-    for fuel in (1..60).map(|k| full.retired * k / 61).chain([full.retired - 1, full.retired]) {
-        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
-    }
+    let full = agree_at_fuel_points("branches over one instruction", &image, 61);
+    assert!(full.retired > 10_000, "{full:?}");
 }
 
 #[test]
@@ -235,12 +244,9 @@ popper: pop r3
         jr r3
 ";
     let image = pvm::asm::assemble("calls", src).expect("assembles");
-    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
-    assert_eq!(full.regs[5], 3000 * 3001 / 2 + 40 + 7 + 25 * 26 / 2, "{full:?}");
     agree("calls and returns", &image, RunConfig::default(), b"");
-    for fuel in (1..40).map(|k| full.retired * k / 41) {
-        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
-    }
+    let full = agree_at_fuel_points("calls and returns", &image, 41);
+    assert_eq!(full.regs[5], 3000 * 3001 / 2 + 40 + 7 + 25 * 26 / 2, "{full:?}");
 }
 
 #[test]
@@ -287,10 +293,7 @@ scale:  fmul r12, r13, r12
     let image = pvm::asm::assemble("assumptions", src).expect("assembles");
     let stats = agree("assumed values", &image, RunConfig::default(), b"");
     assert!(stats.guard_failures >= 2, "{stats:?}");
-    let (full, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
-    for fuel in (1..30).map(|k| full.retired * k / 31) {
-        agree(&format!("fuel {fuel}"), &image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
-    }
+    agree_at_fuel_points("assumed values", &image, 31);
 }
 
 #[test]
