@@ -124,3 +124,67 @@ impl Emitter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ins(op: Opcode, a: u8, b: u8, c: u8, imm: i32) -> Instr {
+        Instr::new(op, a, b, c, imm)
+    }
+
+    const PC: u64 = 0x1000;
+
+    /// `remsi r4, r2, 2; bne r4, r9, +16; addi r3, r3, 1; bne r2, r8, start`
+    fn parity_loop() -> Vec<Instr> {
+        vec![
+            ins(Opcode::RemSI, 4, 2, 0, 2),
+            ins(Opcode::Bne, 4, 9, 0, 0x1020),
+            ins(Opcode::AddI, 3, 3, 0, 1),
+            ins(Opcode::Bne, 2, 8, 0, PC as i32),
+        ]
+    }
+
+    #[test]
+    fn a_zero_next_to_a_remainder_test_is_assumed_and_fused() {
+        let mut regs = [7u64; NUM_REGS];
+        regs[9] = 0;
+        let instrs = parity_loop();
+        let known = assumptions(&instrs, PC, &regs);
+        assert_eq!(known[9], Some(0));
+        assert_eq!(known.iter().filter(|k| k.is_some()).count(), 1, "{known:?}");
+        assert_eq!(fused_remainder_test(&instrs, 1, &known), Some((2, 1)));
+        assert_eq!(fused_remainder_test(&instrs, 3, &known), None);
+    }
+
+    #[test]
+    fn nothing_is_assumed_about_a_register_the_loop_writes_or_a_useless_value() {
+        let mut instrs = parity_loop();
+        instrs.insert(2, ins(Opcode::Li, 9, 0, 0, 0));
+        assert_eq!(assumptions(&instrs, PC, &[0; NUM_REGS]), [None; NUM_REGS]);
+        // r9 = 1 would not change the code
+        let mut regs = [0u64; NUM_REGS];
+        regs[9] = 1;
+        assert_eq!(assumptions(&parity_loop(), PC, &regs)[9], None);
+        // a remainder by 3 is no low-bits test
+        let mut by3 = parity_loop();
+        by3[0] = ins(Opcode::RemSI, 4, 2, 0, 3);
+        assert_eq!(assumptions(&by3, PC, &[0; NUM_REGS]), [None; NUM_REGS]);
+    }
+
+    #[test]
+    fn two_point_zero_turns_a_multiply_into_an_add() {
+        let mul = ins(Opcode::FMul, 0, 13, 8, 0);
+        let mut regs = [0u64; NUM_REGS];
+        regs[13] = 2.0f64.to_bits();
+        let known = assumptions(&[mul], PC, &regs);
+        assert_eq!(known[13], Some(TWO));
+        assert_eq!(doubling(&mul, &known), Some(ins(Opcode::FAdd, 0, 8, 8, 0)));
+        regs[13] = 3.0f64.to_bits();
+        assert_eq!(assumptions(&[mul], PC, &regs)[13], None);
+        // 2.0 * x and x + x agree on every kind of double
+        for x in [0.0, -0.0, 1.5, -3.25, f64::MAX, f64::MIN_POSITIVE / 4.0, f64::INFINITY, f64::NAN] {
+            assert_eq!((2.0 * x).to_bits(), (x + x).to_bits(), "{x}");
+        }
+    }
+}
