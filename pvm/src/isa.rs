@@ -242,6 +242,16 @@ impl Instr {
         Ok(Instr { op, a: bytes[1], b: bytes[2], c: bytes[3], imm })
     }
 
+    /// The register the instruction writes through its `a` field, if any
+    /// (pushes, pops, calls and returns also move sp, and `sys` may set
+    /// registers: callers that care check those themselves).
+    pub fn dest(&self) -> Option<u8> {
+        match self.op.info().format {
+            Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst => Some(self.a),
+            Format::None | Format::Store | Format::Branch | Format::Jump | Format::Src | Format::Sys => None,
+        }
+    }
+
     /// The absolute target of a direct jump, branch or call.
     pub fn target(&self) -> Option<u64> {
         matches!(self.op.info().format, Format::Jump | Format::Branch).then_some(self.imm as u32 as u64)

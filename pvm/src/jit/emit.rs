@@ -8,7 +8,7 @@ use iced_x86::IcedError;
 use super::context::*;
 use super::magic::ConstDiv;
 use super::translate::{Layout, RegMap};
-use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
 
 /// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
 pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
@@ -74,11 +74,7 @@ pub(super) struct Emitter {
 
 /// Whether `i` sets sp otherwise than by pushing (a run of pushes ends there).
 fn moves_sp(i: &Instr) -> bool {
-    let writes_a = matches!(
-        i.op.info().format,
-        Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
-    );
-    (writes_a && i.a == SP) || matches!(i.op, Opcode::Pop | Opcode::Ret | Opcode::Sys)
+    i.dest() == Some(SP) || matches!(i.op, Opcode::Pop | Opcode::Ret | Opcode::Sys)
 }
 
 pub(super) fn ctx_reg(g: u8) -> AsmMemoryOperand {

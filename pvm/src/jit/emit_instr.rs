@@ -9,7 +9,7 @@ use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::specialize;
 use super::translate::HOST_POOL;
-use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
 
 impl Emitter {
     pub(super) fn instr(&mut self, i: &Instr, k: usize, pc: u64) -> Result<(), IcedError> {
@@ -20,25 +20,21 @@ impl Emitter {
         let imm = i.imm;
         // Registers this instruction writes lose their XMM copies (float
         // results set theirs again).
-        match i.op.info().format {
-            Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst => {
-                // (float results and comparisons drop it themselves, after
-                // reading their sources)
-                if !matches!(
-                    i.op,
-                    Opcode::FAdd
-                        | Opcode::FSub
-                        | Opcode::FMul
-                        | Opcode::FDiv
-                        | Opcode::FSqrt
-                        | Opcode::FEq
-                        | Opcode::FLt
-                        | Opcode::FLe
-                ) {
-                    self.forget(a);
-                }
-            }
-            Format::None | Format::Store | Format::Branch | Format::Jump | Format::Src | Format::Sys => {}
+        // (float results and comparisons drop it themselves, after reading
+        // their sources)
+        let float = matches!(
+            i.op,
+            Opcode::FAdd
+                | Opcode::FSub
+                | Opcode::FMul
+                | Opcode::FDiv
+                | Opcode::FSqrt
+                | Opcode::FEq
+                | Opcode::FLt
+                | Opcode::FLe
+        );
+        if let (Some(d), false) = (i.dest(), float) {
+            self.forget(d);
         }
         if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
             self.forget(SP);

@@ -17,18 +17,14 @@ use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter, StubKind};
 use super::magic::{self, ConstDiv};
-use crate::isa::{Format, Instr, Opcode, NUM_REGS, SP};
+use crate::isa::{Instr, Opcode, NUM_REGS, SP};
 
 /// The bits of 2.0.
 const TWO: u64 = 0x4000_0000_0000_0000;
 
 /// Whether `i` writes guest register g.
 fn writes(i: &Instr, g: u8) -> bool {
-    let writes_a = matches!(
-        i.op.info().format,
-        Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
-    );
-    (writes_a && i.a & 15 == g) || i.op == Opcode::Sys
+    i.dest() == Some(g) || i.op == Opcode::Sys
 }
 
 /// The mask of a remainder by ±2^k that the fused test can use.

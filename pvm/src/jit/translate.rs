@@ -168,12 +168,8 @@ pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
     }
     let other_write = |g: u8| {
         instrs.iter().any(|i| {
-            let writes_a = matches!(
-                i.op.info().format,
-                Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
-            );
             let stack = matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret);
-            (writes_a && i.a == g && !float_result(i.op)) || (stack && g == SP)
+            (i.dest() == Some(g) && !float_result(i.op)) || (stack && g == SP)
         })
     };
     out.retain(|&g| !other_write(g));
@@ -202,6 +198,8 @@ pub fn translate(
     }
     assembler.reset();
     let len = instrs.len();
+    let known = if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] };
+    let pinned = pinned_floats(&instrs, pc);
     let entry = assembler.create_label();
     let body = assembler.create_label();
     let mut e = Emitter {
@@ -220,15 +218,14 @@ pub fn translate(
         stubs: Vec::new(),
         next_exit_id: first_exit_id,
         exits: Vec::new(),
-        instrs: instrs.clone(),
+        known,
+        instrs,
         push_covered: 0,
         pop_covered: 0,
         skip_next: false,
-        known: if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] },
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
-    let pinned = pinned_floats(&instrs, pc);
     e.pin(&pinned)?;
     // Retired count, and the fuel check if there is a limit.
     let mut entry = e.entry;
@@ -242,13 +239,14 @@ pub fn translate(
         e.a.cmp(r13, qword_ptr(r15 + OFF_FUEL))?;
         e.a.ja(stub)?;
     }
-    for (k, i) in instrs.iter().enumerate() {
+    for k in 0..len {
         if std::mem::take(&mut e.skip_next) {
             continue;
         }
-        e.instr(i, k, pc + k as u64 * INSTR_SIZE)?;
+        let i = e.instrs[k];
+        e.instr(&i, k, pc + k as u64 * INSTR_SIZE)?;
     }
-    if !instrs[len - 1].op.info().ends_block {
+    if !e.instrs[len - 1].op.info().ends_block {
         e.direct_exit(pc + len as u64 * INSTR_SIZE, 0)?;
     }
     // (a last conditional branch made its own two exits)

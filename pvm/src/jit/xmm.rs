@@ -131,11 +131,7 @@ impl Emitter {
             if float_reads.contains(&g) {
                 return true;
             }
-            let writes = matches!(
-                info.format,
-                Format::R2 | Format::R3 | Format::RI | Format::LoadImm | Format::Load | Format::Dst
-            );
-            if writes && i.a == g {
+            if i.dest() == Some(g) {
                 return false;
             }
         }
