@@ -316,3 +316,57 @@ fn a_run_of_pops_at_the_top_of_memory_traps_at_the_right_pop() {
     assert!(matches!(f.outcome, Outcome::Trapped(_)) && f.retired == 2, "{f:?}");
     agree("pushes at the limit", &image, cfg, b"");
 }
+
+#[test]
+fn returns_with_no_call_open_go_on_or_trap_at_the_ret() {
+    // The translator keeps a bottom host frame whose guest pc is the start
+    // of the code: a `ret` with no call open to that very address goes
+    // through it, one to elsewhere through the lookup, one to no code traps
+    // at the `ret` itself.
+    let src = "
+        .text
+main:   addi r5, r5, 1
+        li r6, 4
+        bge r5, r6, other
+        li r1, main
+        push r1
+        ret
+other:  li r1, done
+        push r1
+        ret
+done:   li r1, 12345
+        push r1
+        ret
+";
+    let image = pvm::asm::assemble("returns", src).expect("assembles");
+    let full = agree_at_fuel_points("returns with no call open", &image, 23);
+    let Outcome::Trapped(t) = &full.outcome else { panic!("{full:?}") };
+    assert!(matches!(t.kind, pvm::trap::TrapKind::BadJumpTarget(12345)), "{full:?}");
+    assert_eq!((full.regs[5], full.pc), (4, 0x1000 + 11 * 8), "{full:?}");
+}
+
+#[test]
+fn multiplications_by_constants_agree_on_edge_values() {
+    // The translator multiplies by 2^k with a shift, by 3, 5 and 9 with a
+    // lea, and folds an `addi` right after into the lea: every shape, with
+    // wrapping values, the destination the source, another register or
+    // one in the context, and an `addi` that does not fit the fold.
+    let values: [i64; 6] = [0, 1, -7, 0x1234_5678_9abc, i64::MAX, i64::MIN + 1];
+    let factors: [i32; 14] = [0, 1, 2, 3, 4, 5, 6, 8, 9, 16, 1 << 30, -1, -3, i32::MIN];
+    let dests = [1u8, 2, 14, 15];
+    let mut src = String::from(".text\nmain: li r0, out\n");
+    for (n, v) in values.iter().enumerate() {
+        for (m, f) in factors.iter().enumerate() {
+            let d = dests[(n + m) % dests.len()];
+            let add = [0, 1, -5, i32::MAX][m % 4];
+            src += &format!("li r1, {}\nlih r1, {}\n", *v as i32, (*v >> 32) as i32);
+            src += &format!("muli r{d}, r1, {f}\nst64 r{d}, [r0]\n");
+            src += &format!("muli r{d}, r1, {f}\naddi r{d}, r{d}, {add}\nst64 r{d}, [r0+8]\n");
+            src += &format!("muli r{d}, r1, {f}\naddi r3, r{d}, {add}\nst64 r3, [r0+16]\naddi r0, r0, 24\n");
+        }
+    }
+    src += "li r1, 0\nsys 0\n.data\nout: .zero 2048\n";
+    let image = pvm::asm::assemble("multiplication", &src).expect("assembles");
+    agree("constant multiplication", &image, RunConfig::default(), b"");
+    agree_at_fuel_points("constant multiplication", &image, 17);
+}

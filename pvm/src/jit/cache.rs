@@ -14,6 +14,8 @@ pub struct Block {
     pub guest_start: u64,
     /// Guest instructions.
     pub len: u32,
+    /// What its count add at the start adds (see `Translated::entry_count`).
+    pub entry_count: u32,
     /// Offset of its code in the buffer.
     pub offset: usize,
     /// Offset (in the block) of the code after its own count add, if
@@ -142,6 +144,7 @@ impl BlockCache {
         self.blocks.push(Block {
             guest_start: t.guest_start,
             len: t.len,
+            entry_count: t.entry_count,
             offset,
             body: t.body_offset,
             host_len: t.code.len(),
@@ -175,7 +178,7 @@ impl BlockCache {
         let b = &self.blocks[to];
         if let (Some(n), Some(body)) = (retired, b.body) {
             // The target's count add moves into this exit's own.
-            self.mem.patch_imm32(jump - 4, n + b.len as i32);
+            self.mem.patch_imm32(jump - 4, n + b.entry_count as i32);
             self.mem.patch_jump(jump, self.mem.exec_addr(b.offset + body));
         } else {
             self.mem.patch_jump(jump, self.mem.exec_addr(b.offset));
@@ -252,6 +255,7 @@ mod tests {
             code: vec![0xe9, 0, 0, 0, 0, 0xc3],
             guest_start: pc,
             len,
+            entry_count: len,
             body_offset: None,
             exits: vec![ExitSite { jump_offset: 0, stub_offset: 5, target: pc + 0x100, retired: None }],
         }
@@ -300,6 +304,7 @@ mod tests {
             code: vec![0x49, 0x81, 0xc5, 0xfe, 0xff, 0xff, 0xff, 0xe9, 0, 0, 0, 0, 0xc3],
             guest_start: pc,
             len,
+            entry_count: len,
             body_offset: Some(7),
             exits: vec![ExitSite { jump_offset: 7, stub_offset: 12, target: pc + 0x100, retired: Some(-2) }],
         }
@@ -336,7 +341,7 @@ mod tests {
 
     #[test]
     fn flush_empties_the_cache_but_keeps_the_reserved_code() {
-        let mut c = BlockCache::new(4096).unwrap();
+        let mut c = BlockCache::new(16384).unwrap();
         c.reserve(&[0xc3; 32]).unwrap();
         while c.insert(&fake(0x1000 + c.len() as u64 * 8, 1)).is_some() {}
         assert!(c.len() > 100);
@@ -344,6 +349,8 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(c.flushes, 1);
         assert_eq!(c.memory().used(), 32);
-        assert!(c.insert(&fake(0x1000, 1)).is_some());
+        // (blocks start on cache lines)
+        let b = c.insert(&fake(0x1000, 1)).unwrap();
+        assert_eq!(c.block(b).offset, 64);
     }
 }

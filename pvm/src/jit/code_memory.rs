@@ -5,6 +5,9 @@
 
 use std::ptr::NonNull;
 
+/// Cache line size of x86-64 CPUs: blocks start on one.
+pub const LINE: usize = 64;
+
 /// Errors of code memory.
 #[derive(Debug, thiserror::Error)]
 pub enum CodeMemoryError {
@@ -91,13 +94,20 @@ impl CodeMemory {
 
     /// Where the next allocation of code will execute.
     pub fn next_exec_addr(&self) -> u64 {
-        self.exec_addr(self.used.next_multiple_of(16))
+        self.exec_addr(self.next_at())
+    }
+
+    /// Where the next allocation goes: at the next cache line, as QEMU
+    /// aligns its translation blocks, so that how fast a block runs does not
+    /// depend on where the blocks before it happened to end.
+    fn next_at(&self) -> usize {
+        self.used.next_multiple_of(LINE)
     }
 
     /// Copies `code` in (it must have been assembled for
     /// `next_exec_addr()`); returns its offset, or `None` if it does not fit.
     pub fn append(&mut self, code: &[u8]) -> Option<usize> {
-        let at = self.used.next_multiple_of(16);
+        let at = self.next_at();
         let end = at.checked_add(code.len()).filter(|&e| e <= self.size)?;
         // SAFETY: [at, end) is inside the read-write mapping, which no
         // reference aliases; the CPU does not execute these bytes until the
@@ -107,21 +117,28 @@ impl CodeMemory {
         Some(at)
     }
 
-    /// Rewrites the rel32 of the 5-byte `jmp` at `offset` to jump to the
-    /// executable address `target`.
+    /// Rewrites the rel32 of the `jmp`/`call rel32` (e9/e8) or `jcc rel32`
+    /// (0f 8x) at `offset` to go to the executable address `target`.
     pub fn patch_jump(&mut self, offset: usize, target: u64) {
-        let next = self.exec_addr(offset + 5) as i64;
-        let rel = (target as i64 - next) as i32;
-        if offset + 5 > self.used {
+        let field = match self.bytes(offset, 1) {
+            [0x0f] => offset + 2,
+            [_] => offset + 1,
+            _ => return,
+        };
+        if field + 4 > self.used {
             return;
         }
-        // SAFETY: offset+1..offset+5 lies inside code we wrote (checked
-        // above). The 4-byte write is aligned to nothing in particular, but
-        // this VM is single-threaded: no CPU executes the jump while we write it.
+        let rel = (target as i64 - self.exec_addr(field + 4) as i64) as i32;
+        // SAFETY: field..field+4 lies inside code we wrote (checked above).
+        // The 4-byte write is aligned to nothing in particular, but this VM
+        // is single-threaded: no CPU executes the jump while we write it.
         unsafe {
             let p = self.rw.as_ptr().add(offset);
-            debug_assert!(*p == 0xe9 || *p == 0xe8, "patching a jmp or call rel32");
-            std::ptr::copy_nonoverlapping(rel.to_le_bytes().as_ptr(), p.add(1), 4);
+            debug_assert!(
+                *p == 0xe9 || *p == 0xe8 || (*p == 0x0f && *p.add(1) & 0xf0 == 0x80),
+                "patching a jmp, call or jcc rel32"
+            );
+            std::ptr::copy_nonoverlapping(rel.to_le_bytes().as_ptr(), self.rw.as_ptr().add(field), 4);
         }
     }
 

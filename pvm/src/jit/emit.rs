@@ -8,7 +8,7 @@ use iced_x86::IcedError;
 use super::context::*;
 use super::magic::ConstDiv;
 use super::translate::{Layout, RegMap};
-use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
 
 /// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
 pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
@@ -16,13 +16,14 @@ pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r1
 pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
 
 pub(super) enum StubKind {
-    /// Rewind to instruction k and let the dispatcher interpret it.
-    Interpret(usize),
+    /// Rewind the retired count by `rewind` to instruction k and let the
+    /// dispatcher interpret it.
+    Interpret { k: usize, rewind: usize },
     /// A direct exit, with its id.
     Direct { target: u64, id: u32 },
-    /// A failed guard: rewind the whole block and ask for a translation
-    /// without assumptions (see `specialize`).
-    Despecialize,
+    /// A failed guard: rewind the count by `rewind` to the block's start
+    /// and ask for a translation without assumptions (see `specialize`).
+    Despecialize { rewind: usize },
 }
 
 pub(super) struct Emitter {
@@ -43,13 +44,16 @@ pub(super) struct Emitter {
     /// Instruction count right after the last `bind`: a second label before
     /// any instruction needs a nop to sit on.
     pub(super) bound_at: Option<usize>,
-    /// The block's first host instruction and guest pc: a branch back to the
-    /// block's own start jumps there directly, never through an exit.
+    /// The block's loop head (its count add, after the pinned loads and the
+    /// guards) and guest pc: a branch back to the block's own start jumps
+    /// there directly, never through an exit.
     pub(super) entry: CodeLabel,
-    /// Right after the start's retired-count add (and before the fuel
-    /// check): where side exits back to the start go.
-    pub(super) body: CodeLabel,
     pub(super) block_pc: u64,
+    /// Instructions of the block the retired count holds at the point being
+    /// emitted: the count is added a segment at a time, each segment ending
+    /// at a side exit (see `count_segment`), so that a side exit's jump
+    /// goes straight to its target with the count already exact.
+    pub(super) counted: usize,
     /// Guest instructions in the block being translated.
     pub(super) len: usize,
     pub(super) map: RegMap,
@@ -138,6 +142,32 @@ impl Emitter {
         }
     }
 
+    /// dst = src * imm (wrapping), by 3, 5 and 9 with one `lea` and by 2^k
+    /// with a shift (one cycle each, not the three of `imul`).
+    pub(super) fn mul_imm(&mut self, dst: AsmRegister64, src: AsmRegister64, imm: i32) -> Result<(), IcedError> {
+        match imm {
+            3 | 5 | 9 => self.a.lea(dst, qword_ptr(src + src * (imm - 1))),
+            _ if imm > 1 && (imm & (imm - 1)) == 0 => {
+                if src != dst {
+                    self.a.mov(dst, src)?;
+                }
+                match imm.trailing_zeros() {
+                    1 => self.a.add(dst, dst),
+                    k => self.a.shl(dst, k),
+                }
+            }
+            _ => self.a.imul_3(dst, src, imm),
+        }
+    }
+
+    /// If instruction k is `muli a, b, m` (m 2, 3, 4, 5, 8 or 9) and the
+    /// next one `addi a, a, c` in the same block: c (the two make one lea).
+    pub(super) fn fused_add(&self, k: usize) -> Option<i32> {
+        let (i, j) = (self.instrs[k], *self.instrs.get(k + 1)?);
+        let fits = i.op == Opcode::MulI && matches!(i.imm, 2..=5 | 8 | 9);
+        (fits && j.op == Opcode::AddI && j.a & 15 == i.a & 15 && j.b & 15 == i.a & 15).then_some(j.imm)
+    }
+
     /// Puts `label` on the next instruction emitted (iced-x86 allows one
     /// label per instruction; a nop separates two in a row), and returns
     /// that instruction's index.
@@ -152,14 +182,56 @@ impl Emitter {
     }
 
     pub(super) fn interpret_stub(&mut self, k: usize) -> CodeLabel {
-        // One stub per instruction serves all its checks.
-        if let Some((label, _)) = self.stubs.iter().find(|(_, kind)| matches!(kind, StubKind::Interpret(j) if *j == k))
+        // One stub per instruction serves all its checks (which all come
+        // before a side exit of k ends its segment).
+        if let Some((label, _)) =
+            self.stubs.iter().find(|(_, kind)| matches!(kind, StubKind::Interpret { k: j, .. } if *j == k))
         {
             return *label;
         }
         let label = self.a.create_label();
-        self.stubs.push((label, StubKind::Interpret(k)));
+        debug_assert!(self.counted > k, "instruction {k} is counted before it can trap");
+        self.stubs.push((label, StubKind::Interpret { k, rewind: self.counted - k }));
         label
+    }
+
+    /// Whether the branch at k leaves the block mid-way: a conditional
+    /// branch to valid code, neither the last instruction nor if-converted.
+    fn is_side_exit(&self, k: usize) -> bool {
+        let i = &self.instrs[k];
+        let pc = self.block_pc + k as u64 * INSTR_SIZE;
+        i.op.info().format == Format::Branch
+            && k + 1 < self.len
+            && self.valid_target(i.imm as u32 as u64)
+            && !super::ifconvert::convertible(&self.instrs, k, pc)
+    }
+
+    /// Adds to the retired count the instructions from `from` through the
+    /// next side exit (or the end of the block).
+    pub(super) fn count_segment(&mut self, from: usize) -> Result<(), IcedError> {
+        let end = (from..self.len).find(|&j| self.is_side_exit(j)).map_or(self.len, |j| j + 1);
+        self.counted = end;
+        self.a.add(r13, (end - from) as i32)
+    }
+
+    /// A side exit: a patchable `jcc rel32`, taken when the branch `op` is,
+    /// going to its stub until chained to the start of `target`'s block
+    /// (whose own count add then runs: the count here is exact).
+    pub(super) fn jcc_exit(&mut self, op: Opcode, target: u64) -> Result<(), IcedError> {
+        let cc: u8 = match op {
+            Opcode::Beq => 0x4,
+            Opcode::Bne => 0x5,
+            Opcode::Blt => 0xc,
+            Opcode::Bge => 0xd,
+            Opcode::Bltu => 0x2,
+            _ => 0x3,
+        };
+        let stub = self.a.create_label();
+        let id = self.next_exit_id;
+        self.next_exit_id += 1;
+        self.stubs.push((stub, StubKind::Direct { target, id }));
+        self.exits.push((self.a.instructions().len(), self.stubs.len() - 1, target, None));
+        self.a.db(&[0x0f, 0x80 | cc, 0, 0, 0, 0])
     }
 
     /// A direct exit to `target` that first adds `retired` to the retired
@@ -178,11 +250,6 @@ impl Emitter {
     pub(super) fn call_exit(&mut self, target: u64) -> Result<(), IcedError> {
         let jump = self.a.create_label();
         self.exit_at(target, jump, 0xe8, None)
-    }
-
-    /// A direct exit at a label created (and maybe jumped to) earlier.
-    pub(super) fn direct_exit_at(&mut self, target: u64, jump: CodeLabel, retired: i32) -> Result<(), IcedError> {
-        self.exit_at(target, jump, 0xe9, Some(retired))
     }
 
     fn exit_at(

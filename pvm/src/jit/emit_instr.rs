@@ -4,7 +4,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
-use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
+use super::context::OFF_SP_LIMIT;
 use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::specialize;
@@ -80,10 +80,19 @@ impl Emitter {
                 // Straight into the destination's host register when it has one.
                 let dst = self.host(a).unwrap_or(rax);
                 let src = self.get(b, rax)?;
+                if let Some(add) = self.fused_add(k) {
+                    // x * 3 + c and the like: one lea
+                    self.skip_next = true;
+                    match imm {
+                        2 | 4 | 8 => self.a.lea(dst, qword_ptr(src * imm + add))?,
+                        _ => self.a.lea(dst, qword_ptr(src + src * (imm - 1) + add))?,
+                    }
+                    return self.put(a, dst);
+                }
                 match i.op {
                     Opcode::AddI if src != dst => self.a.lea(dst, qword_ptr(src + imm))?,
                     Opcode::SubI if src != dst && imm != i32::MIN => self.a.lea(dst, qword_ptr(src - imm))?,
-                    Opcode::MulI => self.a.imul_3(dst, src, imm)?,
+                    Opcode::MulI => self.mul_imm(dst, src, imm)?,
                     _ => {
                         if src != dst {
                             self.a.mov(dst, src)?;
@@ -352,25 +361,19 @@ impl Emitter {
                     self.direct_exit(pc + INSTR_SIZE, 0)?;
                 } else if k + 1 == self.len {
                     // Last instruction: two chainable exits.
-                    let taken = self.a.create_label();
-                    self.jcc(i.op, false, taken)?;
+                    self.jcc_exit(i.op, target)?;
                     self.direct_exit(pc + INSTR_SIZE, 0)?;
-                    self.direct_exit_at(target, taken, 0)?;
                 } else {
-                    // A side exit; the block goes on with the fall-through.
-                    let mut skip = self.a.create_label();
-                    self.jcc(i.op, true, skip)?;
+                    // A side exit (the count holds this segment, ending
+                    // here): taken, one jump to the target's start; not
+                    // taken, the block goes on and counts its next segment.
+                    debug_assert_eq!(self.counted, k + 1);
                     if target == self.block_pc {
-                        // Back to the start: this pass retired k + 1, the
-                        // next one counts the whole block again, so add the
-                        // k + 1 and skip the start's own add (one add on the
-                        // count's dependency chain per pass, not two).
-                        self.a.add(r13, (k + 1) as i32)?;
-                        self.a.jmp(self.body)?;
+                        self.jcc(i.op, false, self.entry)?;
                     } else {
-                        self.direct_exit(target, -((self.len - k - 1) as i32))?;
+                        self.jcc_exit(i.op, target)?;
                     }
-                    self.bind(&mut skip)?;
+                    self.count_segment(k + 1)?;
                 }
             }
             Opcode::Jr => {
@@ -415,10 +418,9 @@ impl Emitter {
                 let top = self.get(SP, rax)?;
                 self.pop_room(k, top)?;
                 self.a.mov(rdx, qword_ptr(r14 + top))?;
-                // The host frame of the matching call, if it is on top.
+                // The host frame of the matching call, if it is on top (the
+                // bottom frame, there when no other is, see `trampoline`).
                 let mut lookup = self.a.create_label();
-                self.a.cmp(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
-                self.a.jae(lookup)?;
                 self.a.cmp(rdx, qword_ptr(rsp + 8))?;
                 self.a.jne(lookup)?;
                 self.pop_sp(top)?;

@@ -32,13 +32,18 @@ fn simple(i: &Instr) -> bool {
     )
 }
 
+/// Whether the branch at k of `instrs` (at guest `pc`) skips just the one
+/// simple instruction after it, inside the block: `if_convert` takes it.
+pub(super) fn convertible(instrs: &[Instr], k: usize, pc: u64) -> bool {
+    k + 2 < instrs.len() && instrs[k].imm as u32 as u64 == pc + 2 * INSTR_SIZE && simple(&instrs[k + 1])
+}
+
 impl Emitter {
     /// Translates the branch at k together with instruction k + 1 if the
     /// branch skips just that one simple instruction inside the block.
     /// Returns false (emitting nothing) otherwise.
     pub(super) fn if_convert(&mut self, branch: &Instr, k: usize, pc: u64) -> Result<bool, IcedError> {
-        let target = branch.imm as u32 as u64;
-        if k + 2 >= self.len || target != pc + 2 * INSTR_SIZE || !simple(&self.instrs[k + 1]) {
+        if !convertible(&self.instrs, k, pc) {
             return Ok(false);
         }
         let i = self.instrs[k + 1];
@@ -48,7 +53,7 @@ impl Emitter {
             Opcode::Mov => self.load(rdx, i.b)?,
             Opcode::MulI => {
                 let x = self.get(i.b, rax)?;
-                self.a.imul_3(rdx, x, i.imm)?;
+                self.mul_imm(rdx, x, i.imm)?;
             }
             Opcode::AddI | Opcode::SubI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
                 self.load(rdx, i.b)?;

@@ -101,7 +101,7 @@ impl Emitter {
             let Some(v) = self.known[usize::from(g)] else { continue };
             let label = *stub.get_or_insert_with(|| {
                 let l = self.a.create_label();
-                self.stubs.push((l, StubKind::Despecialize));
+                self.stubs.push((l, StubKind::Despecialize { rewind: self.counted }));
                 l
             });
             match (self.host(g), i32::try_from(v)) {

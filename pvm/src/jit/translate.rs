@@ -97,7 +97,8 @@ pub struct TrampolineOffsets {
 /// A patchable direct exit of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitSite {
-    /// Offset in the block of the 5-byte `jmp rel32`.
+    /// Offset in the block of the patchable `jmp rel32`, `call rel32` or
+    /// `jcc rel32`.
     pub jump_offset: usize,
     /// Offset in the block of the stub the jump goes to until chained.
     pub stub_offset: usize,
@@ -115,6 +116,9 @@ pub struct Translated {
     pub guest_start: u64,
     /// Guest instructions in the block.
     pub len: u32,
+    /// What the block's own count add at its start adds: the instructions
+    /// up to its first side exit (all of them if it has none).
+    pub entry_count: u32,
     /// Offset of the code right after the block's own count add, where
     /// chained exits may jump (`None` if the block starts by loading pinned
     /// floats, which a jump there would skip).
@@ -201,9 +205,9 @@ pub fn translate(
     let known = if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] };
     let pinned = pinned_floats(&instrs, pc);
     let entry = assembler.create_label();
-    let body = assembler.create_label();
+    let mut body = assembler.create_label();
     let mut e = Emitter {
-        body,
+        counted: 0,
         pinned: [false; 14],
         bound_at: None,
         entry,
@@ -227,16 +231,25 @@ pub fn translate(
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
     e.pin(&pinned)?;
+    // The guards of the block's assumptions, which hold on its back-edges
+    // (see `specialize::assumptions`): those jump past them, to the count.
+    e.guards()?;
     // Retired count, and the fuel check if there is a limit.
     let mut entry = e.entry;
     e.bind(&mut entry)?;
-    e.a.add(r13, len as i32)?;
-    e.guards()?;
-    let mut body = e.body;
+    e.count_segment(0)?;
+    let entry_count = e.counted as u32;
     let body_at = e.bind(&mut body)?;
     if layout.fuel_limited {
+        // Enough fuel for the whole block, or one instruction at a time.
         let stub = e.interpret_stub(0);
-        e.a.cmp(r13, qword_ptr(r15 + OFF_FUEL))?;
+        let rest = (len - e.counted) as i32;
+        if rest == 0 {
+            e.a.cmp(r13, qword_ptr(r15 + OFF_FUEL))?;
+        } else {
+            e.a.lea(rax, qword_ptr(r13 + rest))?;
+            e.a.cmp(rax, qword_ptr(r15 + OFF_FUEL))?;
+        }
         e.a.ja(stub)?;
     }
     for k in 0..len {
@@ -258,17 +271,17 @@ pub fn translate(
         // Two instructions each: rax packs what the shared handler in the
         // trampoline needs (see `trampoline`).
         match kind {
-            StubKind::Interpret(k) => {
+            StubKind::Interpret { k, rewind } => {
                 let guest = pc + k as u64 * INSTR_SIZE;
-                e.a.mov(rax, ((len - k) as u64) << 32 | guest)?;
+                e.a.mov(rax, (rewind as u64) << 32 | guest)?;
                 e.a.jmp(layout.interpret_addr)?;
             }
             StubKind::Direct { target, id } => {
                 e.a.mov(rax, u64::from(EXIT_DIRECT + id) << 32 | target)?;
                 e.a.jmp(layout.direct_addr)?;
             }
-            StubKind::Despecialize => {
-                e.a.sub(r13, len as i32)?;
+            StubKind::Despecialize { rewind } => {
+                e.a.sub(r13, rewind as i32)?;
                 e.a.mov(rax, u64::from(EXIT_DESPECIALIZE) << 32 | pc)?;
                 e.a.jmp(layout.direct_addr)?;
             }
@@ -279,29 +292,41 @@ pub fn translate(
     let mut exits = Vec::with_capacity(e.exits.len());
     for &(jump, stub, target, retired) in &e.exits {
         let (j, s) = (encoding.offsets[jump], encoding.offsets[stub_at[stub]]);
-        let rel = (s as i64 - (j as i64 + 5)) as i32;
-        code[j + 1..j + 5].copy_from_slice(&rel.to_le_bytes());
+        // jmp/call rel32 (e9/e8), or jcc rel32 (0f 8x)
+        let field = if code[j] == 0x0f { j + 2 } else { j + 1 };
+        let rel = (s as i64 - (field as i64 + 4)) as i32;
+        code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
         exits.push(ExitSite { jump_offset: j, stub_offset: s, target, retired });
     }
     // (a chained jump past the start would skip the pinned loads or guards)
     let body_offset = (pinned.is_empty() && e.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
-    Ok((Some(Translated { code, guest_start: pc, len: len as u32, body_offset, exits }), e.a))
+    Ok((Some(Translated { code, guest_start: pc, len: len as u32, entry_count, body_offset, exits }), e.a))
 }
 
-/// The entry and exit trampoline, for execution at `at`: returns the code
-/// and the offset of the common exit.
+/// The entry and exit trampoline, for execution at `at` for a machine whose
+/// code starts at `code_start`: returns the code and the offsets of its
+/// entry points.
 ///
 /// `enter(ctx, host_address) -> exit code` saves the callee-saved registers,
 /// loads the mapped guest registers from the context and jumps; the common
 /// exit stores them back and returns the code left in eax.
-pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), JitError> {
+pub fn trampoline(map: RegMap, at: u64, code_start: u64) -> Result<(Vec<u8>, TrampolineOffsets), JitError> {
     let mut a = CodeAssembler::new(64)?;
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r)?;
     }
     a.sub(rsp, 8)?;
     a.mov(r15, rdi)?;
-    // Guest calls push host frames below here (see `Opcode::Call`).
+    // Guest calls push host frames below here (see `Opcode::Call`), over a
+    // bottom frame, so that a `ret` need not check for an empty stack: one
+    // that finds no frame of its own call compares its target with this
+    // frame's guest pc, `code_start`, and only if it returns there, goes
+    // on through `underflow` (the dispatcher continues at code_start).
+    a.mov(rcx, code_start)?;
+    a.push(rcx)?;
+    let underflow_addr_at = a.instructions().len();
+    a.mov(rcx, 1u64 << 63)?; // (imm64, patched below to underflow's address)
+    a.push(rcx)?;
     a.mov(qword_ptr(r15 + OFF_SP_BASE), rsp)?;
     a.lea(rcx, qword_ptr(rsp - 16 * HOST_FRAMES))?;
     a.mov(qword_ptr(r15 + OFF_SP_LIMIT), rcx)?;
@@ -326,6 +351,8 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
     a.mov(qword_ptr(r15 + OFF_EXIT_PC), rax)?;
     a.mov(eax, EXIT_INTERPRET)?;
     a.jmp(exit)?;
+    let underflow_at = a.instructions().len();
+    a.mov(rax, u64::from(EXIT_CONTINUE) << 32 | code_start)?;
     // Direct-exit stubs: record the target pc, return the exit code.
     let mut direct = a.create_label();
     let direct_at = a.instructions().len();
@@ -341,9 +368,10 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
         }
     }
     a.mov(qword_ptr(r15 + OFF_RETIRED), r13)?;
-    // Drops the host frames of guest calls still open.
+    // Drops the host frames of guest calls still open, the bottom frame
+    // and the alignment slot.
     a.mov(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
-    a.add(rsp, 8)?;
+    a.add(rsp, 24)?;
     for r in [r15, r14, r13, r12, rbp, rbx] {
         a.pop(r)?;
     }
@@ -352,5 +380,8 @@ pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), 
     let mut code = Vec::new();
     encoding.encode(a.instructions(), at, &mut code)?;
     let o = &encoding.offsets;
+    // mov rcx, imm64 is 48 b9 imm64
+    let imm = o[underflow_addr_at] + 2;
+    code[imm..imm + 8].copy_from_slice(&(at + o[underflow_at] as u64).to_le_bytes());
     Ok((code, TrampolineOffsets { exit: o[exit_at], interpret: o[interpret_at], direct: o[direct_at] }))
 }
