@@ -18,6 +18,9 @@ use super::JitError;
 use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, NUM_REGS, SP};
 use crate::machine::Machine;
 
+/// Bytes of a direct-exit stub: `mov rax, imm64; jmp rel32`.
+const DIRECT_STUB_LEN: u64 = 15;
+
 /// Most guest instructions in one block.
 pub const MAX_BLOCK: usize = 96;
 /// Host registers that can hold guest registers.
@@ -263,24 +266,27 @@ pub fn translate(
         e.direct_exit(pc + len as u64 * INSTR_SIZE, 0)?;
     }
     // (a last conditional branch made its own two exits)
-    // Stubs, out of the hot path.
+    // Stubs, out of the hot path: two instructions each, rax packing what
+    // the shared handler in the trampoline needs (see `trampoline`). Those
+    // of direct exits, the most, are plain bytes after the encoded block
+    // (only the exits' patched jumps reach them); the others are labels.
     let stubs = std::mem::take(&mut e.stubs);
     let mut stub_at = Vec::with_capacity(stubs.len());
+    let mut direct = Vec::new();
     for (mut label, kind) in stubs {
-        stub_at.push(e.bind(&mut label)?);
-        // Two instructions each: rax packs what the shared handler in the
-        // trampoline needs (see `trampoline`).
         match kind {
             StubKind::Interpret { k, rewind } => {
+                stub_at.push(e.bind(&mut label)?);
                 let guest = pc + k as u64 * INSTR_SIZE;
                 e.a.mov(rax, (rewind as u64) << 32 | guest)?;
                 e.a.jmp(layout.interpret_addr)?;
             }
             StubKind::Direct { target, id } => {
-                e.a.mov(rax, u64::from(EXIT_DIRECT + id) << 32 | target)?;
-                e.a.jmp(layout.direct_addr)?;
+                stub_at.push(usize::MAX);
+                direct.push(u64::from(EXIT_DIRECT + id) << 32 | target);
             }
             StubKind::Despecialize { rewind } => {
+                stub_at.push(e.bind(&mut label)?);
                 e.a.sub(r13, rewind as i32)?;
                 e.a.mov(rax, u64::from(EXIT_DESPECIALIZE) << 32 | pc)?;
                 e.a.jmp(layout.direct_addr)?;
@@ -289,9 +295,25 @@ pub fn translate(
     }
     let mut code = Vec::new();
     encoding.encode(e.a.instructions(), at, &mut code)?;
+    let mut direct_at = Vec::with_capacity(direct.len());
+    for packed in direct {
+        // mov rax, imm64; jmp rel32
+        let off = code.len();
+        let rel = (layout.direct_addr as i64 - (at + off as u64 + DIRECT_STUB_LEN) as i64) as i32;
+        code.extend_from_slice(&[0x48, 0xb8]);
+        code.extend_from_slice(&packed.to_le_bytes());
+        code.push(0xe9);
+        code.extend_from_slice(&rel.to_le_bytes());
+        direct_at.push(off);
+    }
+    let mut direct_at = direct_at.into_iter();
+    let stub_offsets: Vec<usize> = stub_at
+        .iter()
+        .map(|&k| if k == usize::MAX { direct_at.next().unwrap_or(0) } else { encoding.offsets[k] })
+        .collect();
     let mut exits = Vec::with_capacity(e.exits.len());
     for &(jump, stub, target, retired) in &e.exits {
-        let (j, s) = (encoding.offsets[jump], encoding.offsets[stub_at[stub]]);
+        let (j, s) = (encoding.offsets[jump], stub_offsets[stub]);
         // jmp/call rel32 (e9/e8), or jcc rel32 (0f 8x)
         let field = if code[j] == 0x0f { j + 2 } else { j + 1 };
         let rel = (s as i64 - (field as i64 + 4)) as i32;
