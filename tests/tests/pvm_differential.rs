@@ -146,7 +146,7 @@ fn division_by_constants_agrees_on_edge_values() {
     // multiply-by-magic rest) on values at the edges, with the destination
     // the source itself, another register, or one that lives in the context.
     let values: [i64; 9] = [0, 1, -1, 7, -7, 0x1234_5678_9abc, i64::MAX, i64::MIN, i64::MIN + 1];
-    let divisors: [i32; 14] = [1, -1, 2, -2, 8, -8, 1 << 30, i32::MIN, 3, -3, 7, 10, -1000, i32::MAX];
+    let divisors: [i32; 16] = [1, -1, 2, -2, 8, -8, 1 << 30, i32::MIN, 3, -3, 7, 10, 15, 31, -1000, i32::MAX];
     let dests = [1u8, 2, 14, 15];
     let mut src = String::from(".text\nmain: li r0, out\n");
     for (n, v) in values.iter().enumerate() {
@@ -158,7 +158,7 @@ fn division_by_constants_agrees_on_edge_values() {
             }
         }
     }
-    src += "li r1, 0\nsys 0\n.data\nout: .zero 2048\n";
+    src += "li r1, 0\nsys 0\n.data\nout: .zero 4096\n";
     let image = pvm::asm::assemble("division", &src).expect("assembles");
     agree("constant division", &image, RunConfig::default(), b"");
 }
@@ -348,11 +348,12 @@ done:   li r1, 12345
 #[test]
 fn multiplications_by_constants_agree_on_edge_values() {
     // The translator multiplies by 2^k with a shift, by 3, 5 and 9 with a
-    // lea, and folds an `addi` right after into the lea: every shape, with
+    // lea, by 2^k - 1 with a shift and a subtraction (into another
+    // register), and folds an `addi` right after into the lea: every shape, with
     // wrapping values, the destination the source, another register or
     // one in the context, and an `addi` that does not fit the fold.
     let values: [i64; 6] = [0, 1, -7, 0x1234_5678_9abc, i64::MAX, i64::MIN + 1];
-    let factors: [i32; 14] = [0, 1, 2, 3, 4, 5, 6, 8, 9, 16, 1 << 30, -1, -3, i32::MIN];
+    let factors: [i32; 17] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 1 << 30, i32::MAX, -1, -3, i32::MIN];
     let dests = [1u8, 2, 14, 15];
     let mut src = String::from(".text\nmain: li r0, out\n");
     for (n, v) in values.iter().enumerate() {
@@ -365,7 +366,7 @@ fn multiplications_by_constants_agree_on_edge_values() {
             src += &format!("muli r{d}, r1, {f}\naddi r3, r{d}, {add}\nst64 r3, [r0+16]\naddi r0, r0, 24\n");
         }
     }
-    src += "li r1, 0\nsys 0\n.data\nout: .zero 2048\n";
+    src += "li r1, 0\nsys 0\n.data\nout: .zero 4096\n";
     let image = pvm::asm::assemble("multiplication", &src).expect("assembles");
     agree("constant multiplication", &image, RunConfig::default(), b"");
     agree_at_fuel_points("constant multiplication", &image, 17);

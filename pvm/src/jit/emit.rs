@@ -142,11 +142,22 @@ impl Emitter {
         }
     }
 
-    /// dst = src * imm (wrapping), by 3, 5 and 9 with one `lea` and by 2^k
-    /// with a shift (one cycle each, not the three of `imul`).
+    /// dst = src * imm (wrapping), by 3, 5 and 9 with one `lea`, by 2^k
+    /// with a shift (one cycle each, not the three of `imul`), and, into
+    /// another register, by 2^k - 1 with a shift and a subtraction.
     pub(super) fn mul_imm(&mut self, dst: AsmRegister64, src: AsmRegister64, imm: i32) -> Result<(), IcedError> {
+        let below_pow2 = i64::from(imm) > 3 && (i64::from(imm) + 1).count_ones() == 1;
         match imm {
             3 | 5 | 9 => self.a.lea(dst, qword_ptr(src + src * (imm - 1))),
+            7 if src != dst => {
+                self.a.lea(dst, qword_ptr(src * 8))?;
+                self.a.sub(dst, src)
+            }
+            _ if src != dst && below_pow2 => {
+                self.a.mov(dst, src)?;
+                self.a.shl(dst, (i64::from(imm) + 1).trailing_zeros())?;
+                self.a.sub(dst, src)
+            }
             _ if imm > 1 && (imm & (imm - 1)) == 0 => {
                 if src != dst {
                     self.a.mov(dst, src)?;

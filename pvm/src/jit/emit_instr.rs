@@ -167,17 +167,17 @@ impl Emitter {
                 if i.op != Opcode::RemSI {
                     return self.put(a, rax);
                 }
-                // remainder = x - quotient * d
-                self.a.imul_3(rax, rax, imm)?;
+                // remainder = x - quotient * d (rdx is free again)
+                self.mul_imm(rdx, rax, imm)?;
                 match self.host(a) {
-                    Some(h) if h == x => self.a.sub(h, rax)?,
+                    Some(h) if h == x => self.a.sub(h, rdx)?,
                     Some(h) => {
                         self.a.mov(h, x)?;
-                        self.a.sub(h, rax)?;
+                        self.a.sub(h, rdx)?;
                     }
                     None => {
-                        self.a.neg(rax)?;
-                        self.a.add(rax, x)?;
+                        self.a.mov(rax, x)?;
+                        self.a.sub(rax, rdx)?;
                         self.put(a, rax)?;
                     }
                 }
