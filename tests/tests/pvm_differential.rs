@@ -371,3 +371,54 @@ fn multiplications_by_constants_agree_on_edge_values() {
     agree("constant multiplication", &image, RunConfig::default(), b"");
     agree_at_fuel_points("constant multiplication", &image, 17);
 }
+
+#[test]
+fn remainders_tested_against_zero_agree_on_every_path() {
+    // Next to `bne rem, zero`, the translator tests the dividend's low bits
+    // and computes the remainder only on the way to the branch target (0
+    // on the other way): remainders by 2, 4 and -8 of negative and
+    // positive values, used on the taken path, a branch back to its own
+    // block, one ending its block, and a destination in the context.
+    let src = "
+        .text
+main:   li r9, 0
+        li r2, -41
+        li r10, 41
+        li r0, out
+loop:   remsi r4, r2, 2
+        bne r4, r9, odd
+        addi r3, r3, 1
+        jmp by4
+odd:    add r5, r5, r4
+        st64 r4, [r0]
+by4:    remsi r11, r2, 4
+        bne r11, r9, odd4
+        addi r3, r3, 7
+        jmp by8
+odd4:   mul r6, r11, r11
+        add r5, r5, r6
+by8:    remsi r14, r2, -8
+        bne r14, r9, odd8
+        addi r3, r3, 13
+odd8:   add r5, r5, r14
+        st64 r14, [r0+8]
+        addi r0, r0, 16
+        addi r2, r2, 1
+        blt r2, r10, loop
+self:   addi r2, r2, 3
+        remsi r12, r2, 2
+        bne r12, r9, self
+        add r5, r5, r12
+        li r2, 7
+        remsi r13, r2, 4
+        bne r13, r9, last
+last:   add r5, r5, r13
+        mov r1, r5
+        sys 0
+        .data
+out:    .zero 2048
+";
+    let image = pvm::asm::assemble("remainders", src).expect("assembles");
+    agree("remainder tests", &image, RunConfig::default(), b"");
+    agree_at_fuel_points("remainder tests", &image, 29);
+}

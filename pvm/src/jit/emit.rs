@@ -15,6 +15,7 @@ pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r
 pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
 pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
 
+#[derive(Clone, Copy)]
 pub(super) enum StubKind {
     /// Rewind the retired count by `rewind` to instruction k and let the
     /// dispatcher interpret it.
@@ -24,6 +25,9 @@ pub(super) enum StubKind {
     /// A failed guard: rewind the count by `rewind` to the block's start
     /// and ask for a translation without assumptions (see `specialize`).
     Despecialize { rewind: usize },
+    /// Computes the deferred remainder of instruction `rem`, then goes to
+    /// `target` (see `specialize::deferred_remainder`).
+    Remainder { rem: usize, target: u64 },
 }
 
 pub(super) struct Emitter {
@@ -261,6 +265,13 @@ impl Emitter {
     pub(super) fn call_exit(&mut self, target: u64) -> Result<(), IcedError> {
         let jump = self.a.create_label();
         self.exit_at(target, jump, 0xe8, None)
+    }
+
+    /// A patchable `jmp rel32` to `target` that adds nothing to the count
+    /// (chained to the target block's start).
+    pub(super) fn jump_exit(&mut self, target: u64) -> Result<(), IcedError> {
+        let jump = self.a.create_label();
+        self.exit_at(target, jump, 0xe9, None)
     }
 
     fn exit_at(

@@ -154,6 +154,9 @@ impl Emitter {
                 self.divide(if i.op == Opcode::DivUI { Opcode::DivU } else { Opcode::RemU }, a)?;
             }
             Opcode::DivSI | Opcode::RemSI => {
+                if i.op == Opcode::RemSI && self.deferred_remainder(k) {
+                    return Ok(());
+                }
                 let Some(plan) = magic::plan(i64::from(imm)) else {
                     let stub = self.interpret_stub(k);
                     return self.a.jmp(stub);
@@ -348,7 +351,16 @@ impl Emitter {
                     self.a.cmp(x, y)?;
                 }
                 let target = i.imm as u32 as u64;
-                if !self.valid_target(target) {
+                if k > 0 && self.deferred_remainder(k - 1) {
+                    let taken = self.remainder_then(k, target)?;
+                    self.jcc(i.op, false, taken)?;
+                    if k + 1 == self.len {
+                        self.direct_exit(pc + INSTR_SIZE, 0)?;
+                    } else {
+                        debug_assert_eq!(self.counted, k + 1);
+                        self.count_segment(k + 1)?;
+                    }
+                } else if !self.valid_target(target) {
                     // Taking it traps: let the interpreter report that.
                     let stub = self.interpret_stub(k);
                     self.jcc(i.op, false, stub)?;

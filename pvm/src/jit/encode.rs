@@ -53,7 +53,8 @@ struct Slot {
     near_len: usize,
     /// NOP bytes laid out before it (see `boundary_pad`).
     pad: usize,
-    /// The first of a macro-fused pair (a compare and the jcc after it).
+    /// The first of a pair laid out as one: a compare and the jcc the CPU
+    /// fuses it with, or an exit's count add and its jump.
     fused: bool,
 }
 
@@ -97,6 +98,15 @@ fn is_jcc(i: &Instruction) -> bool {
             && i.get_declare_byte_value(1) & 0xf0 == 0x80;
     }
     i.flow_control() == FlowControl::ConditionalBranch
+}
+
+/// The `add r13, imm32` of a patchable exit (bytes, see `Emitter::exit_at`):
+/// chaining patches its imm32 at a fixed distance before the jump, so the
+/// two are laid out as one.
+fn is_count_add(i: &Instruction) -> bool {
+    i.code() == Code::DeclareByte
+        && i.declare_data_len() == 7
+        && (0..3).all(|n| i.get_declare_byte_value(n) == [0x49, 0x81, 0xc5][n])
 }
 
 /// Instructions the CPU fuses with a following jcc into one operation.
@@ -235,7 +245,8 @@ impl BlockEncoding {
             }
         }
         for k in 0..instrs.len().saturating_sub(1) {
-            self.slots[k].fused = fusible(&instrs[k]) && is_jcc(&instrs[k + 1]);
+            let (i, next) = (&instrs[k], &instrs[k + 1]);
+            self.slots[k].fused = (fusible(i) && is_jcc(next)) || (is_count_add(i) && transfers(next));
         }
         // Final layout: no branch (or fused pair) across a boundary; a
         // short branch the padding puts out of reach goes back to its
@@ -412,6 +423,25 @@ mod tests {
             assert_eq!(jne.near_branch_target(), AT);
             assert_eq!(jne.ip(), AT + enc.offsets[movs + 1] as u64);
             assert_eq!(out.len(), enc.offsets[movs + 4]);
+        }
+    }
+
+    #[test]
+    fn an_exits_count_add_stays_right_before_its_jump_wherever_it_falls() {
+        for nops in 0..64 {
+            let mut a = CodeAssembler::new(64).unwrap();
+            for _ in 0..nops {
+                a.nop().unwrap();
+            }
+            a.db(&[0x49, 0x81, 0xc5, 1, 0, 0, 0]).unwrap();
+            a.db(&[0xe9, 0, 0, 0, 0]).unwrap();
+            let mut enc = BlockEncoding::new();
+            let mut out = Vec::new();
+            enc.encode(a.instructions(), AT, &mut out).unwrap();
+            let (add, jmp) = (enc.offsets[nops], enc.offsets[nops + 1]);
+            assert_eq!(jmp, add + 7, "{nops} nops");
+            assert_eq!(jmp / 64, (jmp + 4) / 64, "{nops} nops: the jump crosses a line");
+            assert_eq!(&out[add..add + 3], &[0x49, 0x81, 0xc5]);
         }
     }
 

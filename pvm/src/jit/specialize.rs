@@ -15,9 +15,11 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
-use super::emit::{ctx_reg, Emitter, StubKind};
+use super::emit::{ctx_reg, Emitter, StubKind, HOST_POOL32};
+use super::ifconvert;
 use super::magic::{self, ConstDiv};
-use crate::isa::{Instr, Opcode, NUM_REGS, SP};
+use super::translate::HOST_POOL;
+use crate::isa::{Instr, Opcode, INSTR_SIZE, NUM_REGS, SP};
 
 /// The bits of 2.0.
 const TWO: u64 = 0x4000_0000_0000_0000;
@@ -94,6 +96,47 @@ pub(super) fn doubling(i: &Instr, known: &[Option<u64>; NUM_REGS]) -> Option<Ins
 }
 
 impl Emitter {
+    /// Whether the remainder at k can wait: a `bne` right after it tests
+    /// the dividend's low bits instead (`fused_remainder_test`), so on its
+    /// fall-through path the remainder is 0, and only the way to its
+    /// target computes it (in a stub, see `remainder_then`).
+    pub(super) fn deferred_remainder(&self, k: usize) -> bool {
+        let Some(br) = self.instrs.get(k + 1) else { return false };
+        let pc = self.block_pc + (k as u64 + 1) * INSTR_SIZE;
+        br.op == Opcode::Bne
+            && fused_remainder_test(&self.instrs, k + 1, &self.known).is_some()
+            && self.valid_target(br.imm as u32 as u64)
+            && !ifconvert::convertible(&self.instrs, k + 1, pc)
+    }
+
+    /// The `bne` at k after a deferred remainder, once its test set the
+    /// flags: the remainder's register gets 0 (a `mov`, which keeps the
+    /// flags), and a taken branch goes to a stub that computes it and then
+    /// goes on to `target`. Returns the stub's label.
+    pub(super) fn remainder_then(&mut self, k: usize, target: u64) -> Result<CodeLabel, IcedError> {
+        let r = self.instrs[k - 1].a;
+        match self.host(r).and_then(|h| HOST_POOL.iter().position(|&p| p == h)) {
+            Some(slot) => self.a.mov(HOST_POOL32[slot], 0)?,
+            None => self.a.mov(ctx_reg(r), 0)?,
+        }
+        let label = self.a.create_label();
+        self.stubs.push((label, StubKind::Remainder { rem: k - 1, target }));
+        Ok(label)
+    }
+
+    /// The code of a `StubKind::Remainder` stub (at its bound label).
+    pub(super) fn remainder_stub(&mut self, rem: usize, target: u64) -> Result<(), IcedError> {
+        let i = self.instrs[rem];
+        if let Some(ConstDiv::Shift { k, negative }) = magic::plan(i64::from(i.imm)) {
+            self.div_rem_pow2(true, i.a, i.b, k, negative)?;
+        }
+        if target == self.block_pc {
+            self.a.jmp(self.entry)
+        } else {
+            self.jump_exit(target)
+        }
+    }
+
     /// The guards of the block's assumptions (at its entry).
     pub(super) fn guards(&mut self) -> Result<(), IcedError> {
         let mut stub = None;

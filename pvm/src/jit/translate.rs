@@ -270,11 +270,18 @@ pub fn translate(
     // the shared handler in the trampoline needs (see `trampoline`). Those
     // of direct exits, the most, are plain bytes after the encoded block
     // (only the exits' patched jumps reach them); the others are labels.
-    let stubs = std::mem::take(&mut e.stubs);
-    let mut stub_at = Vec::with_capacity(stubs.len());
+    // (a stub may add others: an index, not an iterator)
+    let mut stub_at = Vec::with_capacity(e.stubs.len());
     let mut direct = Vec::new();
-    for (mut label, kind) in stubs {
+    let mut n = 0;
+    while n < e.stubs.len() {
+        let (mut label, kind) = e.stubs[n];
+        n += 1;
         match kind {
+            StubKind::Remainder { rem, target } => {
+                stub_at.push(e.bind(&mut label)?);
+                e.remainder_stub(rem, target)?;
+            }
             StubKind::Interpret { k, rewind } => {
                 stub_at.push(e.bind(&mut label)?);
                 let guest = pc + k as u64 * INSTR_SIZE;
@@ -314,6 +321,7 @@ pub fn translate(
     let mut exits = Vec::with_capacity(e.exits.len());
     for &(jump, stub, target, retired) in &e.exits {
         let (j, s) = (encoding.offsets[jump], stub_offsets[stub]);
+        debug_assert!(retired.is_none() || code[j - 7..j - 4] == [0x49, 0x81, 0xc5], "count add before its jump");
         // jmp/call rel32 (e9/e8), or jcc rel32 (0f 8x)
         let field = if code[j] == 0x0f { j + 2 } else { j + 1 };
         let rel = (s as i64 - (field as i64 + 4)) as i32;
