@@ -319,10 +319,9 @@ fn a_run_of_pops_at_the_top_of_memory_traps_at_the_right_pop() {
 
 #[test]
 fn returns_with_no_call_open_go_on_or_trap_at_the_ret() {
-    // The translator keeps a bottom host frame whose guest pc is the start
-    // of the code: a `ret` with no call open to that very address goes
-    // through it, one to elsewhere through the lookup, one to no code traps
-    // at the `ret` itself.
+    // With no call open, a `ret` finds no host frame to return through: it
+    // goes where it returns through the lookup table (back to the start of
+    // the code, elsewhere), or traps at the `ret` itself if that is no code.
     let src = "
         .text
 main:   addi r5, r5, 1

@@ -70,9 +70,6 @@ pub const HOST_FRAMES: i32 = 1024;
 pub const EXIT_INTERPRET: u32 = 0;
 /// A guard of the block's assumptions failed (see `specialize`).
 pub const EXIT_DESPECIALIZE: u32 = u32::MAX;
-/// Continue at the exit pc (nothing to chain): a guest `ret` to the bottom
-/// host frame's pc (see `translate::trampoline`).
-pub const EXIT_CONTINUE: u32 = u32::MAX - 1;
 /// Codes from here on name a direct exit: code - EXIT_DIRECT is its id.
 pub const EXIT_DIRECT: u32 = 1;
 

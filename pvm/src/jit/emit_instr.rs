@@ -4,7 +4,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
-use super::context::OFF_SP_LIMIT;
+use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
 use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::specialize;
@@ -430,9 +430,10 @@ impl Emitter {
                 let top = self.get(SP, rax)?;
                 self.pop_room(k, top)?;
                 self.a.mov(rdx, qword_ptr(r14 + top))?;
-                // The host frame of the matching call, if it is on top (the
-                // bottom frame, there when no other is, see `trampoline`).
+                // The host frame of the matching call, if it is on top.
                 let mut lookup = self.a.create_label();
+                self.a.cmp(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
+                self.a.jae(lookup)?;
                 self.a.cmp(rdx, qword_ptr(rsp + 8))?;
                 self.a.jne(lookup)?;
                 self.pop_sp(top)?;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 
 use self::cache::BlockCache;
-use self::context::{JitContext, EXIT_CONTINUE, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
+use self::context::{JitContext, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
 use self::translate::{Layout, RegMap};
 use crate::disasm;
 use crate::interp::{InterpStats, Interpreter, Outcome};
@@ -115,7 +115,7 @@ impl Jit {
         let map = RegMap::for_code(code, m.code_start);
         let mut cache = BlockCache::new(cache_size)?;
         let at = cache.next_exec_addr();
-        let (tramp, offsets) = translate::trampoline(map, at, m.code_start)?;
+        let (tramp, offsets) = translate::trampoline(map, at)?;
         let offset = cache.reserve(&tramp).ok_or(JitError::CacheTooSmall(cache_size))?;
         let enter_addr = cache.memory().exec_addr(offset);
         let layout = Layout {
@@ -255,9 +255,6 @@ impl Jit {
                 self.generic.insert(m.pc);
                 self.cache.invalidate(m.pc, INSTR_SIZE);
                 self.stats.guard_failures += 1;
-                continue;
-            }
-            if code == EXIT_CONTINUE {
                 continue;
             }
             // A direct exit: translate its target and chain the jump to it.

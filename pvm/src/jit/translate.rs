@@ -333,30 +333,20 @@ pub fn translate(
     Ok((Some(Translated { code, guest_start: pc, len: len as u32, entry_count, body_offset, exits }), e.a))
 }
 
-/// The entry and exit trampoline, for execution at `at` for a machine whose
-/// code starts at `code_start`: returns the code and the offsets of its
-/// entry points.
+/// The entry and exit trampoline, for execution at `at`: returns the code
+/// and the offsets of its entry points.
 ///
 /// `enter(ctx, host_address) -> exit code` saves the callee-saved registers,
 /// loads the mapped guest registers from the context and jumps; the common
 /// exit stores them back and returns the code left in eax.
-pub fn trampoline(map: RegMap, at: u64, code_start: u64) -> Result<(Vec<u8>, TrampolineOffsets), JitError> {
+pub fn trampoline(map: RegMap, at: u64) -> Result<(Vec<u8>, TrampolineOffsets), JitError> {
     let mut a = CodeAssembler::new(64)?;
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r)?;
     }
     a.sub(rsp, 8)?;
     a.mov(r15, rdi)?;
-    // Guest calls push host frames below here (see `Opcode::Call`), over a
-    // bottom frame, so that a `ret` need not check for an empty stack: one
-    // that finds no frame of its own call compares its target with this
-    // frame's guest pc, `code_start`, and only if it returns there, goes
-    // on through `underflow` (the dispatcher continues at code_start).
-    a.mov(rcx, code_start)?;
-    a.push(rcx)?;
-    let underflow_addr_at = a.instructions().len();
-    a.mov(rcx, 1u64 << 63)?; // (imm64, patched below to underflow's address)
-    a.push(rcx)?;
+    // Guest calls push host frames below here (see `Opcode::Call`).
     a.mov(qword_ptr(r15 + OFF_SP_BASE), rsp)?;
     a.lea(rcx, qword_ptr(rsp - 16 * HOST_FRAMES))?;
     a.mov(qword_ptr(r15 + OFF_SP_LIMIT), rcx)?;
@@ -381,8 +371,6 @@ pub fn trampoline(map: RegMap, at: u64, code_start: u64) -> Result<(Vec<u8>, Tra
     a.mov(qword_ptr(r15 + OFF_EXIT_PC), rax)?;
     a.mov(eax, EXIT_INTERPRET)?;
     a.jmp(exit)?;
-    let underflow_at = a.instructions().len();
-    a.mov(rax, u64::from(EXIT_CONTINUE) << 32 | code_start)?;
     // Direct-exit stubs: record the target pc, return the exit code.
     let mut direct = a.create_label();
     let direct_at = a.instructions().len();
@@ -398,10 +386,9 @@ pub fn trampoline(map: RegMap, at: u64, code_start: u64) -> Result<(Vec<u8>, Tra
         }
     }
     a.mov(qword_ptr(r15 + OFF_RETIRED), r13)?;
-    // Drops the host frames of guest calls still open, the bottom frame
-    // and the alignment slot.
+    // Drops the host frames of guest calls still open.
     a.mov(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
-    a.add(rsp, 24)?;
+    a.add(rsp, 8)?;
     for r in [r15, r14, r13, r12, rbp, rbx] {
         a.pop(r)?;
     }
@@ -410,8 +397,5 @@ pub fn trampoline(map: RegMap, at: u64, code_start: u64) -> Result<(Vec<u8>, Tra
     let mut code = Vec::new();
     encoding.encode(a.instructions(), at, &mut code)?;
     let o = &encoding.offsets;
-    // mov rcx, imm64 is 48 b9 imm64
-    let imm = o[underflow_addr_at] + 2;
-    code[imm..imm + 8].copy_from_slice(&(at + o[underflow_at] as u64).to_le_bytes());
     Ok((code, TrampolineOffsets { exit: o[exit_at], interpret: o[interpret_at], direct: o[direct_at] }))
 }
