@@ -8,6 +8,7 @@
 //! exactly one instruction, so both engines report the same trap at the same
 //! pc after the same number of retired instructions.
 
+mod arith;
 pub mod cache;
 pub mod code_memory;
 pub mod context;
