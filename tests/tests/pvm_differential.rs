@@ -421,3 +421,47 @@ out:    .zero 2048
     agree("remainder tests", &image, RunConfig::default(), b"");
     agree_at_fuel_points("remainder tests", &image, 29);
 }
+
+#[test]
+fn pushes_and_pops_that_move_sp_late_agree_wherever_sp_is_seen() {
+    // The translator moves sp's host register once per run of pushes and
+    // pops (their accesses addressed from the old value): every way the
+    // guest can see sp in between must see it moved (read as a register,
+    // pushed, compared, a branch, the block's end), a trap in the middle
+    // of a run included (the out-of-bounds load at the end, after a pop).
+    let src = "
+        .text
+main:   li r8, 5
+        li r9, 0
+loop:   push r8
+        push r9
+        mov r1, sp
+        addi r9, r9, 1
+        push r1
+        pop r2
+        sub r3, r1, r2
+        pop r4
+        push sp
+        pop r5
+        sub r5, r5, sp
+        add r6, r6, r5
+        pop r7
+        push r7
+        push r8
+        ld64 r10, [r9+2040]
+        pop r7
+        pop r7
+        push r4
+        pop r4
+        blt r9, r8, loop
+        pop r11
+        li r12, 1000000000
+        ld64 r13, [r12]
+        mov r1, r6
+        sys 0
+";
+    let image = pvm::asm::assemble("late sp", src).expect("assembles");
+    let full = agree_at_fuel_points("sp moved late", &image, 37);
+    assert!(matches!(full.outcome, Outcome::Trapped(_)), "{full:?}");
+    agree("sp moved late", &image, RunConfig::default(), b"");
+}

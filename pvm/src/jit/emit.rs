@@ -17,9 +17,10 @@ pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d
 
 #[derive(Clone, Copy)]
 pub(super) enum StubKind {
-    /// Rewind the retired count by `rewind` to instruction k and let the
-    /// dispatcher interpret it.
-    Interpret { k: usize, rewind: usize },
+    /// Rewind the retired count by `rewind` to instruction k, add the
+    /// stack pointer's pending move `sp_move` (see `Emitter::sp_pending`), and
+    /// let the dispatcher interpret it.
+    Interpret { k: usize, rewind: usize, sp_move: i32 },
     /// A direct exit, with its id.
     Direct { target: u64, id: u32 },
     /// A failed guard: rewind the count by `rewind` to the block's start
@@ -75,9 +76,32 @@ pub(super) struct Emitter {
     pub(super) pop_covered: usize,
     /// Pushes still covered by the room check of an earlier push of their run.
     pub(super) push_covered: usize,
+    /// What pushes and pops since the last update have moved the guest sp
+    /// by, which its host register does not have yet: their accesses are
+    /// addressed from the old value, and one add updates it before
+    /// anything else reads sp or the block leaves (a stub that leaves adds
+    /// it itself). So a run of pushes and a call, or of pops and a ret,
+    /// puts one operation on sp's dependency chain, not one per
+    /// instruction. Always 0 for a guest sp in the context.
+    pub(super) sp_pending: i32,
     /// (instruction index of the patchable jmp; index of its stub; target;
     /// retired-count adjustment before it)
     pub(super) exits: Vec<(usize, usize, u64, Option<i32>)>,
+}
+
+/// Whether sp's pending move may wait past `i` (see `Emitter::sp_pending`):
+/// `i` does not name sp and cannot leave the block other than through a
+/// stub (pushes, pops, calls and returns handle the move themselves).
+pub(super) fn sp_may_wait(i: &Instr) -> bool {
+    let fields: &[u8] = match i.op.info().format {
+        Format::None | Format::Jump | Format::Sys => &[],
+        Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => &[i.a, i.b],
+        Format::R3 => &[i.a, i.b, i.c],
+        Format::LoadImm | Format::Src | Format::Dst => &[i.a],
+    };
+    let leaves = matches!(i.op.info().format, Format::Branch | Format::Sys)
+        || matches!(i.op, Opcode::Jmp | Opcode::Jr | Opcode::CallR);
+    !fields.iter().any(|&g| g & 15 == SP) && !leaves
 }
 
 /// Whether `i` sets sp otherwise than by pushing (a run of pushes ends there).
@@ -169,7 +193,7 @@ impl Emitter {
         }
         let label = self.a.create_label();
         debug_assert!(self.counted > k, "instruction {k} is counted before it can trap");
-        self.stubs.push((label, StubKind::Interpret { k, rewind: self.counted - k }));
+        self.stubs.push((label, StubKind::Interpret { k, rewind: self.counted - k, sp_move: self.sp_pending }));
         label
     }
 
@@ -346,7 +370,7 @@ impl Emitter {
         }
         let low = -((bytes + limit) as i32);
         match self.host(SP) {
-            Some(h) => self.a.lea(rcx, qword_ptr(h + low))?,
+            Some(h) => self.a.lea(rcx, qword_ptr(h + (low + self.sp_pending)))?,
             None => {
                 self.a.mov(rcx, ctx_reg(SP))?;
                 self.a.add(rcx, low)?;
@@ -374,34 +398,59 @@ impl Emitter {
             let stub = self.interpret_stub(k);
             return self.a.jmp(stub);
         }
+        if self.sp_pending != 0 && Some(top) == self.host(SP) {
+            self.a.lea(rcx, qword_ptr(top + self.sp_pending))?;
+            return self.bounds(rcx, self.layout.mem_size - bytes, k);
+        }
         self.bounds(top, self.layout.mem_size - bytes, k)
     }
 
-    /// sp -= 8 (after `push_room`), leaving the new sp in its host register
-    /// (returned) or, for a guest sp in the context, in rax.
-    pub(super) fn push_sp(&mut self) -> Result<AsmRegister64, IcedError> {
+    /// sp -= 8 (after `push_room`): the new top of the stack, in guest
+    /// memory. A host register's update waits (`sp_pending`); a guest sp in
+    /// the context is updated now (through rax).
+    pub(super) fn push_sp(&mut self) -> Result<AsmMemoryOperand, IcedError> {
         match self.host(SP) {
             Some(h) => {
-                self.a.sub(h, 8)?;
-                Ok(h)
+                self.sp_pending -= 8;
+                Ok(qword_ptr(r14 + h + self.sp_pending))
             }
             None => {
                 self.a.mov(rax, ctx_reg(SP))?;
                 self.a.sub(rax, 8)?;
                 self.a.mov(ctx_reg(SP), rax)?;
-                Ok(rax)
+                Ok(qword_ptr(r14 + rax))
             }
         }
     }
 
+    /// The top of the stack for a pop or ret that read sp into `top` (its
+    /// host register, or rax for a guest sp in the context).
+    pub(super) fn stack_top(&self, top: AsmRegister64) -> AsmMemoryOperand {
+        if Some(top) == self.host(SP) {
+            qword_ptr(r14 + top + self.sp_pending)
+        } else {
+            qword_ptr(r14 + top)
+        }
+    }
+
     /// sp += 8, for a `ret` that read sp into `top` (its host register, or
-    /// rax for a guest sp in the context).
+    /// rax for a guest sp in the context), with the pending move.
     pub(super) fn pop_sp(&mut self, top: AsmRegister64) -> Result<(), IcedError> {
         if top == rax {
             self.a.add(rax, 8)?;
             self.put(SP, rax)
         } else {
-            self.a.add(top, 8)
+            self.a.add(top, 8 + self.sp_pending)
+        }
+    }
+
+    /// Gives sp's host register its pending move (before anything reads sp
+    /// or the block leaves).
+    pub(super) fn flush_sp(&mut self) -> Result<(), IcedError> {
+        let pending = std::mem::take(&mut self.sp_pending);
+        match self.host(SP) {
+            Some(h) if pending != 0 => self.a.add(h, pending),
+            _ => Ok(()),
         }
     }
 

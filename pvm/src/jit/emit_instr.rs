@@ -5,7 +5,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
-use super::emit::{ctx_reg, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
+use super::emit::{ctx_reg, sp_may_wait, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::specialize;
 use super::translate::HOST_POOL;
@@ -38,6 +38,9 @@ impl Emitter {
         }
         if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
             self.forget(SP);
+        }
+        if !sp_may_wait(i) {
+            self.flush_sp()?;
         }
         match i.op {
             Opcode::Nop => {}
@@ -318,13 +321,14 @@ impl Emitter {
                 };
                 self.push_room(k)?;
                 let top = self.push_sp()?;
-                self.a.mov(qword_ptr(r14 + top), v)?;
+                self.a.mov(top, v)?;
             }
             Opcode::Pop => match (self.host(SP), self.host(a)) {
                 (Some(h_sp), Some(d)) if a != SP => {
                     self.pop_room(k, h_sp)?;
-                    self.a.mov(d, qword_ptr(r14 + h_sp))?;
-                    self.a.add(h_sp, 8)?;
+                    let top = self.stack_top(h_sp);
+                    self.a.mov(d, top)?;
+                    self.sp_pending += 8;
                 }
                 _ => {
                     self.load(rax, SP)?;
@@ -402,7 +406,8 @@ impl Emitter {
                 let ret_pc = (pc + INSTR_SIZE) as i32;
                 self.push_room(k)?;
                 let top = self.push_sp()?;
-                self.a.mov(qword_ptr(r14 + top), ret_pc)?;
+                self.a.mov(top, ret_pc)?;
+                self.flush_sp()?;
                 // A host call as well, so that the guest's `ret` becomes a
                 // host `ret` the CPU's return predictor gets right: the frame
                 // holds the guest return pc (which `ret` checks) under the
@@ -423,13 +428,15 @@ impl Emitter {
                 self.a.mov(rdx, rcx)?; // push_room uses rcx
                 self.push_room(k)?;
                 let top = self.push_sp()?;
-                self.a.mov(qword_ptr(r14 + top), (pc + INSTR_SIZE) as i32)?;
+                self.a.mov(top, (pc + INSTR_SIZE) as i32)?;
+                self.flush_sp()?;
                 self.a.jmp(qword_ptr(rdx + 8))?;
             }
             Opcode::Ret => {
                 let top = self.get(SP, rax)?;
                 self.pop_room(k, top)?;
-                self.a.mov(rdx, qword_ptr(r14 + top))?;
+                let at = self.stack_top(top);
+                self.a.mov(rdx, at)?;
                 // The host frame of the matching call, if it is on top.
                 let mut lookup = self.a.create_label();
                 self.a.cmp(rsp, qword_ptr(r15 + OFF_SP_BASE))?;
@@ -441,6 +448,7 @@ impl Emitter {
                 self.bind(&mut lookup)?;
                 self.lookup(k)?;
                 self.pop_sp(top)?;
+                self.sp_pending = 0;
                 self.a.jmp(qword_ptr(rcx + 8))?;
             }
             Opcode::Sys => {

@@ -211,6 +211,7 @@ pub fn translate(
     let mut body = assembler.create_label();
     let mut e = Emitter {
         counted: 0,
+        sp_pending: 0,
         pinned: [false; 14],
         bound_at: None,
         entry,
@@ -263,6 +264,7 @@ pub fn translate(
         e.instr(&i, k, pc + k as u64 * INSTR_SIZE)?;
     }
     if !e.instrs[len - 1].op.info().ends_block {
+        e.flush_sp()?;
         e.direct_exit(pc + len as u64 * INSTR_SIZE, 0)?;
     }
     // (a last conditional branch made its own two exits)
@@ -282,8 +284,11 @@ pub fn translate(
                 stub_at.push(e.bind(&mut label)?);
                 e.remainder_stub(rem, target)?;
             }
-            StubKind::Interpret { k, rewind } => {
+            StubKind::Interpret { k, rewind, sp_move } => {
                 stub_at.push(e.bind(&mut label)?);
+                if let (Some(h), true) = (e.host(SP), sp_move != 0) {
+                    e.a.add(h, sp_move)?;
+                }
                 let guest = pc + k as u64 * INSTR_SIZE;
                 e.a.mov(rax, (rewind as u64) << 32 | guest)?;
                 e.a.jmp(layout.interpret_addr)?;
