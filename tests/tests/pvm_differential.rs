@@ -40,10 +40,11 @@ fn agree(what: &str, image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) ->
     stats.expect("jit stats")
 }
 
-/// Runs `image` to the end in the interpreter, then checks that both
-/// engines agree when the fuel stops them at `points` evenly spaced
-/// instructions, the last ones included. Returns the full run.
+/// Checks that both engines agree on `image` run to the end, and when the
+/// fuel stops them at `points` evenly spaced instructions, the last ones
+/// included. Returns the interpreter's full run.
 fn agree_at_fuel_points(what: &str, image: &pvm::image::Image, points: u64) -> Final {
+    agree(what, image, RunConfig::default(), b"");
     let (full, _) = run_on(image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
     let fuels = (1..points).map(|k| full.retired * k / points).chain([full.retired - 1, full.retired]);
     for fuel in fuels {
@@ -197,7 +198,6 @@ fn branches_over_one_instruction_agree_at_every_fuel_limit() {
     }
     src += "addi r1, r1, 1\nblt r1, r2, top\nmov r1, r6\nsys 0\n";
     let image = pvm::asm::assemble("ifconvert", &src).expect("assembles");
-    agree("branches over one instruction", &image, RunConfig::default(), b"");
     let full = agree_at_fuel_points("branches over one instruction", &image, 61);
     assert!(full.retired > 10_000, "{full:?}");
 }
@@ -244,7 +244,6 @@ popper: pop r3
         jr r3
 ";
     let image = pvm::asm::assemble("calls", src).expect("assembles");
-    agree("calls and returns", &image, RunConfig::default(), b"");
     let full = agree_at_fuel_points("calls and returns", &image, 41);
     assert_eq!(full.regs[5], 3000 * 3001 / 2 + 40 + 7 + 25 * 26 / 2, "{full:?}");
 }
@@ -367,7 +366,6 @@ fn multiplications_by_constants_agree_on_edge_values() {
     }
     src += "li r1, 0\nsys 0\n.data\nout: .zero 4096\n";
     let image = pvm::asm::assemble("multiplication", &src).expect("assembles");
-    agree("constant multiplication", &image, RunConfig::default(), b"");
     agree_at_fuel_points("constant multiplication", &image, 17);
 }
 
@@ -418,7 +416,6 @@ last:   add r5, r5, r13
 out:    .zero 2048
 ";
     let image = pvm::asm::assemble("remainders", src).expect("assembles");
-    agree("remainder tests", &image, RunConfig::default(), b"");
     agree_at_fuel_points("remainder tests", &image, 29);
 }
 
@@ -463,5 +460,4 @@ loop:   push r8
     let image = pvm::asm::assemble("late sp", src).expect("assembles");
     let full = agree_at_fuel_points("sp moved late", &image, 37);
     assert!(matches!(full.outcome, Outcome::Trapped(_)), "{full:?}");
-    agree("sp moved late", &image, RunConfig::default(), b"");
 }
