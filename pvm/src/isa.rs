@@ -252,6 +252,18 @@ impl Instr {
         }
     }
 
+    /// The registers the instruction's fields name, read or written (sp
+    /// moved by a push, pop, call or return is not named).
+    pub fn named_regs(&self) -> impl Iterator<Item = u8> {
+        let n = match self.op.info().format {
+            Format::None | Format::Jump | Format::Sys => 0,
+            Format::LoadImm | Format::Src | Format::Dst => 1,
+            Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => 2,
+            Format::R3 => 3,
+        };
+        [self.a, self.b, self.c].into_iter().take(n)
+    }
+
     /// The absolute target of a direct jump, branch or call.
     pub fn target(&self) -> Option<u64> {
         matches!(self.op.info().format, Format::Jump | Format::Branch).then_some(self.imm as u32 as u64)

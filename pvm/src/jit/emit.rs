@@ -93,15 +93,9 @@ pub(super) struct Emitter {
 /// `i` does not name sp and cannot leave the block other than through a
 /// stub (pushes, pops, calls and returns handle the move themselves).
 pub(super) fn sp_may_wait(i: &Instr) -> bool {
-    let fields: &[u8] = match i.op.info().format {
-        Format::None | Format::Jump | Format::Sys => &[],
-        Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => &[i.a, i.b],
-        Format::R3 => &[i.a, i.b, i.c],
-        Format::LoadImm | Format::Src | Format::Dst => &[i.a],
-    };
     let leaves = matches!(i.op.info().format, Format::Branch | Format::Sys)
         || matches!(i.op, Opcode::Jmp | Opcode::Jr | Opcode::CallR);
-    !fields.iter().any(|&g| g & 15 == SP) && !leaves
+    !leaves && !i.named_regs().any(|g| g & 15 == SP)
 }
 
 /// Whether `i` sets sp otherwise than by pushing (a run of pushes ends there).

@@ -50,13 +50,7 @@ impl RegMap {
         for (k, i) in instrs.iter().enumerate() {
             let Some(i) = i else { continue };
             let weight = 10u64.pow(depth[k]);
-            let fields: &[u8] = match i.op.info().format {
-                Format::None | Format::Jump | Format::Sys => &[],
-                Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => &[i.a, i.b],
-                Format::R3 => &[i.a, i.b, i.c],
-                Format::LoadImm | Format::Src | Format::Dst => &[i.a],
-            };
-            for &f in fields {
+            for f in i.named_regs() {
                 uses[usize::from(f)] += weight;
             }
             if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
