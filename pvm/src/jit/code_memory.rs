@@ -23,6 +23,16 @@ fn os_err(call: &'static str) -> CodeMemoryError {
     CodeMemoryError::Os { call, source: std::io::Error::last_os_error() }
 }
 
+/// Where the rel32 of a `jmp`/`call rel32` (e9/e8) or a `jcc rel32` (0f 8x)
+/// starts, from the instruction's first byte.
+pub fn rel32_at(first: u8) -> usize {
+    if first == 0x0f {
+        2
+    } else {
+        1
+    }
+}
+
 /// A fixed-size code buffer with a bump allocator.
 #[derive(Debug)]
 pub struct CodeMemory {
@@ -120,11 +130,8 @@ impl CodeMemory {
     /// Rewrites the rel32 of the `jmp`/`call rel32` (e9/e8) or `jcc rel32`
     /// (0f 8x) at `offset` to go to the executable address `target`.
     pub fn patch_jump(&mut self, offset: usize, target: u64) {
-        let field = match self.bytes(offset, 1) {
-            [0x0f] => offset + 2,
-            [_] => offset + 1,
-            _ => return,
-        };
+        let Some(&first) = self.bytes(offset, 1).first() else { return };
+        let field = offset + rel32_at(first);
         if field + 4 > self.used {
             return;
         }

@@ -7,7 +7,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::context::*;
-use super::translate::{Layout, RegMap};
+use super::translate::{Layout, RegMap, HOST_POOL};
 use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
 
 /// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
@@ -110,6 +110,11 @@ pub(super) fn ctx_reg(g: u8) -> AsmMemoryOperand {
 impl Emitter {
     pub(super) fn host(&self, g: u8) -> Option<AsmRegister64> {
         self.map.0[usize::from(g & 15)]
+    }
+
+    /// The index in `HOST_POOL` (and its narrow twins) of g's host register.
+    pub(super) fn host_slot(&self, g: u8) -> Option<usize> {
+        self.host(g).and_then(|h| HOST_POOL.iter().position(|&p| p == h))
     }
 
     /// dst = guest register g.

@@ -294,7 +294,7 @@ impl Emitter {
                 // A store below the end of the code may overwrite code: the
                 // interpreter does it, and the dispatcher invalidates blocks.
                 let at = self.address(b, imm, self.layout.code_end, n, k)?;
-                let slot = self.host(a).and_then(|h| HOST_POOL.iter().position(|&p| p == h));
+                let slot = self.host_slot(a);
                 match (i.op, slot) {
                     (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(at), HOST_POOL8[s])?,
                     (Opcode::St16, Some(s)) => self.a.mov(word_ptr(at), HOST_POOL16[s])?,

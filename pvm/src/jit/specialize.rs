@@ -18,7 +18,6 @@ use iced_x86::IcedError;
 use super::emit::{ctx_reg, Emitter, StubKind, HOST_POOL32};
 use super::ifconvert;
 use super::magic::{self, ConstDiv};
-use super::translate::HOST_POOL;
 use crate::isa::{Instr, Opcode, INSTR_SIZE, NUM_REGS, SP};
 
 /// The bits of 2.0.
@@ -115,7 +114,7 @@ impl Emitter {
     /// goes on to `target`. Returns the stub's label.
     pub(super) fn remainder_then(&mut self, k: usize, target: u64) -> Result<CodeLabel, IcedError> {
         let r = self.instrs[k - 1].a;
-        match self.host(r).and_then(|h| HOST_POOL.iter().position(|&p| p == h)) {
+        match self.host_slot(r) {
             Some(slot) => self.a.mov(HOST_POOL32[slot], 0)?,
             None => self.a.mov(ctx_reg(r), 0)?,
         }

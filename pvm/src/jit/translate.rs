@@ -11,6 +11,7 @@
 
 use iced_x86::code_asm::*;
 
+use super::code_memory::rel32_at;
 use super::context::*;
 use super::emit::{ctx_reg, Emitter, StubKind};
 use super::encode::BlockEncoding;
@@ -267,6 +268,11 @@ pub fn translate(
     // of direct exits, the most, are plain bytes after the encoded block
     // (only the exits' patched jumps reach them); the others are labels.
     // (a stub may add others: an index, not an iterator)
+    // (where each stub is: an instruction index, or an index in `direct`)
+    enum Place {
+        Label(usize),
+        Bytes(usize),
+    }
     let mut stub_at = Vec::with_capacity(e.stubs.len());
     let mut direct = Vec::new();
     let mut n = 0;
@@ -275,11 +281,11 @@ pub fn translate(
         n += 1;
         match kind {
             StubKind::Remainder { rem, target } => {
-                stub_at.push(e.bind(&mut label)?);
+                stub_at.push(Place::Label(e.bind(&mut label)?));
                 e.remainder_stub(rem, target)?;
             }
             StubKind::Interpret { k, rewind, sp_move } => {
-                stub_at.push(e.bind(&mut label)?);
+                stub_at.push(Place::Label(e.bind(&mut label)?));
                 if let (Some(h), true) = (e.host(SP), sp_move != 0) {
                     e.a.add(h, sp_move)?;
                 }
@@ -288,11 +294,11 @@ pub fn translate(
                 e.a.jmp(layout.interpret_addr)?;
             }
             StubKind::Direct { target, id } => {
-                stub_at.push(usize::MAX);
+                stub_at.push(Place::Bytes(direct.len()));
                 direct.push(u64::from(EXIT_DIRECT + id) << 32 | target);
             }
             StubKind::Despecialize { rewind } => {
-                stub_at.push(e.bind(&mut label)?);
+                stub_at.push(Place::Label(e.bind(&mut label)?));
                 e.a.sub(r13, rewind as i32)?;
                 e.a.mov(rax, u64::from(EXIT_DESPECIALIZE) << 32 | pc)?;
                 e.a.jmp(layout.direct_addr)?;
@@ -312,17 +318,18 @@ pub fn translate(
         code.extend_from_slice(&rel.to_le_bytes());
         direct_at.push(off);
     }
-    let mut direct_at = direct_at.into_iter();
     let stub_offsets: Vec<usize> = stub_at
         .iter()
-        .map(|&k| if k == usize::MAX { direct_at.next().unwrap_or(0) } else { encoding.offsets[k] })
+        .map(|p| match *p {
+            Place::Label(k) => encoding.offsets[k],
+            Place::Bytes(d) => direct_at[d],
+        })
         .collect();
     let mut exits = Vec::with_capacity(e.exits.len());
     for &(jump, stub, target, retired) in &e.exits {
         let (j, s) = (encoding.offsets[jump], stub_offsets[stub]);
         debug_assert!(retired.is_none() || code[j - 7..j - 4] == [0x49, 0x81, 0xc5], "count add before its jump");
-        // jmp/call rel32 (e9/e8), or jcc rel32 (0f 8x)
-        let field = if code[j] == 0x0f { j + 2 } else { j + 1 };
+        let field = j + rel32_at(code[j]);
         let rel = (s as i64 - (field as i64 + 4)) as i32;
         code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
         exits.push(ExitSite { jump_offset: j, stub_offset: s, target, retired });
