@@ -250,8 +250,8 @@ pub fn to_json(rows: &[BenchRow]) -> String {
         .map(|r| {
             let jit = r.jit_stats.as_ref().map_or("null".into(), |j| {
                 format!(
-                    "{{\"blocks_translated\": {}, \"guest_instructions_translated\": {}, \"host_bytes\": {}, \"translate_seconds\": {:.6}, \"cache_lookups\": {}, \"cache_hits\": {}, \"chains\": {}, \"invalidations\": {}, \"flushes\": {}, \"interpreted\": {}, \"guard_failures\": {}}}",
-                    j.blocks_translated, j.guest_instructions_translated, j.host_bytes, j.translate_time.as_secs_f64(), j.cache_lookups, j.cache_hits, j.chains, j.invalidations, j.flushes, j.interpreted, j.guard_failures
+                    "{{\"blocks_translated\": {}, \"guest_instructions_translated\": {}, \"host_bytes\": {}, \"translate_seconds\": {:.6}, \"median_block_translate_seconds\": {:.9}, \"slowest_block_translate_seconds\": {:.9}, \"slowest_block_pc\": {}, \"cache_lookups\": {}, \"cache_hits\": {}, \"chains\": {}, \"invalidations\": {}, \"flushes\": {}, \"interpreted\": {}, \"guard_failures\": {}}}",
+                    j.blocks_translated, j.guest_instructions_translated, j.host_bytes, j.translate_time.as_secs_f64(), j.median_block_translation.as_secs_f64(), j.slowest_block_translation.as_secs_f64(), j.slowest_block_pc, j.cache_lookups, j.cache_hits, j.chains, j.invalidations, j.flushes, j.interpreted, j.guard_failures
                 )
             });
             let peers: Vec<String> =

@@ -327,6 +327,13 @@ fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
             "translation time:     {:.3} ms ({per:.0} ns per guest instruction)",
             j.translate_time.as_secs_f64() * 1e3
         );
+        let _ = writeln!(
+            err,
+            "translation per block: median {:.1} µs, slowest {:.1} µs (block at {:#x})",
+            j.median_block_translation.as_secs_f64() * 1e6,
+            j.slowest_block_translation.as_secs_f64() * 1e6,
+            j.slowest_block_pc
+        );
         let _ = writeln!(err, "dispatcher entries:   {}", j.dispatcher_entries);
         let _ = writeln!(
             err,

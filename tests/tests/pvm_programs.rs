@@ -54,6 +54,8 @@ fn jit_stats_report_the_translator_at_work() {
     assert!(field("cache flushes:") >= 1);
     assert!(field("chained links:") >= 1);
     assert!(o.stderr.contains("ns per guest instruction"), "{}", o.stderr);
+    let per_block = o.stderr.lines().find(|l| l.starts_with("translation per block:")).expect("per-block line");
+    assert!(per_block.contains("median") && per_block.contains("slowest") && per_block.contains("(block at 0x"));
 }
 
 #[test]
@@ -79,6 +81,7 @@ fn bench_compares_the_engines_and_writes_json_and_svg() {
     assert!(throughput.contains("ns each on the second"), "{throughput}");
     let j = std::fs::read_to_string(&json).unwrap();
     assert!(j.contains("\"program\": \"collatz\"") && j.contains("\"speedup\": "), "{j}");
+    assert!(j.contains("\"median_block_translate_seconds\": ") && j.contains("\"slowest_block_pc\": "), "{j}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<title>collatz jit: "));
 }
 

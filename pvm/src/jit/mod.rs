@@ -64,6 +64,13 @@ pub struct JitStats {
     pub guest_instructions_translated: u64,
     pub host_bytes: u64,
     pub translate_time: Duration,
+    /// The median time one block took to translate: what translation costs
+    /// when the first-time and cold-cache costs of a few blocks, and the
+    /// host's interruptions, are left aside.
+    pub median_block_translation: Duration,
+    /// The slowest block's translation, and its guest pc.
+    pub slowest_block_translation: Duration,
+    pub slowest_block_pc: u64,
     /// Times the dispatcher entered generated code.
     pub dispatcher_entries: u64,
     pub cache_lookups: u64,
@@ -95,6 +102,8 @@ pub struct Jit {
     encoding: encode::BlockEncoding,
     /// Block starts whose assumptions failed: translated without any.
     generic: std::collections::HashSet<u64>,
+    /// How long each translation took (for the median in the stats).
+    block_times: Vec<Duration>,
     pub stats: JitStats,
 }
 
@@ -139,6 +148,7 @@ impl Jit {
             assembler: None,
             encoding: encode::BlockEncoding::new(),
             generic: std::collections::HashSet::new(),
+            block_times: Vec::new(),
             stats: JitStats::default(),
         })
     }
@@ -170,7 +180,13 @@ impl Jit {
                 !self.generic.contains(&pc),
             )?;
             self.assembler = Some(asm);
-            self.stats.translate_time += start.elapsed();
+            let took = start.elapsed();
+            self.stats.translate_time += took;
+            self.block_times.push(took);
+            if took > self.stats.slowest_block_translation {
+                self.stats.slowest_block_translation = took;
+                self.stats.slowest_block_pc = pc;
+            }
             let Some(t) = t else { return Ok(None) };
             if let Some(id) = self.cache.insert(&t) {
                 self.stats.blocks_translated += 1;
@@ -272,6 +288,9 @@ impl Jit {
     }
 
     fn finish(&mut self, outcome: Outcome) -> Outcome {
+        let mut times = self.block_times.clone();
+        times.sort_unstable();
+        self.stats.median_block_translation = times.get(times.len() / 2).copied().unwrap_or_default();
         self.stats.chains = self.cache.chains;
         self.stats.invalidations = self.cache.invalidations;
         self.stats.flushes = self.cache.flushes;
