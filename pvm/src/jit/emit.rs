@@ -227,12 +227,7 @@ impl Emitter {
             Opcode::Bltu => 0x2,
             _ => 0x3,
         };
-        let stub = self.a.create_label();
-        let id = self.next_exit_id;
-        self.next_exit_id += 1;
-        self.stubs.push((stub, StubKind::Direct { target, id }));
-        self.exits.push((self.a.instructions().len(), self.stubs.len() - 1, target, None));
-        self.a.db(&[0x0f, 0x80 | cc, 0, 0, 0, 0])
+        self.exit_at(target, &[0x0f, 0x80 | cc], None)
     }
 
     /// A direct exit to `target` that first adds `retired` to the retired
@@ -242,44 +237,36 @@ impl Emitter {
     /// block's own count add and folds that add into this one, so a hop
     /// from block to block costs one add, not two.
     pub(super) fn direct_exit(&mut self, target: u64, retired: i32) -> Result<(), IcedError> {
-        let jump = self.a.create_label();
-        self.exit_at(target, jump, 0xe9, Some(retired))
+        self.exit_at(target, &[0xe9], Some(retired))
     }
 
     /// The same with a `call rel32` (the stub leaves generated code, which
     /// drops the host frame).
     pub(super) fn call_exit(&mut self, target: u64) -> Result<(), IcedError> {
-        let jump = self.a.create_label();
-        self.exit_at(target, jump, 0xe8, None)
+        self.exit_at(target, &[0xe8], None)
     }
 
     /// A patchable `jmp rel32` to `target` that adds nothing to the count
     /// (chained to the target block's start).
     pub(super) fn jump_exit(&mut self, target: u64) -> Result<(), IcedError> {
-        let jump = self.a.create_label();
-        self.exit_at(target, jump, 0xe9, None)
+        self.exit_at(target, &[0xe9], None)
     }
 
-    fn exit_at(
-        &mut self,
-        target: u64,
-        mut label: CodeLabel,
-        opcode: u8,
-        retired: Option<i32>,
-    ) -> Result<(), IcedError> {
+    /// A patchable exit: `opcode` (e9 jmp, e8 call, 0f 8x jcc) and a rel32
+    /// to its stub, after an `add r13, imm32` of `retired` if there is one.
+    fn exit_at(&mut self, target: u64, opcode: &[u8], retired: Option<i32>) -> Result<(), IcedError> {
         let stub = self.a.create_label();
         let id = self.next_exit_id;
         self.next_exit_id += 1;
         self.stubs.push((stub, StubKind::Direct { target, id }));
-        // A label records its instruction when set: keep the set copy.
-        let mut at = self.bind(&mut label)?;
         if let Some(n) = retired {
             let n = n.to_le_bytes();
             self.a.db(&[0x49, 0x81, 0xc5, n[0], n[1], n[2], n[3]])?; // add r13, imm32
-            at += 1;
         }
-        self.exits.push((at, self.stubs.len() - 1, target, retired));
-        self.a.db(&[opcode, 0, 0, 0, 0])
+        self.exits.push((self.a.instructions().len(), self.stubs.len() - 1, target, retired));
+        let mut bytes = [0u8; 6];
+        bytes[..opcode.len()].copy_from_slice(opcode);
+        self.a.db(&bytes[..opcode.len() + 4])
     }
 
     /// The host address of guest register b + imm, checked for an access of
