@@ -9,7 +9,7 @@ use super::emit::{ctx_reg, sp_may_wait, Emitter, HOST_POOL16, HOST_POOL32, HOST_
 use super::magic;
 use super::specialize;
 use super::translate::HOST_POOL;
-use crate::isa::{Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Class, Instr, Opcode, INSTR_SIZE, SP};
 
 impl Emitter {
     pub(super) fn instr(&mut self, i: &Instr, k: usize, pc: u64) -> Result<(), IcedError> {
@@ -19,24 +19,14 @@ impl Emitter {
         let (a, b, c) = (i.a, i.b, i.c);
         let imm = i.imm;
         // Registers this instruction writes lose their XMM copies (float
-        // results set theirs again).
-        // (float results and comparisons drop it themselves, after reading
-        // their sources)
-        let float = matches!(
-            i.op,
-            Opcode::FAdd
-                | Opcode::FSub
-                | Opcode::FMul
-                | Opcode::FDiv
-                | Opcode::FSqrt
-                | Opcode::FEq
-                | Opcode::FLt
-                | Opcode::FLe
-        );
-        if let (Some(d), false) = (i.dest(), float) {
+        // results set theirs again, and float comparisons drop it
+        // themselves, after reading their sources).
+        let class = i.op.info().class;
+        let own_copy = class.float_result() || class == Class::FloatCompare;
+        if let (Some(d), false) = (i.dest(), own_copy) {
             self.forget(d);
         }
-        if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
+        if class.moves_sp() {
             self.forget(SP);
         }
         if !sp_may_wait(i) {

@@ -16,7 +16,7 @@ use super::context::*;
 use super::emit::{ctx_reg, Emitter, StubKind};
 use super::encode::BlockEncoding;
 use super::JitError;
-use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, NUM_REGS, SP};
+use crate::isa::{Format, Instr, INSTR_SIZE, NUM_REGS, SP};
 use crate::machine::Machine;
 
 /// Bytes of a direct-exit stub: `mov rax, imm64; jmp rel32`.
@@ -54,7 +54,7 @@ impl RegMap {
             for f in i.named_regs() {
                 uses[usize::from(f)] += weight;
             }
-            if matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret) {
+            if i.op.info().class.moves_sp() {
                 uses[usize::from(SP)] += weight;
             }
         }
@@ -151,17 +151,9 @@ pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
     if !instrs.iter().any(|i| i.target() == Some(pc)) {
         return Vec::new();
     }
-    let float_result =
-        |op| matches!(op, Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FSqrt | Opcode::IToF);
     let mut out: Vec<u8> = Vec::new();
-    for i in instrs {
-        let reads: &[u8] = match i.op {
-            Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FEq | Opcode::FLt | Opcode::FLe => {
-                &[i.b, i.c]
-            }
-            Opcode::FSqrt => &[i.b],
-            _ => &[],
-        };
+    for i in instrs.iter().filter(|i| i.op.info().class.reads_floats()) {
+        let reads: &[u8] = if i.op.info().format == Format::R3 { &[i.b, i.c] } else { &[i.b] };
         for &g in reads {
             if !out.contains(&g) {
                 out.push(g);
@@ -170,8 +162,8 @@ pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
     }
     let other_write = |g: u8| {
         instrs.iter().any(|i| {
-            let stack = matches!(i.op, Opcode::Push | Opcode::Pop | Opcode::Call | Opcode::CallR | Opcode::Ret);
-            (i.dest() == Some(g) && !float_result(i.op)) || (stack && g == SP)
+            let class = i.op.info().class;
+            (i.dest() == Some(g) && !class.float_result()) || (class.moves_sp() && g == SP)
         })
     };
     out.retain(|&g| !other_write(g));

@@ -107,28 +107,20 @@ impl Emitter {
             if info.ends_block || info.can_trap || info.format == Format::Branch {
                 return true;
             }
-            let float_reads: &[u8] = match i.op {
-                Opcode::FAdd | Opcode::FSub | Opcode::FMul | Opcode::FDiv | Opcode::FEq | Opcode::FLt | Opcode::FLe => {
-                    &[]
-                }
-                Opcode::FSqrt => &[],
-                _ => match info.format {
-                    Format::None | Format::Jump | Format::Dst => &[],
-                    Format::LoadImm => {
-                        if i.op == Opcode::Lih {
-                            &[i.a]
-                        } else {
-                            &[]
-                        }
-                    }
-                    Format::R2 | Format::RI | Format::Load => &[i.b],
-                    Format::R3 => &[i.b, i.c],
-                    Format::Store | Format::Branch => &[i.a, i.b],
-                    Format::Src => &[i.a],
-                    Format::Sys => return true,
-                },
+            // (the registers read as integers: float operands are read from
+            // their XMM copies)
+            let int_reads: &[u8] = match info.format {
+                _ if info.class.reads_floats() => &[],
+                Format::None | Format::Jump | Format::Dst => &[],
+                Format::LoadImm if i.op == Opcode::Lih => &[i.a],
+                Format::LoadImm => &[],
+                Format::R2 | Format::RI | Format::Load => &[i.b],
+                Format::R3 => &[i.b, i.c],
+                Format::Store | Format::Branch => &[i.a, i.b],
+                Format::Src => &[i.a],
+                Format::Sys => return true,
             };
-            if float_reads.contains(&g) {
+            if int_reads.contains(&g) {
                 return true;
             }
             if i.dest() == Some(g) {
