@@ -271,7 +271,11 @@ impl Emitter {
 
     /// The host address of guest register b + imm, checked for an access of
     /// n bytes at or above `low` (stores check that they stay above the
-    /// code), with one unsigned compare. Clobbers rax and rcx.
+    /// code), with one unsigned compare: the access is allowed when
+    /// `low <= b + imm <= mem_size - n`, that is when `b + imm - low` (mod
+    /// 2^64) is at most `mem_size - n - low`. `None` when no address passes
+    /// (the code reaches within n bytes of the top of memory): the
+    /// instruction always goes to the interpreter. Clobbers rax and rcx.
     pub(super) fn address(
         &mut self,
         b: u8,
@@ -279,18 +283,23 @@ impl Emitter {
         low: u64,
         n: u64,
         k: usize,
-    ) -> Result<AsmMemoryOperand, IcedError> {
-        let limit = self.layout.mem_size - n - low;
-        let disp = i64::from(imm) - low as i64;
-        match self.host(b) {
-            Some(h) if disp == 0 => {
+    ) -> Result<Option<AsmMemoryOperand>, IcedError> {
+        let limit = self.layout.mem_size.checked_sub(n).and_then(|top| top.checked_sub(low));
+        let (Some(limit), Ok(minus_low)) = (limit, i32::try_from(-i128::from(low))) else {
+            let stub = self.interpret_stub(k);
+            self.a.jmp(stub)?;
+            return Ok(None);
+        };
+        let disp = i32::try_from(i64::from(imm) - low as i64);
+        match (self.host(b), disp) {
+            (Some(h), Ok(0)) => {
                 self.bounds(h, limit, k)?;
-                Ok(qword_ptr(r14 + h))
+                Ok(Some(qword_ptr(r14 + h + imm)))
             }
-            Some(h) if i32::try_from(disp).is_ok() => {
-                self.a.lea(rcx, qword_ptr(h + disp as i32))?;
+            (Some(h), Ok(disp)) => {
+                self.a.lea(rcx, qword_ptr(h + disp))?;
                 self.bounds(rcx, limit, k)?;
-                Ok(qword_ptr(r14 + h + imm))
+                Ok(Some(qword_ptr(r14 + h + imm)))
             }
             _ => {
                 self.load(rax, b)?;
@@ -300,20 +309,28 @@ impl Emitter {
                 if low == 0 {
                     self.bounds(rax, limit, k)?;
                 } else {
-                    self.a.lea(rcx, qword_ptr(rax - low as i32))?;
+                    self.a.lea(rcx, qword_ptr(rax + minus_low))?;
                     self.bounds(rcx, limit, k)?;
                 }
-                Ok(qword_ptr(r14 + rax))
+                Ok(Some(qword_ptr(r14 + rax)))
             }
         }
     }
 
-    /// Goes to the interpret stub of k if `reg` > `limit` (unsigned).
-    /// Memory is at most 2 GiB, so every limit is a positive imm32.
+    /// Goes to the interpret stub of k if `reg` > `limit` (unsigned). The
+    /// compare's imm32 is sign-extended, so only a limit below 2^31 is
+    /// what it says; memory is at most 2047 MiB, so every limit is, but a
+    /// larger one sends every access to the interpreter rather than
+    /// compare against a truncated or negative bound.
     pub(super) fn bounds(&mut self, reg: AsmRegister64, limit: u64, k: usize) -> Result<(), IcedError> {
         let stub = self.interpret_stub(k);
-        self.a.cmp(reg, limit as i32)?;
-        self.a.ja(stub)
+        match i32::try_from(limit) {
+            Ok(limit) => {
+                self.a.cmp(reg, limit)?;
+                self.a.ja(stub)
+            }
+            Err(_) => self.a.jmp(stub),
+        }
     }
 
     /// rcx = guest pc of the entry for rdx in the lookup table; jumps to the

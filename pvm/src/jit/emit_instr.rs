@@ -259,7 +259,7 @@ impl Emitter {
                     Opcode::Ld32U | Opcode::Ld32S => 4,
                     _ => 8,
                 };
-                let at = self.address(b, imm, 0, n, k)?;
+                let Some(at) = self.address(b, imm, 0, n, k)? else { return Ok(()) };
                 let dst = self.host(a).unwrap_or(rax);
                 match i.op {
                     Opcode::Ld8U => self.a.movzx(dst, byte_ptr(at))?,
@@ -283,7 +283,7 @@ impl Emitter {
                 };
                 // A store below the end of the code may overwrite code: the
                 // interpreter does it, and the dispatcher invalidates blocks.
-                let at = self.address(b, imm, self.layout.code_end, n, k)?;
+                let Some(at) = self.address(b, imm, self.layout.code_end, n, k)? else { return Ok(()) };
                 let slot = self.host_slot(a);
                 match (i.op, slot) {
                     (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(at), HOST_POOL8[s])?,
