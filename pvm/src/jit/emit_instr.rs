@@ -321,6 +321,9 @@ impl Emitter {
                     self.sp_pending += 8;
                 }
                 _ => {
+                    // sp is read whole here: its host register takes its
+                    // pending move first.
+                    self.flush_sp()?;
                     self.load(rax, SP)?;
                     self.pop_room(k, rax)?;
                     self.a.mov(rcx, qword_ptr(r14 + rax))?;
