@@ -401,6 +401,12 @@ impl Emitter {
                 let top = self.push_sp()?;
                 self.a.mov(top, ret_pc)?;
                 self.flush_sp()?;
+                if !self.valid_target(pc + INSTR_SIZE) {
+                    // A call at the end of the code returns to no
+                    // instruction: no host frame, so that the `ret` finds
+                    // it out (and traps) as the interpreter's does.
+                    return self.direct_exit(target, 0);
+                }
                 // A host call as well, so that the guest's `ret` becomes a
                 // host `ret` the CPU's return predictor gets right: the frame
                 // holds the guest return pc (which `ret` checks) under the
