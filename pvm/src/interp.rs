@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::disasm;
 use crate::isa::{DecodeError, Instr, Opcode, INSTR_SIZE, SP};
-use crate::machine::{Machine, SysIo};
+use crate::machine::{Machine, SysIo, Syscall};
 use crate::semantics as sem;
 use crate::trap::{Trap, TrapKind};
 
@@ -82,9 +82,14 @@ impl Interpreter {
 
     /// Re-decodes the slots a store of `n` bytes at `addr` touched.
     fn code_written(&mut self, m: &Machine, addr: u64, n: u64) {
-        let first = addr.saturating_sub(self.code_start) / INSTR_SIZE;
-        let last = (addr + n - 1 - self.code_start.min(addr + n - 1)) / INSTR_SIZE;
-        for k in first..=last.min(self.slots.len() as u64 - 1) {
+        let start = addr.max(m.code_start);
+        let end = addr.saturating_add(n).min(m.code_end);
+        if start >= end {
+            return;
+        }
+        let first = (start - self.code_start) / INSTR_SIZE;
+        let last = (end - 1 - self.code_start) / INSTR_SIZE;
+        for k in first..=last {
             self.slots[k as usize] = decode_slot(m, self.code_start + k * INSTR_SIZE);
         }
         // A direct branch elsewhere may now point at a changed slot: targets
@@ -300,13 +305,18 @@ impl Interpreter {
                 }
                 Opcode::Sys => {
                     m.pc = pc!();
-                    if let Some(status) = tryt!(m.syscall(io, slot.imm)) {
-                        m.retired = retired + 1;
-                        if STATS {
-                            stats.histogram[op as usize] += 1;
+                    match tryt!(m.syscall(io, slot.imm)) {
+                        Syscall::Exit(status) => {
+                            m.retired = retired + 1;
+                            if STATS {
+                                stats.histogram[op as usize] += 1;
+                            }
+                            stats.redecodes = self.redecodes;
+                            return Outcome::Exited(status);
                         }
-                        stats.redecodes = self.redecodes;
-                        return Outcome::Exited(status);
+                        // A read into the code section is a store into code.
+                        Syscall::Wrote { addr, len } if m.touches_code(addr, len) => self.code_written(m, addr, len),
+                        Syscall::Wrote { .. } | Syscall::Done => {}
                     }
                 }
             }

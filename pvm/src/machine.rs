@@ -29,6 +29,18 @@ pub mod sys {
     pub const PUTC: i32 = 5;
 }
 
+/// What a syscall did, as far as the engine running it must know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// Done; the program goes on.
+    Done,
+    /// Done, and it wrote `len` bytes of guest memory at `addr` (a store,
+    /// as far as code in that range is concerned).
+    Wrote { addr: u64, len: u64 },
+    /// The program ends with this status.
+    Exit(i32),
+}
+
 /// Errors placing an image into memory.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MachineError {
@@ -212,11 +224,16 @@ impl Machine {
         self.mem.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
     }
 
-    /// Performs syscall `n`. `Ok(Some(status))` ends the program.
-    pub fn syscall(&mut self, io: &mut dyn SysIo, n: i32) -> Result<Option<i32>, TrapKind> {
+    /// Performs syscall `n`.
+    ///
+    /// # Errors
+    ///
+    /// The trap a bad call raises: an unknown number, or a buffer outside
+    /// memory.
+    pub fn syscall(&mut self, io: &mut dyn SysIo, n: i32) -> Result<Syscall, TrapKind> {
         let (r1, r2) = (self.regs[1], self.regs[2]);
         match n {
-            sys::EXIT => return Ok(Some((r1 & 0xff) as i32)),
+            sys::EXIT => return Ok(Syscall::Exit((r1 & 0xff) as i32)),
             sys::WRITE | sys::READ => {
                 let range = usize::try_from(r1)
                     .ok()
@@ -224,19 +241,21 @@ impl Machine {
                     .and_then(|(a, l)| Some(a..a.checked_add(l)?))
                     .filter(|r| r.end <= self.mem.len())
                     .ok_or(TrapKind::OutOfBounds { addr: r1, size: r2 })?;
-                self.regs[0] = if n == sys::WRITE {
+                if n == sys::WRITE {
                     io.write(&self.mem[range]);
-                    r2
+                    self.regs[0] = r2;
                 } else {
-                    io.read(&mut self.mem[range]) as u64
-                };
+                    let read = io.read(&mut self.mem[range]) as u64;
+                    self.regs[0] = read;
+                    return Ok(Syscall::Wrote { addr: r1, len: read });
+                }
             }
             sys::PRINT_INT => io.write((r1 as i64).to_string().as_bytes()),
             sys::PRINT_FLOAT => io.write(f64::from_bits(r1).to_string().as_bytes()),
             sys::PUTC => io.write(&[r1 as u8]),
             _ => return Err(TrapKind::BadSyscall(n)),
         }
-        Ok(None)
+        Ok(Syscall::Done)
     }
 }
 
@@ -280,21 +299,21 @@ mod tests {
         m.mem[0x3000..0x3002].copy_from_slice(b"hi");
         m.regs[1] = 0x3000;
         m.regs[2] = 2;
-        m.syscall(&mut io, sys::WRITE).unwrap();
+        assert_eq!(m.syscall(&mut io, sys::WRITE), Ok(Syscall::Done));
         m.regs[1] = -42i64 as u64;
         m.syscall(&mut io, sys::PRINT_INT).unwrap();
         m.regs[1] = 2.5f64.to_bits();
         m.syscall(&mut io, sys::PRINT_FLOAT).unwrap();
         assert_eq!(io.output, b"hi-422.5");
         (m.regs[1], m.regs[2]) = (0x4000, 8);
-        m.syscall(&mut io, sys::READ).unwrap();
+        assert_eq!(m.syscall(&mut io, sys::READ), Ok(Syscall::Wrote { addr: 0x4000, len: 2 }));
         assert_eq!((m.regs[0], &m.mem[0x4000..0x4002]), (2, &b"xy"[..]));
-        m.syscall(&mut io, sys::READ).unwrap();
+        assert_eq!(m.syscall(&mut io, sys::READ), Ok(Syscall::Wrote { addr: 0x4000, len: 0 }));
         assert_eq!(m.regs[0], 0);
         assert_eq!(m.syscall(&mut io, 99), Err(TrapKind::BadSyscall(99)));
         (m.regs[1], m.regs[2]) = (u64::MAX, 2);
         assert!(matches!(m.syscall(&mut io, sys::WRITE), Err(TrapKind::OutOfBounds { .. })));
         m.regs[1] = 300;
-        assert_eq!(m.syscall(&mut io, sys::EXIT), Ok(Some(44)));
+        assert_eq!(m.syscall(&mut io, sys::EXIT), Ok(Syscall::Exit(44)));
     }
 }
