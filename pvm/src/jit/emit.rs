@@ -365,21 +365,26 @@ impl Emitter {
             .max(1);
         self.push_covered = run - 1;
         let bytes = 8 * run as u64;
-        let limit = self.layout.stack_limit;
-        if limit + bytes > self.layout.mem_size {
+        // The run fits when stack_limit + bytes <= sp <= mem_size, that is
+        // when sp - (stack_limit + bytes) is at most mem_size - (stack_limit
+        // + bytes), unsigned; the displacement from the host register folds
+        // in sp's pending move.
+        let floor = self.layout.stack_limit.checked_add(bytes);
+        let room = floor.and_then(|f| self.layout.mem_size.checked_sub(f));
+        let disp = floor.and_then(|f| i32::try_from(-i128::from(f)).ok());
+        let (Some(room), Some(disp)) = (room, disp.and_then(|d| d.checked_add(self.sp_pending))) else {
             // No run this long fits anywhere: let the interpreter push.
             let stub = self.interpret_stub(k);
             return self.a.jmp(stub);
-        }
-        let low = -((bytes + limit) as i32);
+        };
         match self.host(SP) {
-            Some(h) => self.a.lea(rcx, qword_ptr(h + (low + self.sp_pending)))?,
+            Some(h) => self.a.lea(rcx, qword_ptr(h + disp))?,
             None => {
                 self.a.mov(rcx, ctx_reg(SP))?;
-                self.a.add(rcx, low)?;
+                self.a.add(rcx, disp)?;
             }
         }
-        self.bounds(rcx, self.layout.mem_size - bytes - limit, k)
+        self.bounds(rcx, room, k)
     }
 
     /// Checks that the pop (or ret) at k can read the stack (sp <= memory
@@ -396,16 +401,16 @@ impl Emitter {
         let stack_op = |i: &Instr| moves_sp(i) || matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR);
         let run = self.instrs[k..].iter().take_while(|i| pops(i) || !stack_op(i)).filter(|i| pops(i)).count().max(1);
         self.pop_covered = run - 1;
-        let bytes = 8 * run as u64;
-        if bytes > self.layout.mem_size {
+        // The run fits when sp + bytes <= mem_size.
+        let Some(room) = self.layout.mem_size.checked_sub(8 * run as u64) else {
             let stub = self.interpret_stub(k);
             return self.a.jmp(stub);
-        }
+        };
         if self.sp_pending != 0 && Some(top) == self.host(SP) {
             self.a.lea(rcx, qword_ptr(top + self.sp_pending))?;
-            return self.bounds(rcx, self.layout.mem_size - bytes, k);
+            return self.bounds(rcx, room, k);
         }
-        self.bounds(top, self.layout.mem_size - bytes, k)
+        self.bounds(top, room, k)
     }
 
     /// sp -= 8 (after `push_room`): the new top of the stack, in guest

@@ -37,6 +37,16 @@ use crate::trap::TrapKind;
 
 /// Default size of the code cache in bytes.
 pub const DEFAULT_CACHE_SIZE: usize = 32 << 20;
+/// Largest code cache: every jump between blocks, stubs and the trampoline
+/// must stay within a rel32 displacement.
+pub const MAX_CACHE_SIZE: usize = 1 << 30;
+/// Largest fuel limit the translator counts to: a block checks that the
+/// retired count plus its length stays within the limit, and that sum must
+/// not wrap (nobody retires 2^64 instructions; the limit changes nothing).
+const MAX_FUEL: u64 = u64::MAX - 4 * translate::MAX_BLOCK as u64;
+/// Exit ids the cache hands out before it is flushed: an exit's code
+/// (`EXIT_DIRECT + id`) must stay below `EXIT_DESPECIALIZE`.
+const MAX_EXIT_ID: u32 = EXIT_DESPECIALIZE - EXIT_DIRECT - 1 - 2 * translate::MAX_BLOCK as u32;
 
 /// Errors of the translator itself (not of the guest).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +59,10 @@ pub enum JitError {
     Encode(#[from] encode::EncodeError),
     #[error("a single block does not fit in a code cache of {0} bytes: raise --cache-size")]
     CacheTooSmall(usize),
+    #[error("a code cache of {0} bytes is too large: generated code jumps with 32-bit displacements, so at most {MAX_CACHE_SIZE} bytes")]
+    CacheTooLarge(usize),
+    #[error("guest memory of {0} bytes is too large for the translator: its addresses and limits are 32-bit immediates (at most 2047 MiB)")]
+    MemoryTooLarge(u64),
 }
 
 impl From<iced_x86::IcedError> for JitError {
@@ -120,7 +134,21 @@ impl std::fmt::Debug for Jit {
 impl Jit {
     /// Prepares a translator for `m`, with a code cache of `cache_size`
     /// bytes and an optional fuel limit.
+    ///
+    /// # Errors
+    ///
+    /// A cache too large for rel32 jumps or too small for the trampoline,
+    /// a memory too large for 32-bit limits, or a failure to map the cache.
     pub fn new(m: &Machine, cache_size: usize, fuel: Option<u64>) -> Result<Self, JitError> {
+        if cache_size > MAX_CACHE_SIZE {
+            return Err(JitError::CacheTooLarge(cache_size));
+        }
+        // Every guest address, pc and limit the generated code holds as an
+        // imm32 is below the memory size: below 2^31, they are what they say.
+        let mem_size = m.mem.len() as u64;
+        if i32::try_from(mem_size).is_err() {
+            return Err(JitError::MemoryTooLarge(mem_size));
+        }
         let code = &m.mem[m.code_start as usize..m.code_end as usize];
         let map = RegMap::for_code(code, m.code_start);
         let mut cache = BlockCache::new(cache_size)?;
@@ -144,7 +172,7 @@ impl Jit {
             map,
             enter_addr,
             interp: Interpreter::new(m),
-            fuel: fuel.unwrap_or(u64::MAX),
+            fuel: fuel.map_or(u64::MAX, |f| f.min(MAX_FUEL)),
             assembler: None,
             encoding: encode::BlockEncoding::new(),
             generic: std::collections::HashSet::new(),
@@ -161,6 +189,9 @@ impl Jit {
             return Ok(Some(b));
         }
         self.stats.cache_misses += 1;
+        if self.cache.next_exit_id() > MAX_EXIT_ID {
+            self.cache.flush();
+        }
         for attempt in 0..2 {
             let start = Instant::now();
             let at = self.cache.next_exec_addr();
