@@ -219,6 +219,7 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
     let mut entry: Option<(Expr, usize)> = None;
     let mut sec = Sec::Text;
     let mut data_org: Option<u64> = None;
+    let mut text_org: Option<u64> = None;
 
     for (n, raw) in source.lines().enumerate() {
         let line = n + 1;
@@ -295,10 +296,18 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
                         ".zero" => v,
                         ".align" if v.is_power_of_two() => here.next_multiple_of(v) - here,
                         ".align" => return Err((col, ".align needs a power of two".into())),
-                        _ => {
-                            if sec != Sec::Data {
-                                return Err((col, ".org is only allowed in .data".into()));
+                        _ if sec == Sec::Text => {
+                            // Where the code starts: before its first instruction only.
+                            if text_size != 0 || text_org.is_some() {
+                                return Err((col, ".org in .text sets where the code starts: put it once, before the first instruction".into()));
                             }
+                            if !v.is_multiple_of(INSTR_SIZE) {
+                                return Err((col, format!(".org {v:#x} in .text is not 8-byte aligned")));
+                            }
+                            text_org = Some(v);
+                            0
+                        }
+                        _ => {
                             let base = *data_org.get_or_insert(v);
                             let target = v.checked_sub(base).filter(|&t| t >= here);
                             target.ok_or((col, format!(".org {v:#x} is behind the current data address")))? - here
@@ -353,11 +362,13 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
         ));
     }
 
-    let data_base = data_org.unwrap_or((CODE_BASE + text_size).next_multiple_of(16));
-    if data_base < CODE_BASE + text_size && data_size > 0 {
+    let code_base = text_org.unwrap_or(CODE_BASE);
+    let code_end = code_base + text_size;
+    let data_base = data_org.unwrap_or(code_end.next_multiple_of(16));
+    if data_base < code_end && data_base + data_size > code_base && data_size > 0 {
         return Err(err(1, (1, format!(".org {data_base:#x} places data inside the code"))));
     }
-    let addr_of = |sec: Sec, off: u64| if sec == Sec::Text { CODE_BASE + off } else { data_base + off };
+    let addr_of = |sec: Sec, off: u64| if sec == Sec::Text { code_base + off } else { data_base + off };
     let resolve = |e: &Expr, line: usize| -> Result<i128, AsmError> {
         let mut v = e.constant;
         for (neg, name, col) in &e.labels {
@@ -400,10 +411,10 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
     }
     let entry = match entry {
         Some((e, line)) => u64::try_from(resolve(&e, line)?).map_err(|_| err(line, (1, "negative entry".into())))?,
-        None => labels.get("main").map_or(CODE_BASE, |&(s, off, _)| addr_of(s, off)),
+        None => labels.get("main").map_or(code_base, |&(s, off, _)| addr_of(s, off)),
     };
     let data = if bytes.is_empty() { vec![] } else { vec![Section { addr: data_base, bytes }] };
-    Ok(Image::new(entry, Section { addr: CODE_BASE, bytes: code }, data))
+    Ok(Image::new(entry, Section { addr: code_base, bytes: code }, data))
 }
 
 fn emit_data(
@@ -517,6 +528,23 @@ mod tests {
         assert_eq!(u64::from_le_bytes(d[8..16].try_into().unwrap()), data_base + 1);
         assert_eq!(u64::from_le_bytes(d[16..24].try_into().unwrap()), u64::MAX);
         assert_eq!(f64::from_le_bytes(d[24..32].try_into().unwrap()), 2.0);
+    }
+
+    #[test]
+    fn org_in_text_places_the_code_and_data_may_sit_below_it() {
+        let src = ".text\n.org 0xff000\nmain: li r1, end\n jmp main\nend:\n.data\n.org 0x2000\nx: .quad main\n";
+        let img = assemble("t.pasm", src).unwrap();
+        assert_eq!((img.entry, img.code.addr, img.code.bytes.len()), (0xff000, 0xff000, 16));
+        let code: Vec<Instr> =
+            img.code.bytes.chunks(8).map(|c| Instr::decode(c.try_into().unwrap()).unwrap()).collect();
+        assert_eq!((code[0].imm, code[1].imm), (0xff010, 0xff000));
+        assert_eq!((img.data[0].addr, &img.data[0].bytes[..]), (0x2000, &0xff000u64.to_le_bytes()[..]));
+        let e = assemble("t.pasm", "nop\n.org 0x2000\n").unwrap_err();
+        assert!(e.msg.contains("before the first instruction"), "{e}");
+        let e = assemble("t.pasm", ".org 0x2004\nnop\n").unwrap_err();
+        assert!(e.msg.contains("not 8-byte aligned"), "{e}");
+        let e = assemble("t.pasm", ".org 0x2000\nnop\nnop\n.data\n.org 0x2008\n.byte 1\n").unwrap_err();
+        assert!(e.msg.contains("inside the code"), "{e}");
     }
 
     #[test]
