@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod diff;
+
 /// True if this machine has /dev/kvm. Tests that need it print
 /// "skipped: no /dev/kvm" and return where it is missing; `.ci/run`
 /// refuses to run without it, so CI never skips them silently.

@@ -1,57 +1,12 @@
 //! Differential tests: the interpreter and the translator must agree to the
-//! last bit on every program: output, exit status, trap and its pc, retired
-//! instructions, final registers and a checksum of all memory.
+//! last bit on every program (see `tests::diff`).
 
 use pvm::interp::Outcome;
 use pvm::machine::BufferIo;
 use pvm::programs::PROGRAMS;
 use pvm::run::{self, Engine, LoadOptions, RunConfig};
+use tests::diff::{agree, agree_at_fuel_points, run_on};
 use tests::Rng;
-
-#[derive(Debug, PartialEq, Eq)]
-struct Final {
-    outcome: Outcome,
-    stdout: Vec<u8>,
-    regs: [u64; 16],
-    pc: u64,
-    retired: u64,
-    mem: u64,
-}
-
-fn run_on(image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) -> (Final, Option<pvm::jit::JitStats>) {
-    let mut io = BufferIo { input: input.to_vec(), ..Default::default() };
-    let r = run::run_image(image, &cfg, None, None, &mut io).expect("runs");
-    let m = &r.machine;
-    let f = Final {
-        outcome: r.outcome,
-        stdout: io.output,
-        regs: m.regs,
-        pc: m.pc,
-        retired: m.retired,
-        mem: m.mem_checksum(),
-    };
-    (f, r.jit)
-}
-
-fn agree(what: &str, image: &pvm::image::Image, cfg: RunConfig, input: &[u8]) -> pvm::jit::JitStats {
-    let (interp, _) = run_on(image, RunConfig { engine: Engine::Interp, ..cfg }, input);
-    let (jit, stats) = run_on(image, RunConfig { engine: Engine::Jit, ..cfg }, input);
-    assert_eq!(interp, jit, "{what}: the engines disagree");
-    stats.expect("jit stats")
-}
-
-/// Checks that both engines agree on `image` run to the end, and when the
-/// fuel stops them at `points` evenly spaced instructions, the last ones
-/// included. Returns the interpreter's full run.
-fn agree_at_fuel_points(what: &str, image: &pvm::image::Image, points: u64) -> Final {
-    agree(what, image, RunConfig::default(), b"");
-    let (full, _) = run_on(image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
-    let fuels = (1..points).map(|k| full.retired * k / points).chain([full.retired - 1, full.retired]);
-    for fuel in fuels {
-        agree(&format!("{what}, fuel {fuel}"), image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
-    }
-    full
-}
 
 #[test]
 fn every_program_agrees_on_both_engines() {

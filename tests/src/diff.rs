@@ -1,0 +1,64 @@
+//! Differential runs: the interpreter and the translator must agree to the
+//! last bit on every program: output, exit status, trap and its pc, retired
+//! instructions, final registers and a checksum of all memory.
+
+use pvm::image::Image;
+use pvm::interp::Outcome;
+use pvm::jit::JitStats;
+use pvm::machine::BufferIo;
+use pvm::run::{self, Engine, RunConfig};
+
+/// Everything a run leaves behind that both engines must agree on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Final {
+    pub outcome: Outcome,
+    pub stdout: Vec<u8>,
+    pub regs: [u64; 16],
+    pub pc: u64,
+    pub retired: u64,
+    pub mem: u64,
+}
+
+/// Runs `image` with `cfg` and `input` on stdin.
+pub fn run_on(image: &Image, cfg: RunConfig, input: &[u8]) -> (Final, Option<JitStats>) {
+    let mut io = BufferIo { input: input.to_vec(), ..Default::default() };
+    let r = run::run_image(image, &cfg, None, None, &mut io).expect("runs");
+    let m = &r.machine;
+    let f = Final {
+        outcome: r.outcome,
+        stdout: io.output,
+        regs: m.regs,
+        pc: m.pc,
+        retired: m.retired,
+        mem: m.mem_checksum(),
+    };
+    (f, r.jit)
+}
+
+/// Runs `image` on both engines and returns both results.
+pub fn both(image: &Image, cfg: RunConfig, input: &[u8]) -> (Final, Final, JitStats) {
+    let (interp, _) = run_on(image, RunConfig { engine: Engine::Interp, ..cfg }, input);
+    let (jit, stats) = run_on(image, RunConfig { engine: Engine::Jit, ..cfg }, input);
+    (interp, jit, stats.expect("jit stats"))
+}
+
+/// Checks that both engines agree on `image`; returns the translator's
+/// statistics.
+pub fn agree(what: &str, image: &Image, cfg: RunConfig, input: &[u8]) -> JitStats {
+    let (interp, jit, stats) = both(image, cfg, input);
+    assert_eq!(interp, jit, "{what}: the engines disagree");
+    stats
+}
+
+/// Checks that both engines agree on `image` run to the end, and when the
+/// fuel stops them at `points` evenly spaced instructions, the last ones
+/// included. Returns the interpreter's full run.
+pub fn agree_at_fuel_points(what: &str, image: &Image, points: u64) -> Final {
+    agree(what, image, RunConfig::default(), b"");
+    let (full, _) = run_on(image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
+    let fuels = (1..points).map(|k| full.retired * k / points).chain([full.retired - 1, full.retired]);
+    for fuel in fuels {
+        agree(&format!("{what}, fuel {fuel}"), image, RunConfig { fuel: Some(fuel), ..Default::default() }, b"");
+    }
+    full
+}
