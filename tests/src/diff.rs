@@ -6,7 +6,7 @@ use pvm::image::Image;
 use pvm::interp::Outcome;
 use pvm::jit::JitStats;
 use pvm::machine::BufferIo;
-use pvm::run::{self, Engine, RunConfig};
+use pvm::run::{self, Engine, LoadError, RunConfig};
 
 /// Everything a run leaves behind that both engines must agree on.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,8 +21,18 @@ pub struct Final {
 
 /// Runs `image` with `cfg` and `input` on stdin.
 pub fn run_on(image: &Image, cfg: RunConfig, input: &[u8]) -> (Final, Option<JitStats>) {
+    try_run_on(image, cfg, input).expect("runs")
+}
+
+/// The same, or the error that kept the program from running.
+///
+/// # Errors
+///
+/// What `pvm::run::run_image` returns: a program that does not fit in
+/// memory, a translator failure.
+pub fn try_run_on(image: &Image, cfg: RunConfig, input: &[u8]) -> Result<(Final, Option<JitStats>), LoadError> {
     let mut io = BufferIo { input: input.to_vec(), ..Default::default() };
-    let r = run::run_image(image, &cfg, None, None, &mut io).expect("runs");
+    let r = run::run_image(image, &cfg, None, None, &mut io)?;
     let m = &r.machine;
     let f = Final {
         outcome: r.outcome,
@@ -32,7 +42,7 @@ pub fn run_on(image: &Image, cfg: RunConfig, input: &[u8]) -> (Final, Option<Jit
         retired: m.retired,
         mem: m.mem_checksum(),
     };
-    (f, r.jit)
+    Ok((f, r.jit))
 }
 
 /// Runs `image` on both engines and returns both results.

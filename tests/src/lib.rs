@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod diff;
+pub mod gen;
 
 /// True if this machine has /dev/kvm. Tests that need it print
 /// "skipped: no /dev/kvm" and return where it is missing; `.ci/run`
