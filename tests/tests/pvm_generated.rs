@@ -3,7 +3,8 @@
 //! data at both edges, run on both engines and compared to the last bit.
 //!
 //! `VIRTLAB_GEN_CASES=N` and `VIRTLAB_GEN_SEED=S` run more cases or other
-//! ones (the default run is what CI does).
+//! ones (the default run is what CI does); `VIRTLAB_GEN_TRACE=1` names each
+//! case as it starts.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +23,14 @@ fn generated_programs_in_varied_layouts_agree_on_both_engines() {
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut layouts: BTreeMap<String, u64> = BTreeMap::new();
     let mut failures = Vec::new();
+    // (VIRTLAB_GEN_TRACE=1 names each case before it runs, to find one that
+    // takes the whole process down)
+    let trace = std::env::var_os("VIRTLAB_GEN_TRACE").is_some();
     for n in 0..cases {
         let case = gen::case(&mut rng);
+        if trace {
+            eprintln!("case {n}");
+        }
         let place = match case.layout.code {
             CodePlace::Top => "code at the top",
             CodePlace::NearTop(_) => "code near the top",
