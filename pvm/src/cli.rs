@@ -97,6 +97,11 @@ enum Command {
         /// Compile Brainfuck without folding runs and clear loops.
         #[arg(long)]
         no_bf_opt: bool,
+        /// Break the translator on purpose: every bounds check lets this
+        /// many bytes past its limit through, for the guard regions around
+        /// guest memory to catch (jit; --stats counts the faults).
+        #[arg(long, value_parser = parse_size, default_value = "0")]
+        bounds_slack: usize,
     },
     /// Assemble a .pasm file into a .pbc image.
     Asm {
@@ -178,7 +183,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             0
         }
-        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt } => {
+        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt, bounds_slack } => {
             let engine = match engine {
                 EngineArg::Interp => Engine::Interp,
                 EngineArg::Jit => Engine::Jit,
@@ -202,7 +207,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                     return load_status(&e);
                 }
             };
-            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size };
+            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size, bounds_slack: bounds_slack as u64 };
             let mut dump = Vec::new();
             let result = run::run_image(
                 &image,
@@ -345,6 +350,7 @@ fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
         let _ = writeln!(err, "cache flushes:        {}", j.flushes);
         let _ = writeln!(err, "interpreted instrs:   {}", j.interpreted);
         let _ = writeln!(err, "guard failures:       {}", j.guard_failures);
+        let _ = writeln!(err, "faults recovered:     {}", j.faults_recovered);
         return;
     }
     let _ = writeln!(err, "code re-decodes:      {}", r.stats.redecodes);

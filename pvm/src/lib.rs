@@ -27,6 +27,7 @@ pub mod interp;
 pub mod isa;
 pub mod jit;
 pub mod machine;
+pub mod memory;
 pub mod peers;
 pub mod plot;
 pub mod programs;

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 
 use crate::image::Image;
 use crate::isa::{INSTR_SIZE, NUM_REGS, SP};
+use crate::memory::{GuestMemory, MemoryError};
 use crate::trap::TrapKind;
 
 /// Default memory size in MiB (`--mem`).
@@ -42,12 +43,14 @@ pub enum Syscall {
 }
 
 /// Errors placing an image into memory.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     #[error("memory of {mib} MiB is out of range: use 1 to {MAX_MEM_MIB} MiB")]
     BadMemSize { mib: u64 },
     #[error("section at {addr:#x}+{len:#x} does not fit in {mem} bytes of memory: raise --mem")]
     SectionTooLarge { addr: u64, len: u64, mem: u64 },
+    #[error("cannot set up guest memory")]
+    Memory(#[source] MemoryError),
 }
 
 /// The guest's stdin and stdout.
@@ -113,11 +116,12 @@ impl SysIo for BufferIo {
 }
 
 /// Registers, pc, memory and counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Machine {
     pub regs: [u64; NUM_REGS],
     pub pc: u64,
-    pub mem: Vec<u8>,
+    /// Guest memory, with guard regions around it (see [`crate::memory`]).
+    pub mem: GuestMemory,
     /// The code section: `[code_start, code_end)`.
     pub code_start: u64,
     pub code_end: u64,
@@ -135,7 +139,7 @@ impl Machine {
             return Err(MachineError::BadMemSize { mib: mem_mib });
         }
         let size = mem_mib << 20;
-        let mut mem = vec![0u8; size as usize];
+        let mut mem = GuestMemory::new(size as usize).map_err(MachineError::Memory)?;
         let mut image_end = 0;
         for s in image.sections() {
             let len = s.bytes.len() as u64;
@@ -219,14 +223,10 @@ impl Machine {
         Ok(v)
     }
 
-    /// A hash of all of memory, a word at a time, to compare final states
-    /// cheaply (2 GiB in a fraction of a second).
+    /// A hash of all of memory, to compare final states cheaply (what was
+    /// never touched is not read: see [`GuestMemory::digest`]).
     pub fn mem_checksum(&self) -> u64 {
-        // Memory is a whole number of MiB: no partial word.
-        self.mem.chunks_exact(8).fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
-            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
-        })
+        self.mem.digest()
     }
 
     /// Performs syscall `n`.

@@ -117,6 +117,9 @@ pub struct RunConfig {
     pub stats: bool,
     /// Code cache size of the translator, in bytes.
     pub cache_size: usize,
+    /// Bytes the translator's bounds checks let through on purpose (see
+    /// `Jit::set_bounds_slack`); 0 normally.
+    pub bounds_slack: u64,
 }
 
 impl Default for RunConfig {
@@ -127,6 +130,7 @@ impl Default for RunConfig {
             fuel: None,
             stats: false,
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
+            bounds_slack: 0,
         }
     }
 }
@@ -156,6 +160,7 @@ pub fn run_image(
     let start = Instant::now();
     if cfg.engine == Engine::Jit {
         let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
+        jit.set_bounds_slack(cfg.bounds_slack);
         let outcome = jit.run(&mut m, io)?;
         let elapsed = start.elapsed();
         if let Some((pc, out)) = dump_block {

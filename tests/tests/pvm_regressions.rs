@@ -67,8 +67,8 @@ fn stores_and_loads_with_the_code_at_the_top_of_every_memory_size() {
             "main: li r2, 0",
             &format!("li r3, {}", top - 8),
             "li r1, 5",
-            "ld64 r4, [r3+0]",      // the last instruction's bytes
-            "st64 r4, [r3+0]",      // rewrites it with itself
+            "ld64 r4, [r3+0]", // the last instruction's bytes
+            "st64 r4, [r3+0]", // rewrites it with itself
             &format!("ld8u r5, [r2+{}]", top - 1),
             &format!("st8 r1, [r2+{}]", top),
             "li r1, 0",
@@ -215,7 +215,10 @@ top:    add r0, r1, r2
     assert_eq!(interp.stdout, b"111");
     assert_eq!(interp, jit, "the engines disagree");
     // Two pushes pending, pops into context registers and sp itself.
-    let image = asm("pops", &src.replace("pop r14\n", "push r1\n        pop r13\n        pop r14\n        push r13\n        pop sp\n"));
+    let image = asm(
+        "pops",
+        &src.replace("pop r14\n", "push r1\n        pop r13\n        pop r14\n        push r13\n        pop sp\n"),
+    );
     let (interp, jit, _) = both(&image, RunConfig::default(), b"");
     assert_eq!(interp.stdout, b"111");
     assert_eq!(interp, jit, "the engines disagree");

@@ -22,6 +22,9 @@ pub struct Block {
     /// chained exits may go there (see `Translated::body_offset`).
     pub body: Option<usize>,
     pub host_len: usize,
+    /// Its trap table: (offset of a guest access, offset of the interpret
+    /// stub of its instruction), sorted by the first (see `jit::fault`).
+    pub traps: Vec<(u32, u32)>,
     /// Exit ids of its direct exits.
     pub exits: Vec<u32>,
     /// Exit ids (of other blocks) chained to this block.
@@ -148,6 +151,7 @@ impl BlockCache {
             offset,
             body: t.body_offset,
             host_len: t.code.len(),
+            traps: t.traps.clone(),
             exits,
             incoming: Vec::new(),
             valid: true,
@@ -155,6 +159,19 @@ impl BlockCache {
         self.by_pc.insert(t.guest_start, id);
         self.publish(t.guest_start, id);
         Some(id)
+    }
+
+    /// The executable address of the interpret stub for a fault of the
+    /// guest access at executable address `rip`, if a block has one there.
+    /// (No allocation, no lock: the fault handler calls it.)
+    pub fn stub_for_fault(&self, rip: u64) -> Option<u64> {
+        let off = rip.checked_sub(self.mem.exec_addr(0))?;
+        // Blocks lie in the buffer in the order they were inserted.
+        let i = self.blocks.partition_point(|b| b.offset as u64 <= off).checked_sub(1)?;
+        let b = &self.blocks[i];
+        let within = u32::try_from(off - b.offset as u64).ok()?;
+        let t = b.traps.binary_search_by_key(&within, |&(at, _)| at).ok()?;
+        Some(self.mem.exec_addr(b.offset + b.traps[t].1 as usize))
     }
 
     /// Makes the block reachable from indirect jumps.
@@ -258,6 +275,7 @@ mod tests {
             entry_count: len,
             body_offset: None,
             exits: vec![ExitSite { jump_offset: 0, stub_offset: 5, target: pc + 0x100, retired: None }],
+            traps: vec![],
         }
     }
 
@@ -307,6 +325,7 @@ mod tests {
             entry_count: len,
             body_offset: Some(7),
             exits: vec![ExitSite { jump_offset: 7, stub_offset: 12, target: pc + 0x100, retired: Some(-2) }],
+            traps: vec![(0, 12)],
         }
     }
 
@@ -328,6 +347,30 @@ mod tests {
         c.invalidate(0x1100, 8);
         assert_eq!(imm(&c), -2);
         assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
+    }
+
+    #[test]
+    fn a_fault_maps_to_the_stub_of_its_block_only_at_an_access() {
+        let mut c = BlockCache::new(4096).unwrap();
+        let a = c.insert(&counting(0x1000, 4)).unwrap();
+        let b = c.insert(&counting(0x1100, 5)).unwrap();
+        for id in [a, b] {
+            let entry = c.entry(id);
+            assert_eq!(c.stub_for_fault(entry), Some(entry + 12));
+            assert_eq!(c.stub_for_fault(entry + 7), None, "the jump is no access");
+        }
+        assert_eq!(c.stub_for_fault(c.memory().exec_addr(0) - 1), None);
+        let fake = c.insert(&fake(0x1200, 1)).unwrap();
+        assert_eq!(c.stub_for_fault(c.entry(fake)), None, "a block without a trap table");
+        let (start, len) = (0x1000_0000u64, 0x1000u64);
+        let entry = c.entry(a);
+        assert_eq!(
+            super::super::fault::decide(&c, start, len, entry, start + 8),
+            super::super::fault::Decision::Resume(entry + 12)
+        );
+        assert_eq!(super::super::fault::decide(&c, start, len, entry, start - 8), super::super::fault::Decision::Bug);
+        assert_eq!(super::super::fault::decide(&c, start, len, entry + 7, start), super::super::fault::Decision::Bug);
+        assert_eq!(super::super::fault::decide(&c, start, len, 0x10, start), super::super::fault::Decision::PassOn);
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl CodeMemory {
         self.rx.as_ptr() as u64 + offset as u64
     }
 
+    /// True if `addr` is the executable address of code written so far.
+    pub fn contains_exec(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.exec_addr(0)) < self.used as u64
+    }
+
     /// Where the next allocation of code will execute.
     pub fn next_exec_addr(&self) -> u64 {
         self.exec_addr(self.next_at())

@@ -15,6 +15,15 @@ pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r
 pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
 pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
 
+/// What a push stores.
+#[derive(Clone, Copy)]
+pub(super) enum Pushed {
+    /// A host register (neither rax nor rcx).
+    Reg(AsmRegister64),
+    /// A guest return address.
+    Imm(i32),
+}
+
 #[derive(Clone, Copy)]
 pub(super) enum StubKind {
     /// Rewind the retired count by `rewind` to instruction k, add the
@@ -87,6 +96,9 @@ pub(super) struct Emitter {
     /// (instruction index of the patchable jmp; index of its stub; target;
     /// retired-count adjustment before it)
     pub(super) exits: Vec<(usize, usize, u64, Option<i32>)>,
+    /// (instruction index of a guest access; index of its instruction's
+    /// interpret stub): the block's trap table, once encoded.
+    pub(super) trap_sites: Vec<(usize, usize)>,
 }
 
 /// Whether sp's pending move may wait past `i` (see `Emitter::sp_pending`):
@@ -183,17 +195,33 @@ impl Emitter {
     }
 
     pub(super) fn interpret_stub(&mut self, k: usize) -> CodeLabel {
+        let i = self.interpret_stub_index(k);
+        self.stubs[i].0
+    }
+
+    /// The index in `stubs` of instruction k's interpret stub, made now if
+    /// it has none: it rewinds to the state before k (its count and sp's
+    /// pending move as they are now), so a memory instruction makes it
+    /// before it changes either.
+    fn interpret_stub_index(&mut self, k: usize) -> usize {
         // One stub per instruction serves all its checks (which all come
-        // before a side exit of k ends its segment).
-        if let Some((label, _)) =
-            self.stubs.iter().find(|(_, kind)| matches!(kind, StubKind::Interpret { k: j, .. } if *j == k))
+        // before a side exit of k ends its segment) and its trap sites.
+        if let Some(i) =
+            self.stubs.iter().position(|(_, kind)| matches!(kind, StubKind::Interpret { k: j, .. } if *j == k))
         {
-            return *label;
+            return i;
         }
         let label = self.a.create_label();
         debug_assert!(self.counted > k, "instruction {k} is counted before it can trap");
         self.stubs.push((label, StubKind::Interpret { k, rewind: self.counted - k, sp_move: self.sp_pending }));
-        label
+        self.stubs.len() - 1
+    }
+
+    /// Marks the next instruction emitted as a guest access of instruction
+    /// k: a fault there resumes at k's interpret stub (see `jit::fault`).
+    pub(super) fn guest_access(&mut self, k: usize) {
+        let stub = self.interpret_stub_index(k);
+        self.trap_sites.push((self.a.instructions().len(), stub));
     }
 
     /// Whether the branch at k leaves the block mid-way: a conditional
@@ -324,7 +352,9 @@ impl Emitter {
     /// compare against a truncated or negative bound.
     pub(super) fn bounds(&mut self, reg: AsmRegister64, limit: u64, k: usize) -> Result<(), IcedError> {
         let stub = self.interpret_stub(k);
-        match i32::try_from(limit) {
+        // (`--bounds-slack` loosens every check on purpose: the guard
+        // regions must catch what it lets through)
+        match i32::try_from(limit.saturating_add(self.layout.bounds_slack)) {
             Ok(limit) => {
                 self.a.cmp(reg, limit)?;
                 self.a.ja(stub)
@@ -413,21 +443,30 @@ impl Emitter {
         self.bounds(top, room, k)
     }
 
-    /// sp -= 8 (after `push_room`): the new top of the stack, in guest
-    /// memory. A host register's update waits (`sp_pending`); a guest sp in
-    /// the context is updated now (through rax).
-    pub(super) fn push_sp(&mut self) -> Result<AsmMemoryOperand, IcedError> {
-        match self.host(SP) {
+    /// sp -= 8; [sp] = `value`, for instruction k (after `push_room`). A
+    /// host register's update waits (`sp_pending`); a guest sp in the
+    /// context is written back after the store, so that a fault at the
+    /// store leaves it as it was before k.
+    pub(super) fn push_value(&mut self, k: usize, value: Pushed) -> Result<(), IcedError> {
+        let top = match self.host(SP) {
             Some(h) => {
                 self.sp_pending -= 8;
-                Ok(qword_ptr(r14 + h + self.sp_pending))
+                qword_ptr(r14 + h + self.sp_pending)
             }
             None => {
                 self.a.mov(rax, ctx_reg(SP))?;
                 self.a.sub(rax, 8)?;
-                self.a.mov(ctx_reg(SP), rax)?;
-                Ok(qword_ptr(r14 + rax))
+                qword_ptr(r14 + rax)
             }
+        };
+        self.guest_access(k);
+        match value {
+            Pushed::Reg(r) => self.a.mov(top, r)?,
+            Pushed::Imm(v) => self.a.mov(top, v)?,
+        }
+        match self.host(SP) {
+            Some(_) => Ok(()),
+            None => self.a.mov(ctx_reg(SP), rax),
         }
     }
 
@@ -450,6 +489,14 @@ impl Emitter {
         } else {
             self.a.add(top, 8 + self.sp_pending)
         }
+    }
+
+    /// Whether the pop `i` takes the fast path: sp and the destination in
+    /// host registers, so the pop reads from sp plus its pending move and
+    /// only adds 8 to that move (any other pop reads sp whole, and sp
+    /// takes its pending move first).
+    pub(super) fn pops_into_host(&self, i: &Instr) -> bool {
+        i.a & 15 != SP && self.host(SP).is_some() && self.host(i.a).is_some()
     }
 
     /// Gives sp's host register its pending move (before anything reads sp

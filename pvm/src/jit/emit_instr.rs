@@ -5,7 +5,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
-use super::emit::{ctx_reg, sp_may_wait, Emitter, HOST_POOL16, HOST_POOL32, HOST_POOL8};
+use super::emit::{ctx_reg, sp_may_wait, Emitter, Pushed, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::magic;
 use super::specialize;
 use super::translate::HOST_POOL;
@@ -29,8 +29,13 @@ impl Emitter {
         if class.moves_sp() {
             self.forget(SP);
         }
-        if !sp_may_wait(i) {
+        if !sp_may_wait(i) || (i.op == Opcode::Pop && !self.pops_into_host(i)) {
             self.flush_sp()?;
+        }
+        if class.accesses_memory() {
+            // Its interpret stub, made now: it rewinds to the state before
+            // this instruction, which a fault at any of its accesses needs.
+            self.interpret_stub(k);
         }
         match i.op {
             Opcode::Nop => {}
@@ -261,6 +266,7 @@ impl Emitter {
                 };
                 let Some(at) = self.address(b, imm, 0, n, k)? else { return Ok(()) };
                 let dst = self.host(a).unwrap_or(rax);
+                self.guest_access(k);
                 match i.op {
                     Opcode::Ld8U => self.a.movzx(dst, byte_ptr(at))?,
                     Opcode::Ld8S => self.a.movsx(dst, byte_ptr(at))?,
@@ -285,20 +291,21 @@ impl Emitter {
                 // interpreter does it, and the dispatcher invalidates blocks.
                 let Some(at) = self.address(b, imm, self.layout.code_end, n, k)? else { return Ok(()) };
                 let slot = self.host_slot(a);
+                if slot.is_none() {
+                    self.a.mov(rcx, ctx_reg(a))?;
+                }
+                self.guest_access(k);
                 match (i.op, slot) {
                     (Opcode::St8, Some(s)) => self.a.mov(byte_ptr(at), HOST_POOL8[s])?,
                     (Opcode::St16, Some(s)) => self.a.mov(word_ptr(at), HOST_POOL16[s])?,
                     (Opcode::St32, Some(s)) => self.a.mov(dword_ptr(at), HOST_POOL32[s])?,
                     (_, Some(s)) => self.a.mov(qword_ptr(at), HOST_POOL[s])?,
-                    (_, None) => {
-                        self.a.mov(rcx, ctx_reg(a))?;
-                        match i.op {
-                            Opcode::St8 => self.a.mov(byte_ptr(at), cl)?,
-                            Opcode::St16 => self.a.mov(word_ptr(at), cx)?,
-                            Opcode::St32 => self.a.mov(dword_ptr(at), ecx)?,
-                            _ => self.a.mov(qword_ptr(at), rcx)?,
-                        }
-                    }
+                    (_, None) => match i.op {
+                        Opcode::St8 => self.a.mov(byte_ptr(at), cl)?,
+                        Opcode::St16 => self.a.mov(word_ptr(at), cx)?,
+                        Opcode::St32 => self.a.mov(dword_ptr(at), ecx)?,
+                        _ => self.a.mov(qword_ptr(at), rcx)?,
+                    },
                 }
             }
             Opcode::Push => {
@@ -310,22 +317,22 @@ impl Emitter {
                     self.get(a, rdx)?
                 };
                 self.push_room(k)?;
-                let top = self.push_sp()?;
-                self.a.mov(top, v)?;
+                self.push_value(k, Pushed::Reg(v))?;
             }
             Opcode::Pop => match (self.host(SP), self.host(a)) {
-                (Some(h_sp), Some(d)) if a != SP => {
+                (Some(h_sp), Some(d)) if self.pops_into_host(i) => {
                     self.pop_room(k, h_sp)?;
                     let top = self.stack_top(h_sp);
+                    self.guest_access(k);
                     self.a.mov(d, top)?;
                     self.sp_pending += 8;
                 }
                 _ => {
-                    // sp is read whole here: its host register takes its
-                    // pending move first.
-                    self.flush_sp()?;
+                    // (sp is read whole here: its host register took its
+                    // pending move above)
                     self.load(rax, SP)?;
                     self.pop_room(k, rax)?;
+                    self.guest_access(k);
                     self.a.mov(rcx, qword_ptr(r14 + rax))?;
                     self.a.add(rax, 8)?;
                     self.put(SP, rax)?;
@@ -398,8 +405,7 @@ impl Emitter {
                 }
                 let ret_pc = (pc + INSTR_SIZE) as i32;
                 self.push_room(k)?;
-                let top = self.push_sp()?;
-                self.a.mov(top, ret_pc)?;
+                self.push_value(k, Pushed::Imm(ret_pc))?;
                 self.flush_sp()?;
                 if !self.valid_target(pc + INSTR_SIZE) {
                     // A call at the end of the code returns to no
@@ -426,8 +432,7 @@ impl Emitter {
                 self.lookup(k)?;
                 self.a.mov(rdx, rcx)?; // push_room uses rcx
                 self.push_room(k)?;
-                let top = self.push_sp()?;
-                self.a.mov(top, (pc + INSTR_SIZE) as i32)?;
+                self.push_value(k, Pushed::Imm((pc + INSTR_SIZE) as i32))?;
                 self.flush_sp()?;
                 self.a.jmp(qword_ptr(rdx + 8))?;
             }
@@ -435,6 +440,7 @@ impl Emitter {
                 let top = self.get(SP, rax)?;
                 self.pop_room(k, top)?;
                 let at = self.stack_top(top);
+                self.guest_access(k);
                 self.a.mov(rdx, at)?;
                 // The host frame of the matching call, if it is on top.
                 let mut lookup = self.a.create_label();

@@ -15,6 +15,7 @@ pub mod context;
 mod emit;
 mod emit_instr;
 pub mod encode;
+mod fault;
 mod ifconvert;
 pub mod magic;
 mod specialize;
@@ -98,6 +99,10 @@ pub struct JitStats {
     /// Blocks that left because a value they assumed changed (and were
     /// translated again without assumptions).
     pub guard_failures: u64,
+    /// Guest accesses that passed their bounds check and faulted in the
+    /// guard regions, turned into the interpreter's handling of their
+    /// instruction (0 unless the checks are loosened on purpose).
+    pub faults_recovered: u64,
 }
 
 type EnterFn = unsafe extern "sysv64" fn(*mut JitContext, u64) -> u32;
@@ -162,6 +167,7 @@ impl Jit {
             code_end: m.code_end,
             stack_limit: m.stack_limit,
             fuel_limited: fuel.is_some(),
+            bounds_slack: 0,
             exit_addr: enter_addr + offsets.exit as u64,
             interpret_addr: enter_addr + offsets.interpret as u64,
             direct_addr: enter_addr + offsets.direct as u64,
@@ -179,6 +185,14 @@ impl Jit {
             block_times: Vec::new(),
             stats: JitStats::default(),
         })
+    }
+
+    /// Loosens every bounds check of the blocks translated from now on by
+    /// `bytes`, on purpose: accesses up to that far past the end of memory
+    /// pass the checks, fault in the guard regions and are turned into the
+    /// guest's trap by the fault handler (a demonstration, and its test).
+    pub fn set_bounds_slack(&mut self, bytes: u64) {
+        self.layout.bounds_slack = bytes;
     }
 
     /// The block at `pc`, translated now if needed (flushing a full cache).
@@ -264,8 +278,10 @@ impl Jit {
         // `translate::trampoline`, published in the executable view; it
         // follows the System V ABI for `fn(*mut JitContext, u64) -> u32`.
         let enter: EnterFn = unsafe { std::mem::transmute::<u64, EnterFn>(self.enter_addr) };
+        let (guard_start, guard_len) = m.mem.reservation();
+        let armed = fault::Armed::new(guard_start, guard_len);
         let mut next: Option<usize> = None;
-        loop {
+        let outcome = loop {
             let block = match next.take() {
                 Some(b) => Some(b),
                 None if m.retired >= self.fuel || !m.is_code_addr(m.pc) => None,
@@ -273,7 +289,7 @@ impl Jit {
             };
             let Some(block) = block else {
                 if let Some(outcome) = self.interpret_one(m, io) {
-                    return Ok(self.finish(outcome));
+                    break outcome;
                 }
                 continue;
             };
@@ -282,19 +298,23 @@ impl Jit {
             ctx.retired = m.retired;
             ctx.lookup = self.cache.lookup_table();
             self.stats.dispatcher_entries += 1;
+            let entry = self.cache.entry(block);
             // SAFETY: the block's code was generated for this machine's
             // layout and register map and published in the executable view.
             // `ctx.mem` points at `m.mem`, which is neither moved nor resized
-            // while generated code runs, and every guest access in generated
-            // code is bounds-checked against its length. Generated code only
-            // reaches `ctx`, guest memory, the lookup table and other blocks.
-            let code = unsafe { enter(&mut ctx, self.cache.entry(block)) };
+            // while generated code runs. Every guest access in generated
+            // code is checked against a limit below 2^31, so even a wrong
+            // limit keeps it inside the guard reservation around `m.mem`
+            // (see `crate::memory`), where a fault resumes at the access's
+            // interpret stub (see `fault`). Generated code only reaches
+            // `ctx`, guest memory, the lookup table and other blocks.
+            let code = armed.run(&self.cache, || unsafe { enter(&mut ctx, entry) });
             m.regs = ctx.regs;
             m.retired = ctx.retired;
             m.pc = ctx.exit_pc;
             if code == EXIT_INTERPRET {
                 if let Some(outcome) = self.interpret_one(m, io) {
-                    return Ok(self.finish(outcome));
+                    break outcome;
                 }
                 continue;
             }
@@ -315,7 +335,9 @@ impl Jit {
                     next = Some(target);
                 }
             }
-        }
+        };
+        self.stats.faults_recovered += armed.recovered();
+        Ok(self.finish(outcome))
     }
 
     fn finish(&mut self, outcome: Outcome) -> Outcome {

@@ -76,6 +76,9 @@ pub struct Layout {
     pub code_end: u64,
     pub stack_limit: u64,
     pub fuel_limited: bool,
+    /// Bytes every bounds check lets through past its limit: 0, unless a
+    /// demonstration of the guard regions asks for more (`--bounds-slack`).
+    pub bounds_slack: u64,
     /// Executable address of the common exit in the trampoline.
     pub exit_addr: u64,
     /// Shared handler of interpret stubs: rax = rewind << 32 | guest pc.
@@ -122,6 +125,9 @@ pub struct Translated {
     /// floats, which a jump there would skip).
     pub body_offset: Option<usize>,
     pub exits: Vec<ExitSite>,
+    /// The trap table: (offset of each guest access, offset of its
+    /// instruction's interpret stub), sorted.
+    pub traps: Vec<(u32, u32)>,
 }
 
 /// Reads the block at `pc`: up to `MAX_BLOCK` instructions, ending at the
@@ -218,6 +224,7 @@ pub fn translate(
         push_covered: 0,
         pop_covered: 0,
         skip_next: false,
+        trap_sites: Vec::new(),
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
@@ -328,7 +335,11 @@ pub fn translate(
     }
     // (a chained jump past the start would skip the pinned loads or guards)
     let body_offset = (pinned.is_empty() && e.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
-    Ok((Some(Translated { code, guest_start: pc, len: len as u32, entry_count, body_offset, exits }), e.a))
+    let mut traps: Vec<(u32, u32)> =
+        e.trap_sites.iter().map(|&(at, stub)| (encoding.offsets[at] as u32, stub_offsets[stub] as u32)).collect();
+    traps.sort_unstable();
+    let t = Translated { code, guest_start: pc, len: len as u32, entry_count, body_offset, exits, traps };
+    Ok((Some(t), e.a))
 }
 
 /// The entry and exit trampoline, for execution at `at`: returns the code

@@ -48,10 +48,12 @@ impl Source for Bytes<'_> {
         if n <= 1 {
             return 0;
         }
-        let width = match n {
-            ..=0x100 => 1,
-            ..=0x1_0000 => 2,
-            _ => 8,
+        let width = if n <= 0x100 {
+            1
+        } else if n <= 0x1_0000 {
+            2
+        } else {
+            8
         };
         let mut v = 0u64;
         for _ in 0..width {
@@ -134,12 +136,13 @@ pub struct Layout {
 impl Layout {
     fn generate(src: &mut dyn Source) -> Layout {
         let mem_mib = match src.below(100) {
-            0..=49 => 1,
-            50..=64 => 2,
-            65..=74 => 3,
-            75..=84 => pick(src, &[5, 7, 16, 33]),
-            85..=98 => 1 + src.below(127),
-            _ => pick(src, &[255, 1023, 2047]),
+            0..=44 => 1,
+            45..=59 => 2,
+            60..=69 => 3,
+            70..=79 => pick(src, &[5, 7, 16, 33]),
+            80..=93 => 1 + src.below(127),
+            94..=96 => pick(src, &[255, 1023, 2047]),
+            _ => 1 + src.below(2047),
         };
         let code = match src.below(100) {
             0..=39 => CodePlace::Low,
@@ -300,8 +303,9 @@ pub fn case(src: &mut dyn Source) -> Case {
 /// What checking a case found.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Both engines ran it and agree: the interpreter's result.
-    Agree(Final),
+    /// Both engines ran it and agree: the interpreter's result, and what
+    /// the translator did.
+    Agree(Box<Final>, Box<pvm::jit::JitStats>),
     /// Not comparable: the image does not verify, or a block does not fit
     /// the tiny code cache (a clean error of the translator).
     Skipped(&'static str),
@@ -321,11 +325,12 @@ pub fn check(case: &Case) -> Result<Verdict, String> {
     let jit = match try_run_on(&case.image, jit_cfg, &case.input) {
         Err(LoadError::Jit(pvm::jit::JitError::CacheTooSmall(_))) => return Ok(Verdict::Skipped("cache too small")),
         Err(e) => return Err(format!("the translator failed: {e}")),
-        Ok((jit, _)) => jit,
+        Ok((jit, stats)) => (jit, stats.unwrap_or_default()),
     };
+    let (jit, stats) = jit;
     let (interp, _) = run_on(&case.image, RunConfig { engine: Engine::Interp, ..case.cfg }, &case.input);
     if interp == jit {
-        return Ok(Verdict::Agree(interp));
+        return Ok(Verdict::Agree(Box::new(interp), Box::new(stats)));
     }
     Err(format!(
         "the engines disagree\ninterp: {interp:?}\njit:    {jit:?}\nlayout: {:?}, code at {:#x}..{:#x}, cfg {:?}, input {:?}\n{}",

@@ -43,7 +43,16 @@ impl<'s> Gen<'s> {
         if chance(src, 50) && !hot.contains(&SP) {
             hot.push(SP);
         }
-        Gen { src, prog: Program::default(), input: Vec::new(), hot, funcs: Vec::new(), counters: Vec::new(), patches: Vec::new(), depth: 0 }
+        Gen {
+            src,
+            prog: Program::default(),
+            input: Vec::new(),
+            hot,
+            funcs: Vec::new(),
+            counters: Vec::new(),
+            patches: Vec::new(),
+            depth: 0,
+        }
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -138,7 +147,7 @@ impl<'s> Gen<'s> {
         // A label bound past the last instruction would be a branch target
         // outside the code: something must be there.
         let end = self.prog.ins.len();
-        if self.prog.labels.iter().any(|&l| l == Some(end)) {
+        if self.prog.labels.contains(&Some(end)) {
             self.emit(Opcode::Nop, 0, 0, 0, Val::Const(0));
         }
         if last_call {
@@ -267,11 +276,8 @@ impl<'s> Gen<'s> {
     /// A load or store near a boundary: base and offset split the address
     /// one way or the other.
     fn memory(&mut self, avoid: &[u8]) {
-        let ops: Vec<Opcode> = Opcode::ALL
-            .iter()
-            .copied()
-            .filter(|op| matches!(op.info().class, Class::Load | Class::Store))
-            .collect();
+        let ops: Vec<Opcode> =
+            Opcode::ALL.iter().copied().filter(|op| matches!(op.info().class, Class::Load | Class::Store)).collect();
         let op = pick(self.src, &ops);
         let base = self.reg(&[avoid, &[SP]].concat());
         // (None: the base keeps whatever value it has)

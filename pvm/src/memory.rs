@@ -1,0 +1,240 @@
+//! Guest memory, with guard regions: the memory is one read-write
+//! anonymous mapping inside a larger reservation that is `PROT_NONE`
+//! everywhere else, as wasmtime reserves its linear memories.
+//!
+//! The translator checks every access against a positive 32-bit limit, so
+//! the value it adds to the memory's base is below 2^31 (2^32 for a store,
+//! whose check starts at the code end); an access is at most 8 bytes wide;
+//! and a displacement is an imm32. So no translated access, even one whose
+//! check computed the wrong limit, can leave
+//! `[base - 2^31, base + 2^32 + 8)`: the reservation covers that, and any
+//! access outside the memory itself faults instead of reaching host
+//! memory. The translator turns such a fault back into the guest trap (see
+//! `jit::fault`). All the `unsafe` of guest memory is in this module.
+
+use std::ptr::NonNull;
+
+/// Bytes reserved below the memory: the most a negative imm32 reaches.
+pub const GUARD_BELOW: usize = 1 << 31;
+/// Bytes reserved above the memory's base: a checked value below 2^32
+/// plus the widest access, rounded up to a page.
+pub const GUARD_ABOVE: usize = (1 << 32) + PAGE;
+const PAGE: usize = 4096;
+
+/// Errors of guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error(
+        "cannot reserve {bytes} bytes of address space for guest memory and its guard regions (is `ulimit -v` set?)"
+    )]
+    Reserve {
+        bytes: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot map {bytes} bytes of guest memory")]
+    Map {
+        bytes: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A zero-filled guest memory of a fixed size, surrounded by guard regions.
+pub struct GuestMemory {
+    /// The start of the reservation.
+    reservation: NonNull<u8>,
+    /// The first byte of guest memory, `GUARD_BELOW` into the reservation.
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the value owns its mappings and hands out access to them only
+// through `&self` / `&mut self`, like a `Vec<u8>`.
+unsafe impl Send for GuestMemory {}
+// SAFETY: as for Send: shared access is read-only.
+unsafe impl Sync for GuestMemory {}
+
+impl GuestMemory {
+    /// Reserves the guard regions and maps `len` bytes (a multiple of the
+    /// page size, at most 2^31) of zeros at the base.
+    ///
+    /// # Errors
+    ///
+    /// The address space cannot be reserved, or the memory not mapped.
+    pub fn new(len: usize) -> Result<Self, MemoryError> {
+        debug_assert!(len.is_multiple_of(PAGE) && len <= 1 << 31, "guest memory of {len} bytes");
+        let total = GUARD_BELOW + GUARD_ABOVE.max(len + PAGE);
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks:
+        // nothing existing is replaced. PROT_NONE and MAP_NORESERVE: it
+        // costs address space only.
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(MemoryError::Reserve { bytes: total, source: std::io::Error::last_os_error() });
+        }
+        let reservation = NonNull::new(r.cast::<u8>()).ok_or_else(|| MemoryError::Reserve {
+            bytes: total,
+            source: std::io::Error::from(std::io::ErrorKind::AddrNotAvailable),
+        })?;
+        // SAFETY: GUARD_BELOW < total: the base lies inside the reservation.
+        let base = unsafe { reservation.add(GUARD_BELOW) };
+        let mem = GuestMemory { reservation, base, len };
+        if len > 0 {
+            // SAFETY: [base, base + len) lies inside our reservation, which
+            // nothing else uses; MAP_FIXED replaces only those pages.
+            let m = unsafe {
+                libc::mmap(
+                    base.as_ptr().cast(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if m == libc::MAP_FAILED {
+                return Err(MemoryError::Map { bytes: len, source: std::io::Error::last_os_error() });
+            }
+        }
+        Ok(mem)
+    }
+
+    fn total(&self) -> usize {
+        GUARD_BELOW + GUARD_ABOVE.max(self.len + PAGE)
+    }
+
+    /// The host address range of this memory's reservation, guard regions
+    /// included: `(start, length)`.
+    pub fn reservation(&self) -> (u64, u64) {
+        (self.reservation.as_ptr() as u64, self.total() as u64)
+    }
+
+    /// True if `addr` (a host address) lies in this memory's reservation.
+    pub fn reserves(&self, addr: u64) -> bool {
+        let (start, len) = self.reservation();
+        addr.wrapping_sub(start) < len
+    }
+
+    /// A hash of the contents, a page at a time and the same whatever the
+    /// order: pages never touched (not resident) count as zero pages
+    /// without being read, so hashing a large, mostly untouched memory
+    /// costs what was touched.
+    pub fn digest(&self) -> u64 {
+        let pages = self.len / PAGE;
+        let mut resident = vec![1u8; pages];
+        if pages > 0 {
+            // SAFETY: base is page-aligned and [base, base + len) is our
+            // mapping; `resident` has one byte per page. On failure the
+            // vector stays all ones and every page is read.
+            unsafe { libc::mincore(self.base.as_ptr().cast(), self.len, resident.as_mut_ptr()) };
+        }
+        let zero = page_hash(&[0; PAGE]);
+        resident.iter().zip(self.chunks_exact(PAGE)).enumerate().fold(0u64, |sum, (i, (&r, page))| {
+            let h = if r & 1 == 0 { zero } else { page_hash(page) };
+            sum.wrapping_add(mix(i as u64, h))
+        })
+    }
+}
+
+fn page_hash(page: &[u8]) -> u64 {
+    page.chunks_exact(8).fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    })
+}
+
+fn mix(i: u64, h: u64) -> u64 {
+    let x = (h ^ i.wrapping_mul(0xff51_afd7_ed55_8ccd)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+impl std::ops::Deref for GuestMemory {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: [base, base + len) is mapped read-write for as long as
+        // self lives; `&self` gives shared access only.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for GuestMemory {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for Deref, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl PartialEq for GuestMemory {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for GuestMemory {}
+
+impl std::fmt::Debug for GuestMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestMemory").field("len", &self.len).field("base", &self.base).finish()
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the whole reservation this value owns (the
+        // memory's own mapping is part of it).
+        unsafe { libc::munmap(self.reservation.as_ptr().cast(), self.total()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reads_back_and_its_guards_are_reserved() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        assert_eq!(m.len(), 1 << 20);
+        assert!(m.iter().all(|&b| b == 0));
+        m[0] = 1;
+        m[(1 << 20) - 1] = 2;
+        assert_eq!((m[0], m[(1 << 20) - 1]), (1, 2));
+        let base = m.as_ptr() as u64;
+        assert!(m.reserves(base - (1 << 31)) && m.reserves(base + (1 << 32) + 7));
+        assert!(!m.reserves(base - (1 << 31) - 1) && !m.reserves(base + (1 << 32) + PAGE as u64));
+        // The guard pages are not mapped for access.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let above = maps.lines().find(|l| {
+            let start = u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap();
+            start == base + (1 << 20)
+        });
+        assert!(above.is_some_and(|l| l.split_whitespace().nth(1) == Some("---p")), "{above:?}");
+    }
+
+    #[test]
+    fn digests_agree_whatever_was_touched() {
+        let (mut a, b) = (GuestMemory::new(4 << 20).unwrap(), GuestMemory::new(4 << 20).unwrap());
+        assert_eq!(a.digest(), b.digest());
+        // writing zeros makes a page resident without changing the digest
+        a[3 * PAGE] = 0;
+        let _ = b[5 * PAGE];
+        assert_eq!(a.digest(), b.digest());
+        a[3 * PAGE + 8] = 1;
+        assert_ne!(a.digest(), b.digest());
+        let mut c = GuestMemory::new(4 << 20).unwrap();
+        c.copy_from_slice(&a);
+        assert_eq!((c.digest(), c == a), (a.digest(), true));
+        // the same bytes in another page are another memory
+        c[3 * PAGE + 8] = 0;
+        c[4 * PAGE + 8] = 1;
+        assert_ne!(c.digest(), a.digest());
+    }
+}
