@@ -190,10 +190,12 @@ fn stats_count_exits_by_kind_and_device() {
 fn list_names_every_guest() {
     let o = vmm(&["list"]);
     assert_eq!(o.status, 0);
-    for g in guests::GUESTS {
-        assert!(o.stdout.lines().any(|l| l.starts_with(g.name)), "{}", o.stdout);
-    }
-    assert!(o.stdout.contains("(default)"));
+    // One line per guest, its name in the first column (so `hello16` does not stand for `hello`).
+    let names: Vec<&str> = o.stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, guests::GUESTS.iter().map(|g| g.name).collect::<Vec<_>>(), "{}", o.stdout);
+    let default: Vec<&str> = o.stdout.lines().filter(|l| l.ends_with(" (default)")).collect();
+    assert_eq!(default.len(), 1, "{}", o.stdout);
+    assert_eq!(default[0].split_whitespace().next(), Some(guests::DEFAULT_GUEST), "{}", o.stdout);
 }
 
 #[test]
