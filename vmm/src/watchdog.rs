@@ -46,7 +46,11 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Starts watching the calling thread (the vCPU thread).
-    pub fn start(timeout: Duration) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the watchdog's thread cannot be started.
+    pub fn start(timeout: Duration) -> std::io::Result<Self> {
         install_handler();
         // SAFETY: pthread_self has no preconditions.
         let target = unsafe { libc::pthread_self() };
@@ -54,19 +58,20 @@ impl Watchdog {
         let (stop, stopped) = mpsc::channel::<()>();
         let kicks = Arc::new(AtomicU64::new(0));
         let (flag, sent) = (expired.clone(), kicks.clone());
-        let thread = std::thread::spawn(move || {
+        let thread = std::thread::Builder::new().name("watchdog".into()).spawn(move || {
             if stopped.recv_timeout(timeout) != Err(RecvTimeoutError::Timeout) {
                 return;
             }
             flag.store(true, Ordering::SeqCst);
             while stopped.recv_timeout(KICK_INTERVAL) == Err(RecvTimeoutError::Timeout) {
+                // Counted first, so a kick that has arrived is always counted.
+                sent.fetch_add(1, Ordering::SeqCst);
                 // SAFETY: `target` is the vCPU thread, which outlives this
                 // thread: `Watchdog::drop` joins us before it can exit.
                 unsafe { libc::pthread_kill(target, kick_signal()) };
-                sent.fetch_add(1, Ordering::SeqCst);
             }
-        });
-        Watchdog { expired, kicks, stop: Some(stop), thread: Some(thread) }
+        })?;
+        Ok(Watchdog { expired, kicks, stop: Some(stop), thread: Some(thread) })
     }
 
     /// True once the deadline has passed.
@@ -95,7 +100,7 @@ mod tests {
 
     #[test]
     fn expires_and_interrupts_a_blocking_call() {
-        let w = Watchdog::start(Duration::from_millis(20));
+        let w = Watchdog::start(Duration::from_millis(20)).unwrap();
         assert!(!w.expired());
         // A blocking sleep stands in for KVM_RUN: the kick ends it early with EINTR.
         let mut ts = libc::timespec { tv_sec: 5, tv_nsec: 0 };
@@ -115,7 +120,7 @@ mod tests {
         // fails this test after a bound instead of hanging it.
         let (done, report) = mpsc::channel();
         std::thread::spawn(move || {
-            let w = Watchdog::start(DEADLINE);
+            let w = Watchdog::start(DEADLINE).unwrap();
             let (expired, kicks) = (w.expired.clone(), w.kicks.clone());
             let dropping = std::time::Instant::now();
             drop(w);
