@@ -73,6 +73,36 @@ pub fn pvm(args: &[&str]) -> Outcome {
     Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
 }
 
+/// The path of the workspace's real `name` binary (`vmm` or `pvm`), built
+/// by cargo in this test's profile first (once per test process): the
+/// tests of a whole-process property, such as a seccomp filter or a death
+/// by signal, run it as a child process.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary is in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if built.iter().any(|b| b == name) {
+        return path;
+    }
+    let profile = match profile_dir.file_name().and_then(|p| p.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--profile", profile, "-p", name, "--bin", name])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p {name} failed");
+    built.push(name.to_string());
+    path
+}
+
 /// A path for `name` in a fresh per-process directory under the temp dir.
 pub fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("virtlab-tests-{}", std::process::id()));
