@@ -19,6 +19,8 @@ pub const STATUS_NO_INPUT: i32 = 66;
 pub const STATUS_USAGE: i32 = 2;
 /// Exit status when the translator itself fails (e.g. a block larger than the cache).
 pub const STATUS_TRANSLATOR: i32 = 70;
+/// Exit status when the sandbox cannot be installed.
+pub const STATUS_SANDBOX: i32 = 71;
 
 #[derive(Parser)]
 #[command(name = "pvm", version, about = "A bytecode process VM: assembler, verifier, interpreter")]
@@ -97,6 +99,9 @@ enum Command {
         /// Compile Brainfuck without folding runs and clear loops.
         #[arg(long)]
         no_bf_opt: bool,
+        /// Run the program without the seccomp filter.
+        #[arg(long)]
+        no_seccomp: bool,
     },
     /// Assemble a .pasm file into a .pbc image.
     Asm {
@@ -135,6 +140,7 @@ fn load_status(e: &LoadError) -> i32 {
     match e {
         LoadError::Read { .. } => STATUS_NO_INPUT,
         LoadError::Jit(_) => STATUS_TRANSLATOR,
+        LoadError::Sandbox(_) => STATUS_SANDBOX,
         _ => STATUS_BAD_PROGRAM,
     }
 }
@@ -178,7 +184,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             0
         }
-        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt } => {
+        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt, no_seccomp } => {
             let engine = match engine {
                 EngineArg::Interp => Engine::Interp,
                 EngineArg::Jit => Engine::Jit,
@@ -202,7 +208,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                     return load_status(&e);
                 }
             };
-            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size };
+            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size, seccomp: !no_seccomp };
             let mut dump = Vec::new();
             let result = run::run_image(
                 &image,

@@ -6,6 +6,7 @@ use crate::image::{Image, ImageError};
 use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
+use crate::sandbox::{self, SandboxError};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs};
 
@@ -42,6 +43,8 @@ pub enum LoadError {
     Machine(#[from] MachineError),
     #[error("the translator failed")]
     Jit(#[from] JitError),
+    #[error("cannot sandbox the program")]
+    Sandbox(#[from] SandboxError),
 }
 
 /// Options of the program loader.
@@ -117,6 +120,10 @@ pub struct RunConfig {
     pub stats: bool,
     /// Code cache size of the translator, in bytes.
     pub cache_size: usize,
+    /// Put the calling thread under the seccomp filter of [`sandbox`] once
+    /// the engine is set up, before the program's first instruction (it
+    /// stays on for the rest of the thread's life).
+    pub seccomp: bool,
 }
 
 impl Default for RunConfig {
@@ -127,6 +134,7 @@ impl Default for RunConfig {
             fuel: None,
             stats: false,
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
+            seccomp: false,
         }
     }
 }
@@ -156,6 +164,9 @@ pub fn run_image(
     let start = Instant::now();
     if cfg.engine == Engine::Jit {
         let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
+        if cfg.seccomp {
+            sandbox::apply()?;
+        }
         let outcome = jit.run(&mut m, io)?;
         let elapsed = start.elapsed();
         if let Some((pc, out)) = dump_block {
@@ -164,6 +175,9 @@ pub fn run_image(
         return Ok(RunResult { outcome, machine: m, stats: st, jit: Some(jit.stats.clone()), elapsed });
     }
     let mut interp = Interpreter::new(&m);
+    if cfg.seccomp {
+        sandbox::apply()?;
+    }
     let fuel = cfg.fuel.unwrap_or(u64::MAX);
     let outcome = match (cfg.stats, trace) {
         (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),

@@ -62,12 +62,18 @@ pub fn vmm_with_input(args: &[&str], input: &'static str) -> Outcome {
 }
 
 /// Runs the `pvm` command line in-process with empty stdin, capturing the
-/// guest's stdout (and the command's own reports) and stderr.
+/// guest's stdout (and the command's own reports) and stderr. `run` gets
+/// `--no-seccomp`: the filter is per thread and would stay on the test's
+/// thread after the run; `tests/tests/pvm_sandbox.rs` runs the real binary with it.
 pub fn pvm(args: &[&str]) -> Outcome {
     let mut io = pvm::machine::BufferIo::default();
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let status = pvm::cli::main_with(args, &mut io, &mut out, &mut err);
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") {
+        args.push("--no-seccomp");
+    }
+    let status = pvm::cli::main_with(&args, &mut io, &mut out, &mut err);
     let mut stdout = String::from_utf8_lossy(&io.output).into_owned();
     stdout.push_str(&String::from_utf8_lossy(&out));
     Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
