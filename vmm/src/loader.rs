@@ -2,7 +2,7 @@
 //! (entered in long mode), and ELF files with a PVH note (entered in 32-bit
 //! protected mode with EBX pointing at `hvm_start_info`).
 
-use crate::arch::x86_64::regs::EntryMode;
+use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::memory::{self, GuestMemoryMmap};
 
 /// ELF note `XEN_ELFNOTE_PHYS32_ENTRY`: the PVH 32-bit entry point.
@@ -33,6 +33,8 @@ pub enum LoaderError {
     SegmentOutsideRam { addr: u64, len: u64, ram: u64 },
     #[error("entry point {entry:#x} is outside the loaded image")]
     EntryOutside { entry: u64 },
+    #[error("entry point {entry:#x} is beyond what 16-bit real mode reaches ({max:#x}): lower --load-addr or --entry, or use --mode protected or long")]
+    EntryUnreachable { entry: u64, max: u64 },
 }
 
 /// Where and how a loaded image starts.
@@ -68,6 +70,9 @@ pub fn load_flat(
     }
     if entry < load || entry >= load + size {
         return Err(LoaderError::EntryOutside { entry });
+    }
+    if mode == EntryMode::Real && regs::real_mode_cs_ip(entry).is_none() {
+        return Err(LoaderError::EntryUnreachable { entry, max: regs::REAL_MODE_MAX });
     }
     memory::write(mem, load, image).map_err(|_| LoaderError::TooLarge { size, load, ram })?;
     Ok(ImageEntry { mode, rip: entry, pvh: false })
@@ -273,6 +278,12 @@ mod tests {
         ));
         assert!(load_flat(&m, &[0x90], u64::MAX, u64::MAX, EntryMode::Real).is_err());
         assert!(load_flat(&m, &[0xf4], 0x7c00, 0x7c00, EntryMode::Real).is_ok());
+        assert!(load_flat(&m, &[0xf4], 0x10_ffef, 0x10_ffef, EntryMode::Real).is_ok());
+        assert!(matches!(
+            load_flat(&m, &[0xf4], 0x10_fff0, 0x10_fff0, EntryMode::Real),
+            Err(LoaderError::EntryUnreachable { entry: 0x10_fff0, max: 0x10_ffef })
+        ));
+        assert!(load_flat(&m, &[0xf4], 0x20_0000, 0x20_0000, EntryMode::Protected).is_ok());
     }
 
     #[test]

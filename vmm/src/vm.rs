@@ -308,7 +308,7 @@ impl Vm {
             vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
         }
         let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-        regs::set_entry_sregs(&mut sregs, entry_point.mode);
+        regs::set_entry_sregs(&mut sregs, &entry_point);
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
 
