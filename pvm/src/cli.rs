@@ -19,6 +19,8 @@ pub const STATUS_NO_INPUT: i32 = 66;
 pub const STATUS_USAGE: i32 = 2;
 /// Exit status when the translator itself fails (e.g. a block larger than the cache).
 pub const STATUS_TRANSLATOR: i32 = 70;
+/// Exit status when the sandbox cannot be installed.
+pub const STATUS_SANDBOX: i32 = 71;
 
 #[derive(Parser)]
 #[command(name = "pvm", version, about = "A bytecode process VM: assembler, verifier, interpreter")]
@@ -102,6 +104,9 @@ enum Command {
         /// guest memory to catch (jit; --stats counts the faults).
         #[arg(long, value_parser = parse_size, default_value = "0")]
         bounds_slack: usize,
+        /// Run the program without the seccomp filter.
+        #[arg(long)]
+        no_seccomp: bool,
     },
     /// Assemble a .pasm file into a .pbc image.
     Asm {
@@ -140,6 +145,7 @@ fn load_status(e: &LoadError) -> i32 {
     match e {
         LoadError::Read { .. } => STATUS_NO_INPUT,
         LoadError::Jit(_) => STATUS_TRANSLATOR,
+        LoadError::Sandbox(_) => STATUS_SANDBOX,
         _ => STATUS_BAD_PROGRAM,
     }
 }
@@ -183,7 +189,19 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             0
         }
-        Command::Run { program, engine, cache_size, dump_block, stats, trace, fuel, mem, no_bf_opt, bounds_slack } => {
+        Command::Run {
+            program,
+            engine,
+            cache_size,
+            dump_block,
+            stats,
+            trace,
+            fuel,
+            mem,
+            no_bf_opt,
+            bounds_slack,
+            no_seccomp,
+        } => {
             let engine = match engine {
                 EngineArg::Interp => Engine::Interp,
                 EngineArg::Jit => Engine::Jit,
@@ -207,7 +225,15 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                     return load_status(&e);
                 }
             };
-            let cfg = RunConfig { engine, mem_mib: mem, fuel, stats, cache_size, bounds_slack: bounds_slack as u64 };
+            let cfg = RunConfig {
+                engine,
+                mem_mib: mem,
+                fuel,
+                stats,
+                cache_size,
+                bounds_slack: bounds_slack as u64,
+                seccomp: !no_seccomp,
+            };
             let mut dump = Vec::new();
             let result = run::run_image(
                 &image,

@@ -32,6 +32,7 @@ pub mod peers;
 pub mod plot;
 pub mod programs;
 pub mod run;
+pub mod sandbox;
 pub mod semantics;
 pub mod trap;
 pub mod verify;

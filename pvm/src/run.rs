@@ -6,6 +6,7 @@ use crate::image::{Image, ImageError};
 use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
+use crate::sandbox::{self, SandboxError};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs};
 
@@ -42,6 +43,8 @@ pub enum LoadError {
     Machine(#[from] MachineError),
     #[error("the translator failed")]
     Jit(#[from] JitError),
+    #[error("cannot sandbox the program")]
+    Sandbox(#[from] SandboxError),
 }
 
 /// Options of the program loader.
@@ -120,6 +123,10 @@ pub struct RunConfig {
     /// Bytes the translator's bounds checks let through on purpose (see
     /// `Jit::set_bounds_slack`); 0 normally.
     pub bounds_slack: u64,
+    /// Put the calling thread under the seccomp filter of [`sandbox`] once
+    /// the engine is set up, before the program's first instruction (it
+    /// stays on for the rest of the thread's life).
+    pub seccomp: bool,
 }
 
 impl Default for RunConfig {
@@ -131,6 +138,7 @@ impl Default for RunConfig {
             stats: false,
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
             bounds_slack: 0,
+            seccomp: false,
         }
     }
 }
@@ -161,6 +169,9 @@ pub fn run_image(
     if cfg.engine == Engine::Jit {
         let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
         jit.set_bounds_slack(cfg.bounds_slack);
+        if cfg.seccomp {
+            sandbox::apply()?;
+        }
         let outcome = jit.run(&mut m, io)?;
         let elapsed = start.elapsed();
         if let Some((pc, out)) = dump_block {
@@ -169,6 +180,9 @@ pub fn run_image(
         return Ok(RunResult { outcome, machine: m, stats: st, jit: Some(jit.stats.clone()), elapsed });
     }
     let mut interp = Interpreter::new(&m);
+    if cfg.seccomp {
+        sandbox::apply()?;
+    }
     let fuel = cfg.fuel.unwrap_or(u64::MAX);
     let outcome = match (cfg.stats, trace) {
         (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),

@@ -6,15 +6,36 @@ use std::path::{Path, PathBuf};
 pub mod diff;
 pub mod gen;
 
-/// True if this machine has /dev/kvm. Tests that need it print
-/// "skipped: no /dev/kvm" and return where it is missing; `.ci/run`
-/// refuses to run without it, so CI never skips them silently.
+/// The environment variable that lets the KVM tests be skipped, visibly:
+/// `VIRTLAB_SKIP_KVM_TESTS=1`.
+pub const SKIP_KVM_TESTS: &str = "VIRTLAB_SKIP_KVM_TESTS";
+
+/// True if this machine has a usable /dev/kvm. Where it has none, a test
+/// that needs KVM fails here, unless `VIRTLAB_SKIP_KVM_TESTS=1` asks to skip
+/// the KVM tests: then this prints "skipped: no /dev/kvm
+/// (VIRTLAB_SKIP_KVM_TESTS set)" and returns false, and the test returns.
+/// So a run without KVM never passes by silently skipping them.
 pub fn kvm_available() -> bool {
-    let present = Path::new("/dev/kvm").exists();
-    if !present {
-        eprintln!("skipped: no /dev/kvm");
-    }
-    present
+    let skip = std::env::var_os(SKIP_KVM_TESTS).is_some_and(|v| v == "1");
+    kvm_device_usable(Path::new("/dev/kvm"), skip)
+}
+
+/// [`kvm_available`] for the device at `device` (the unit tests point it
+/// at a missing path).
+fn kvm_device_usable(device: &Path, skip: bool) -> bool {
+    let why = match std::fs::OpenOptions::new().read(true).write(true).open(device) {
+        Ok(_) => return true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("no {}", device.display()),
+        Err(e) => format!("{} is not usable: {e}", device.display()),
+    };
+    assert!(
+        skip,
+        "{why}: this test needs KVM (load kvm_intel or kvm_amd and make {} readable and writable); \
+         set {SKIP_KVM_TESTS}=1 to skip the KVM tests explicitly",
+        device.display()
+    );
+    eprintln!("skipped: {why} ({SKIP_KVM_TESTS} set)");
+    false
 }
 
 /// What one `vmm` command line did.
@@ -44,15 +65,51 @@ pub fn vmm_with_input(args: &[&str], input: &'static str) -> Outcome {
 }
 
 /// Runs the `pvm` command line in-process with empty stdin, capturing the
-/// guest's stdout (and the command's own reports) and stderr.
+/// guest's stdout (and the command's own reports) and stderr. `run` gets
+/// `--no-seccomp`: the filter is per thread and would stay on the test's
+/// thread after the run; `tests/tests/pvm_sandbox.rs` runs the real binary with it.
 pub fn pvm(args: &[&str]) -> Outcome {
     let mut io = pvm::machine::BufferIo::default();
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let status = pvm::cli::main_with(args, &mut io, &mut out, &mut err);
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") {
+        args.push("--no-seccomp");
+    }
+    let status = pvm::cli::main_with(&args, &mut io, &mut out, &mut err);
     let mut stdout = String::from_utf8_lossy(&io.output).into_owned();
     stdout.push_str(&String::from_utf8_lossy(&out));
     Outcome { status, stdout, stderr: String::from_utf8_lossy(&err).into_owned() }
+}
+
+/// The path of the workspace's real `name` binary (`vmm` or `pvm`), built
+/// by cargo in this test's profile first (once per test process): the
+/// tests of a whole-process property, such as a seccomp filter or a death
+/// by signal, run it as a child process.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary is in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if built.iter().any(|b| b == name) {
+        return path;
+    }
+    let profile = match profile_dir.file_name().and_then(|p| p.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--profile", profile, "-p", name, "--bin", name])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p {name} failed");
+    built.push(name.to_string());
+    path
 }
 
 /// A path for `name` in a fresh per-process directory under the temp dir.
@@ -121,4 +178,35 @@ pub fn random_program(rng: &mut Rng, len: u64) -> Image {
     let code: Vec<u8> = prologue.iter().chain(&body).flat_map(Instr::encode).collect();
     let data = Section { addr: (CODE_BASE + (len + 2) * 8).next_multiple_of(16), bytes: vec![7; 64] };
     Image::new(CODE_BASE, Section { addr: CODE_BASE, bytes: code }, vec![data])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MISSING: &str = "/nonexistent/dev/kvm";
+
+    #[test]
+    fn a_missing_kvm_device_fails_the_test_unless_skipping_is_asked_for() {
+        let failed = std::panic::catch_unwind(|| kvm_device_usable(Path::new(MISSING), false));
+        let message = failed.expect_err("a missing device must fail the test");
+        let message = message.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.starts_with("no /nonexistent/dev/kvm: this test needs KVM"), "{message}");
+        assert!(message.ends_with("set VIRTLAB_SKIP_KVM_TESTS=1 to skip the KVM tests explicitly"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_kvm_device_is_skipped_when_asked_to() {
+        assert!(!kvm_device_usable(Path::new(MISSING), true));
+    }
+
+    #[test]
+    fn a_device_that_cannot_be_opened_read_write_is_not_usable() {
+        // A directory exists but cannot be opened for writing.
+        let failed = std::panic::catch_unwind(|| kvm_device_usable(Path::new("/"), false));
+        let message = failed.expect_err("an unusable device must fail the test");
+        let message = message.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.starts_with("/ is not usable: "), "{message}");
+        assert!(!kvm_device_usable(Path::new("/"), true));
+    }
 }

@@ -138,6 +138,28 @@ fn files_boot_as_flat_binaries_and_elf64() {
 }
 
 #[test]
+fn real_mode_images_run_at_any_address_real_mode_reaches_and_are_refused_past_it() {
+    if !kvm_available() {
+        return;
+    }
+    // mov al, 5; out 0xf4, al: the status says the image's own code ran.
+    let image = temp_file("exit5.bin", &[0xb0, 0x05, 0xe6, 0xf4]);
+    let image = image.to_str().unwrap();
+    // Below 64 KiB CS is 0; past it, CS is the entry's segment (FFFF above 1 MiB).
+    for load in ["0x7c00", "0x12340", "0xffff0", "0x100000", "0x10ffe0"] {
+        let o = vmm(&["run", image, "--mode", "real", "--load-addr", load, "--timeout", TIMEOUT]);
+        assert_eq!(o.status, 5, "loaded at {load}: {}", o.stderr);
+    }
+    let o = vmm(&["run", image, "--mode", "real", "--load-addr", "0x200000", "--timeout", TIMEOUT]);
+    assert_eq!(o.status, 72, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("entry point 0x200000 is beyond what 16-bit real mode reaches (0x10ffef)"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
 fn trace_shows_every_kind_of_trap_with_its_instruction_and_device() {
     if !kvm_available() {
         return;
@@ -190,10 +212,12 @@ fn stats_count_exits_by_kind_and_device() {
 fn list_names_every_guest() {
     let o = vmm(&["list"]);
     assert_eq!(o.status, 0);
-    for g in guests::GUESTS {
-        assert!(o.stdout.lines().any(|l| l.starts_with(g.name)), "{}", o.stdout);
-    }
-    assert!(o.stdout.contains("(default)"));
+    // One line per guest, its name in the first column (so `hello16` does not stand for `hello`).
+    let names: Vec<&str> = o.stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, guests::GUESTS.iter().map(|g| g.name).collect::<Vec<_>>(), "{}", o.stdout);
+    let default: Vec<&str> = o.stdout.lines().filter(|l| l.ends_with(" (default)")).collect();
+    assert_eq!(default.len(), 1, "{}", o.stdout);
+    assert_eq!(default[0].split_whitespace().next(), Some(guests::DEFAULT_GUEST), "{}", o.stdout);
 }
 
 #[test]

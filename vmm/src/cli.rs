@@ -66,6 +66,9 @@ struct RunArgs {
     /// Stop the guest after this many seconds.
     #[arg(long, value_parser = parse_seconds)]
     timeout: Option<f64>,
+    /// Run the vCPU thread without its seccomp filter.
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -104,7 +107,7 @@ fn run(
     args: RunArgs,
     input: Option<Box<dyn std::io::Read + Send>>,
     out: Box<dyn Write + Send>,
-    err: &mut dyn Write,
+    err: &mut (dyn Write + Send),
 ) -> Result<u8, VmError> {
     let name = args.guest.unwrap_or_else(|| guests::DEFAULT_GUEST.to_string());
     let file_bytes;
@@ -138,7 +141,8 @@ fn run(
     config.cmdline = args.cmdline;
     let mut vm = Vm::with_serial_input(&config, &image, out, input)?;
     let timeout = args.timeout.map(Duration::from_secs_f64);
-    let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout })?;
+    let seccomp = !args.no_seccomp;
+    let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout, seccomp })?;
     if let Some(stats) = &result.stats {
         let _ = stats.render(err, result.wall);
     }
@@ -152,7 +156,7 @@ pub fn main_with(
     args: &[&str],
     input: Option<Box<dyn std::io::Read + Send>>,
     mut out: Box<dyn Write + Send>,
-    err: &mut dyn Write,
+    err: &mut (dyn Write + Send),
 ) -> i32 {
     let cli = match Cli::try_parse_from(std::iter::once("vmm").chain(args.iter().copied())) {
         Ok(cli) => cli,

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod devices;
 pub mod loader;
 pub mod memory;
+pub mod seccomp;
 pub mod stats;
 pub mod trace;
 pub mod vcpu;

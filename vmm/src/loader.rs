@@ -2,7 +2,7 @@
 //! (entered in long mode), and ELF files with a PVH note (entered in 32-bit
 //! protected mode with EBX pointing at `hvm_start_info`).
 
-use crate::arch::x86_64::regs::EntryMode;
+use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::memory::{self, GuestMemoryMmap};
 
 /// ELF note `XEN_ELFNOTE_PHYS32_ENTRY`: the PVH 32-bit entry point.
@@ -33,6 +33,8 @@ pub enum LoaderError {
     SegmentOutsideRam { addr: u64, len: u64, ram: u64 },
     #[error("entry point {entry:#x} is outside the loaded image")]
     EntryOutside { entry: u64 },
+    #[error("entry point {entry:#x} is beyond what 16-bit real mode reaches ({max:#x}): lower --load-addr or --entry, or use --mode protected or long")]
+    EntryUnreachable { entry: u64, max: u64 },
 }
 
 /// Where and how a loaded image starts.
@@ -68,6 +70,9 @@ pub fn load_flat(
     }
     if entry < load || entry >= load + size {
         return Err(LoaderError::EntryOutside { entry });
+    }
+    if mode == EntryMode::Real && regs::real_mode_cs_ip(entry).is_none() {
+        return Err(LoaderError::EntryUnreachable { entry, max: regs::REAL_MODE_MAX });
     }
     memory::write(mem, load, image).map_err(|_| LoaderError::TooLarge { size, load, ram })?;
     Ok(ImageEntry { mode, rip: entry, pvh: false })
@@ -273,6 +278,12 @@ mod tests {
         ));
         assert!(load_flat(&m, &[0x90], u64::MAX, u64::MAX, EntryMode::Real).is_err());
         assert!(load_flat(&m, &[0xf4], 0x7c00, 0x7c00, EntryMode::Real).is_ok());
+        assert!(load_flat(&m, &[0xf4], 0x10_ffef, 0x10_ffef, EntryMode::Real).is_ok());
+        assert!(matches!(
+            load_flat(&m, &[0xf4], 0x10_fff0, 0x10_fff0, EntryMode::Real),
+            Err(LoaderError::EntryUnreachable { entry: 0x10_fff0, max: 0x10_ffef })
+        ));
+        assert!(load_flat(&m, &[0xf4], 0x20_0000, 0x20_0000, EntryMode::Protected).is_ok());
     }
 
     #[test]
@@ -295,19 +306,159 @@ mod tests {
         assert!(matches!(load_elf(&m, &far), Err(LoaderError::SegmentOutsideRam { .. })));
     }
 
-    #[test]
-    fn random_bytes_after_the_magic_never_panic() {
-        let m = mem();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..400usize {
-            let mut image = b"\x7fELF".to_vec();
-            for _ in 0..len {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                image.push(seed as u8);
-            }
-            let _ = load_elf(&m, &image);
+    /// A xorshift generator: reproducible mutations without a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
         }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Where the fields a mutation aims at sit in a valid image.
+    struct Layout {
+        is64: bool,
+        phoff: usize,
+        phentsize: usize,
+        phnum: usize,
+        /// File offset of the PT_NOTE segment's contents, if any.
+        note: Option<usize>,
+    }
+
+    fn le(bytes: &[u8], at: usize, n: usize) -> u64 {
+        bytes[at..at + n].iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
+    }
+
+    fn layout(image: &[u8]) -> Layout {
+        let is64 = image[4] == 2;
+        let (phoff, phentsize, phnum) = if is64 {
+            (le(image, 0x20, 8), le(image, 0x36, 2), le(image, 0x38, 2))
+        } else {
+            (le(image, 0x1c, 4), le(image, 0x2a, 2), le(image, 0x2c, 2))
+        };
+        let (phoff, phentsize, phnum) = (phoff as usize, phentsize as usize, phnum as usize);
+        let note = (0..phnum).map(|i| phoff + i * phentsize).find(|&h| le(image, h, 4) == u64::from(PT_NOTE));
+        let note = note.map(|h| le(image, h + if is64 { 8 } else { 4 }, if is64 { 8 } else { 4 }) as usize);
+        Layout { is64, phoff, phentsize, phnum, note }
+    }
+
+    fn put(image: &mut [u8], at: usize, width: usize, value: u64) {
+        if let Some(field) = image.get_mut(at..at + width) {
+            field.copy_from_slice(&value.to_le_bytes()[..width]);
+        }
+    }
+
+    /// Values that sit on the edges the parsers check.
+    fn interesting(rng: &mut Rng, original: u64, file_len: usize) -> u64 {
+        let edges = [0, 1, 3, 4, 8, 12, 0x20, 0x38, 0x80, 0xfff, 0x1000, 0xffff, 0x3f_ffff, 0x40_0000, 0x7fff_ffff];
+        let more = [0xffff_ffff, u64::MAX, u64::MAX - 7, file_len as u64, file_len as u64 - 1];
+        match rng.below(3) {
+            0 => edges[rng.below(edges.len())],
+            1 => more[rng.below(more.len())],
+            _ => original.wrapping_add(rng.below(9) as u64).wrapping_sub(4),
+        }
+    }
+
+    /// One mutation of a header field, a program header field, a note field,
+    /// a byte in one of those, or the file's length.
+    fn mutate(rng: &mut Rng, image: &mut Vec<u8>, l: &Layout) {
+        let len = image.len();
+        // (offset, width) of the field to set
+        let field = match rng.below(7) {
+            0 => Some(if l.is64 { (0x20, 8) } else { (0x1c, 4) }), // e_phoff
+            1 => Some(if l.is64 { (0x36, 2) } else { (0x2a, 2) }), // e_phentsize
+            2 => Some(if l.is64 { (0x38, 2) } else { (0x2c, 2) }), // e_phnum
+            3 => {
+                // p_type, p_offset, p_paddr, p_filesz, p_memsz of one program header
+                let h = l.phoff + rng.below(l.phnum) * l.phentsize;
+                let fields: [(usize, usize); 5] = if l.is64 {
+                    [(0, 4), (8, 8), (24, 8), (32, 8), (40, 8)]
+                } else {
+                    [(0, 4), (4, 4), (12, 4), (16, 4), (20, 4)]
+                };
+                let (at, width) = fields[rng.below(fields.len())];
+                Some((h + at, width))
+            }
+            // namesz, descsz, type of the PVH note
+            4 => l.note.map(|n| (n + 4 * rng.below(3), 4)),
+            5 => None,
+            _ => {
+                image.truncate(rng.below(len));
+                return;
+            }
+        };
+        match field {
+            Some((at, width)) if at + width <= len => {
+                let value = interesting(rng, le(image, at, width), len);
+                put(image, at, width, value);
+            }
+            _ => {
+                // a byte of the ELF header, the program headers or the note
+                let regions = [(0, 0x40), (l.phoff, l.phnum * l.phentsize), (l.note.unwrap_or(0), 24)];
+                let (start, n) = regions[rng.below(regions.len())];
+                let at = (start + rng.below(n)).min(len - 1);
+                image[at] ^= 1 << rng.below(8);
+            }
+        }
+    }
+
+    fn outcome(result: &Result<ImageEntry, LoaderError>) -> String {
+        match result {
+            Ok(e) if e.pvh => "loaded: PVH entry".into(),
+            Ok(e) => format!("loaded: {:?} entry", e.mode),
+            Err(LoaderError::MalformedElf(why)) => format!("malformed: {why}"),
+            Err(LoaderError::SegmentOutsideRam { .. }) => "segment outside RAM".into(),
+            Err(LoaderError::WrongMachine(_)) => "wrong machine".into(),
+            Err(LoaderError::Empty) => "empty".into(),
+            Err(e) => format!("other: {e}"),
+        }
+    }
+
+    #[test]
+    fn mutated_elf_and_pvh_images_reach_every_parser_and_never_panic() {
+        let m = mem();
+        let originals =
+            [guests::find("hello").unwrap().image, guests::find("exits").unwrap().image, guests::HELLO64_ELF];
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for case in 0..6000 {
+            let original = originals[case % originals.len()];
+            let l = layout(original);
+            let mut image = original.to_vec();
+            for _ in 0..1 + rng.below(3) {
+                if !image.is_empty() {
+                    mutate(&mut rng, &mut image, &l);
+                }
+            }
+            *seen.entry(outcome(&load_elf(&m, &image))).or_default() += 1;
+        }
+        // Each of these is only reached past the class, endianness and machine
+        // checks: in the program-header parser, the segment loader or the note parser.
+        let must_reach = [
+            "loaded: PVH entry",
+            "loaded: Long entry",
+            "loaded: Protected entry",
+            "malformed: truncated file",
+            "malformed: no program headers",
+            "malformed: program header entries too small",
+            "malformed: segment extends past the end of the file",
+            "malformed: segment file size exceeds its memory size",
+            "malformed: no loadable segment",
+            "malformed: PVH entry note has a bad size",
+            "segment outside RAM",
+            "malformed: unknown ELF class",
+            "malformed: not little-endian",
+            "wrong machine",
+        ];
+        for want in must_reach {
+            assert!(seen.get(want).copied().unwrap_or(0) > 0, "no case reached {want:?}: {seen:#?}");
+        }
+        assert!(!seen.keys().any(|k| k.starts_with("other")), "unexpected outcomes: {seen:#?}");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use kvm_bindings::{
     KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use seccompiler::BpfProgram;
 
 use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
@@ -20,6 +22,7 @@ use crate::bus::BusError;
 use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
 use crate::loader::{self, ImageEntry, LoaderError};
 use crate::memory::{self, GuestMemoryMmap, MemoryError};
+use crate::seccomp::{self, KvmFds, SeccompError};
 use crate::stats::ExitStats;
 use crate::trace::{self, CpuView, Instruction, TraceLine};
 use crate::vcpu::{handle_exit, Buses, ExitKind, VcpuAction, VcpuError};
@@ -137,6 +140,14 @@ pub enum VmError {
     Loader(#[source] LoaderError),
     #[error("cannot place a device on the bus")]
     Bus(#[source] BusError),
+    #[error("cannot sandbox the vCPU thread")]
+    Seccomp(#[source] SeccompError),
+    #[error("cannot start the {name} thread")]
+    Thread {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{error}\n{diagnosis}")]
     Guest { error: VcpuError, diagnosis: Box<Diagnosis> },
     #[error("the guest did not finish within {timeout:?}; the vCPU was kicked out of KVM_RUN\n{diagnosis}")]
@@ -150,7 +161,11 @@ impl VmError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             VmError::NoKvm { .. } => ExitCode::NoKvm,
-            VmError::Kvm { .. } | VmError::Memory(_) | VmError::Bus(_) => ExitCode::Internal,
+            VmError::Kvm { .. }
+            | VmError::Memory(_)
+            | VmError::Bus(_)
+            | VmError::Seccomp(_)
+            | VmError::Thread { .. } => ExitCode::Internal,
             VmError::Loader(_) => ExitCode::BadImage,
             VmError::Guest { error, .. } => match error {
                 VcpuError::Shutdown => ExitCode::TripleFault,
@@ -199,11 +214,14 @@ pub struct RunReport {
 #[derive(Default)]
 pub struct RunOptions<'a> {
     /// Where to write one line per exit.
-    pub trace: Option<&'a mut dyn Write>,
+    pub trace: Option<&'a mut (dyn Write + Send)>,
     /// Collect exit statistics.
     pub stats: bool,
     /// Kick the vCPU out and fail after this long.
     pub timeout: Option<Duration>,
+    /// Run the vCPU on a thread of its own, under the seccomp filter of
+    /// [`crate::seccomp`] from before the guest's first instruction.
+    pub seccomp: bool,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -212,6 +230,7 @@ impl fmt::Debug for RunOptions<'_> {
             .field("trace", &self.trace.is_some())
             .field("stats", &self.stats)
             .field("timeout", &self.timeout)
+            .field("seccomp", &self.seccomp)
             .finish()
     }
 }
@@ -219,7 +238,7 @@ impl fmt::Debug for RunOptions<'_> {
 /// A VM with one vCPU, ready to run.
 pub struct Vm {
     _kvm: Kvm,
-    _vm: Arc<VmFd>,
+    vm: Arc<VmFd>,
     vcpu: VcpuFd,
     mem: GuestMemoryMmap,
     buses: Buses,
@@ -289,13 +308,14 @@ impl Vm {
             vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
         }
         let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-        regs::set_entry_sregs(&mut sregs, entry_point.mode);
+        regs::set_entry_sregs(&mut sregs, &entry_point);
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
 
         let mut serial = Serial::new(serial_out);
         if let Some(input) = serial_in {
-            serial = serial.with_input(spawn_input(input));
+            let input = spawn_input(input).map_err(|source| VmError::Thread { name: "serial input", source })?;
+            serial = serial.with_input(input);
         }
         if config.timers {
             serial = serial.with_irq(Box::new(KvmIrq { vm: vm.clone(), gsi: COM1_IRQ }));
@@ -313,7 +333,7 @@ impl Vm {
             .insert(MMIO_SCRATCH_BASE, SCRATCH_MMIO_LEN, "scratch", Box::new(Scratch::default()))
             .map_err(VmError::Bus)?;
 
-        Ok(Vm { _kvm: kvm, _vm: vm, vcpu, mem, buses })
+        Ok(Vm { _kvm: kvm, vm, vcpu, mem, buses })
     }
 
     /// The VM's guest memory.
@@ -360,9 +380,44 @@ impl Vm {
         Some(unsafe { run.__bindgen_anon_1.io.size })
     }
 
-    /// Runs the guest until it writes the debug-exit port or fails.
-    pub fn run(&mut self, mut opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let watchdog = opts.timeout.map(Watchdog::start);
+    /// Runs the guest until it writes the debug-exit port or fails. With
+    /// `opts.seccomp`, the vCPU runs on a thread of its own that installs
+    /// the vCPU filter before the guest's first instruction; the calling
+    /// thread only waits for it, and stays free of the filter.
+    ///
+    /// # Errors
+    ///
+    /// A [`VmError`] for every way a run can fail: the guest's fatal exits
+    /// (with a diagnosis), the timeout, HLT with nothing to wake the vCPU,
+    /// a failed KVM call, a filter that cannot be installed.
+    pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
+        if !opts.seccomp {
+            return self.run_vcpu(opts, None);
+        }
+        // Compiled here, so that the vCPU thread only has to install it.
+        let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
+        let filter = seccomp::vcpu_filter(fds).map_err(VmError::Seccomp)?;
+        std::thread::scope(|scope| {
+            let vcpu = std::thread::Builder::new()
+                .name("vcpu0".into())
+                .spawn_scoped(scope, || self.run_vcpu(opts, Some(&filter)))
+                .map_err(|source| VmError::Thread { name: "vCPU", source })?;
+            vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// The run loop, on the vCPU thread: the watchdog (a thread started
+    /// before the filter, so outside it), the filter, then KVM_RUN until the end.
+    fn run_vcpu(&mut self, mut opts: RunOptions<'_>, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
+        let watchdog = match opts.timeout {
+            Some(timeout) => {
+                Some(Watchdog::start(timeout).map_err(|source| VmError::Thread { name: "watchdog", source })?)
+            }
+            None => None,
+        };
+        if let Some(filter) = filter {
+            seccomp::apply(filter).map_err(VmError::Seccomp)?;
+        }
         let start = Instant::now();
         let mut stats = opts.stats.then(ExitStats::default);
         let mut exits = 0u64;

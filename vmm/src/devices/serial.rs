@@ -61,9 +61,13 @@ pub struct Serial<W: Write + Send> {
 /// Reads `source` on its own thread and hands the bytes over a channel,
 /// so a UART can take them without blocking the vCPU. The thread ends at
 /// end of input or when the receiver is gone.
-pub fn spawn_input(mut source: Box<dyn Read + Send>) -> Receiver<u8> {
+///
+/// # Errors
+///
+/// The OS error if the reader thread cannot be started.
+pub fn spawn_input(mut source: Box<dyn Read + Send>) -> std::io::Result<Receiver<u8>> {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    std::thread::Builder::new().name("serial-input".into()).spawn(move || {
         let mut buf = [0u8; 256];
         loop {
             match source.read(&mut buf) {
@@ -75,8 +79,8 @@ pub fn spawn_input(mut source: Box<dyn Read + Send>) -> Receiver<u8> {
                 }
             }
         }
-    });
-    rx
+    })?;
+    Ok(rx)
 }
 
 impl<W: Write + Send> std::fmt::Debug for Serial<W> {
@@ -304,7 +308,7 @@ mod tests {
 
     #[test]
     fn input_from_a_reader_reaches_the_receive_fifo() {
-        let mut s = Serial::new(Vec::new()).with_input(spawn_input(Box::new(&b"ok"[..])));
+        let mut s = Serial::new(Vec::new()).with_input(spawn_input(Box::new(&b"ok"[..])).unwrap());
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while got.len() < 2 && std::time::Instant::now() < deadline {

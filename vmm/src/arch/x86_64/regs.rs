@@ -9,7 +9,8 @@ use super::layout::{GDT_START, PML4_START};
 /// The CPU mode the guest starts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryMode {
-    /// 16-bit real mode, CS = DS = SS = 0.
+    /// 16-bit real mode, DS = SS = 0, and CS = 0 for an entry below 64 KiB
+    /// (else the segment that reaches it: see [`real_mode_cs_ip`]).
     Real,
     /// 32-bit protected mode, flat segments, paging off.
     Protected,
@@ -35,14 +36,36 @@ pub const EFER_LMA: u64 = 1 << 10;
 /// RFLAGS bit 1 is reserved and always set.
 const RFLAGS_RESERVED: u64 = 1 << 1;
 
-/// Adjusts the vCPU's reset-state `sregs` for `mode`.
-pub fn set_entry_sregs(sregs: &mut kvm_sregs, mode: EntryMode) {
+/// The highest linear address 16-bit real mode reaches: FFFF:FFFF.
+pub const REAL_MODE_MAX: u64 = 0x10_ffef;
+
+/// The CS selector and IP that reach linear address `entry` in real mode:
+/// CS = 0 up to 64 KiB (a boot sector's 0000:7c00), else the segment of
+/// the entry's paragraph (FFFF above 1 MiB). `None` past [`REAL_MODE_MAX`].
+pub fn real_mode_cs_ip(entry: u64) -> Option<(u16, u64)> {
+    if entry <= 0xffff {
+        return Some((0, entry));
+    }
+    if entry > REAL_MODE_MAX {
+        return None;
+    }
+    let selector = (entry >> 4).min(0xffff);
+    Some((selector as u16, entry - (selector << 4)))
+}
+
+/// Adjusts the vCPU's reset-state `sregs` for `entry`'s mode.
+pub fn set_entry_sregs(sregs: &mut kvm_sregs, entry: &EntryPoint) {
+    let mode = entry.mode;
     match mode {
         EntryMode::Real => {
             for seg in [&mut sregs.cs, &mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
                 seg.selector = 0;
                 seg.base = 0;
             }
+            // The loader refuses entries real mode cannot reach.
+            let (cs, _) = real_mode_cs_ip(entry.rip).unwrap_or((0, 0));
+            sregs.cs.selector = cs;
+            sregs.cs.base = u64::from(cs) << 4;
             sregs.cr0 &= !(CR0_PE | CR0_PG);
         }
         EntryMode::Protected | EntryMode::Long => {
@@ -70,26 +93,27 @@ pub fn set_entry_sregs(sregs: &mut kvm_sregs, mode: EntryMode) {
     }
 }
 
-/// General-purpose registers at entry.
+/// General-purpose registers at entry (in real mode, RIP is the offset in CS).
 pub fn entry_regs(entry: &EntryPoint) -> kvm_regs {
-    kvm_regs {
-        rip: entry.rip,
-        rsp: entry.rsp,
-        rbp: entry.rsp,
-        rbx: entry.rbx,
-        rflags: RFLAGS_RESERVED,
-        ..Default::default()
-    }
+    let rip = match entry.mode {
+        EntryMode::Real => real_mode_cs_ip(entry.rip).map_or(entry.rip, |(_, ip)| ip),
+        EntryMode::Protected | EntryMode::Long => entry.rip,
+    };
+    kvm_regs { rip, rsp: entry.rsp, rbp: entry.rsp, rbx: entry.rbx, rflags: RFLAGS_RESERVED, ..Default::default() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn at(mode: EntryMode, rip: u64) -> EntryPoint {
+        EntryPoint { mode, rip, rsp: 0x8_0000, rbx: 0 }
+    }
+
     #[test]
     fn long_mode_turns_on_paging_and_lma() {
         let mut s = kvm_sregs::default();
-        set_entry_sregs(&mut s, EntryMode::Long);
+        set_entry_sregs(&mut s, &at(EntryMode::Long, 0x10_0000));
         assert_eq!(s.cr0 & (CR0_PE | CR0_PG), CR0_PE | CR0_PG);
         assert_eq!(s.cr3, PML4_START);
         assert_ne!(s.cr4 & CR4_PAE, 0);
@@ -101,7 +125,7 @@ mod tests {
     #[test]
     fn protected_mode_has_no_paging() {
         let mut s = kvm_sregs { cr0: CR0_PG, efer: EFER_LME, ..Default::default() };
-        set_entry_sregs(&mut s, EntryMode::Protected);
+        set_entry_sregs(&mut s, &at(EntryMode::Protected, 0x10_0000));
         assert_eq!(s.cr0 & (CR0_PE | CR0_PG), CR0_PE);
         assert_eq!(s.efer, 0);
         assert_eq!((s.cs.selector, s.cs.db, s.cs.l), (0x10, 1, 0));
@@ -114,8 +138,24 @@ mod tests {
         s.cs.base = 0xffff_0000;
         s.cs.selector = 0xf000;
         s.cr0 = CR0_PE;
-        set_entry_sregs(&mut s, EntryMode::Real);
+        set_entry_sregs(&mut s, &at(EntryMode::Real, 0x7c00));
         assert_eq!((s.cs.base, s.cs.selector, s.cr0 & CR0_PE), (0, 0, 0));
+        assert_eq!(entry_regs(&at(EntryMode::Real, 0x7c00)).rip, 0x7c00);
+    }
+
+    #[test]
+    fn real_mode_entries_past_64k_get_the_segment_that_reaches_them() {
+        assert_eq!(real_mode_cs_ip(0xffff), Some((0, 0xffff)));
+        assert_eq!(real_mode_cs_ip(0x1_2345), Some((0x1234, 5)));
+        assert_eq!(real_mode_cs_ip(0xf_fff0), Some((0xffff, 0)));
+        assert_eq!(real_mode_cs_ip(0x10_0000), Some((0xffff, 0x10)));
+        assert_eq!(real_mode_cs_ip(REAL_MODE_MAX), Some((0xffff, 0xffff)));
+        assert_eq!(real_mode_cs_ip(REAL_MODE_MAX + 1), None);
+        let mut s = kvm_sregs::default();
+        let entry = at(EntryMode::Real, 0x2_0007);
+        set_entry_sregs(&mut s, &entry);
+        assert_eq!((s.cs.selector, s.cs.base, s.ds.base, s.ss.base), (0x2000, 0x2_0000, 0, 0));
+        assert_eq!(entry_regs(&entry).rip, 7);
     }
 
     #[test]

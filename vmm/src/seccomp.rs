@@ -1,0 +1,460 @@
+//! The vCPU thread's sandbox: a seccomp-bpf filter, built with rust-vmm's
+//! `seccompiler` as Firecracker builds its own, that the vCPU thread
+//! installs once the VM is set up and before the guest runs. From then on
+//! the thread that runs the guest and the device models may make only the
+//! system calls the run loop needs (see [`ALLOWED`]); `ioctl` only with the
+//! KVM requests of the run loop and the diagnosis, and only on the vCPU and
+//! VM file descriptors. Any other call is trapped: a SIGSYS handler writes
+//! one line naming the call on stderr, and the process dies of SIGSYS.
+//!
+//! The filter is per thread (no TSYNC): the threads started before it (the
+//! watchdog, which only waits and sends the kick signal, and the serial
+//! input reader, which only reads stdin) are not under it, and a caller
+//! driving the VMM in-process keeps its own threads free.
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+
+use kvm_bindings::{kvm_irq_level, kvm_regs, kvm_sregs};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+
+/// Errors of building or installing the filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("cannot build the vCPU thread's seccomp filter")]
+    Build(#[source] seccompiler::BackendError),
+    #[error("cannot compile the vCPU thread's seccomp filter to BPF")]
+    Compile(#[source] seccompiler::BackendError),
+    #[error("cannot install the SIGSYS handler that reports forbidden system calls")]
+    Handler(#[source] std::io::Error),
+    #[error(
+        "cannot install the vCPU thread's seccomp filter (the kernel needs seccomp-bpf); --no-seccomp runs without it"
+    )]
+    Install(#[source] seccompiler::Error),
+}
+
+const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
+    const KVMIO: u64 = 0xae;
+    (dir << 30) | ((size as u64) << 16) | (KVMIO << 8) | nr
+}
+const IOC_WRITE: u64 = 1;
+const IOC_READ: u64 = 2;
+/// `KVM_RUN`, `_IO(KVMIO, 0x80)`.
+pub const KVM_RUN: u64 = ioc(0, 0x80, 0);
+/// `KVM_GET_REGS`, `_IOR(KVMIO, 0x81, struct kvm_regs)`: the trace, the diagnosis, the HLT check.
+pub const KVM_GET_REGS: u64 = ioc(IOC_READ, 0x81, std::mem::size_of::<kvm_regs>());
+/// `KVM_GET_SREGS`, `_IOR(KVMIO, 0x83, struct kvm_sregs)`: the trace and the diagnosis.
+pub const KVM_GET_SREGS: u64 = ioc(IOC_READ, 0x83, std::mem::size_of::<kvm_sregs>());
+/// `KVM_IRQ_LINE`, `_IOW(KVMIO, 0x61, struct kvm_irq_level)`: the UART's interrupt with `--timers`.
+pub const KVM_IRQ_LINE: u64 = ioc(IOC_WRITE, 0x61, std::mem::size_of::<kvm_irq_level>());
+
+/// The system calls the vCPU thread may make once the guest runs, and why.
+/// `ioctl`, `mmap`, `mprotect` and `tgkill` are allowed only with the arguments
+/// [`vcpu_filter`] names.
+pub const ALLOWED: &[(i64, &str, &str)] = &[
+    (libc::SYS_ioctl, "ioctl", "KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS on the vCPU; KVM_IRQ_LINE on the VM"),
+    (libc::SYS_write, "write", "guest serial output on stdout, the trace on stderr"),
+    (libc::SYS_futex, "futex", "locks: stdout, the serial input channel, the watchdog's join"),
+    (libc::SYS_mmap, "mmap", "allocation (never executable)"),
+    (libc::SYS_mprotect, "mprotect", "allocation: malloc grows a thread's arena (never executable)"),
+    (libc::SYS_munmap, "munmap", "allocation"),
+    (libc::SYS_mremap, "mremap", "allocation"),
+    (libc::SYS_brk, "brk", "allocation"),
+    (libc::SYS_madvise, "madvise", "allocation, the thread's stack at its exit"),
+    (libc::SYS_rt_sigreturn, "rt_sigreturn", "return from the watchdog's kick handler"),
+    (libc::SYS_rt_sigprocmask, "rt_sigprocmask", "thread exit and abort block signals"),
+    (libc::SYS_sigaltstack, "sigaltstack", "the thread's signal stack is removed at its exit"),
+    (libc::SYS_clock_gettime, "clock_gettime", "--stats and the run's wall time (when the vDSO falls back)"),
+    (libc::SYS_sched_yield, "sched_yield", "lock contention"),
+    (libc::SYS_getpid, "getpid", "the SIGSYS handler re-raises SIGSYS"),
+    (libc::SYS_gettid, "gettid", "the SIGSYS handler re-raises SIGSYS"),
+    (libc::SYS_tgkill, "tgkill", "SIGSYS (the handler's re-raise) and SIGABRT (abort) to itself only"),
+    (libc::SYS_exit, "exit", "the vCPU thread ends"),
+    (libc::SYS_exit_group, "exit_group", "the process ends"),
+];
+
+/// The file descriptors the vCPU thread's ioctls may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvmFds {
+    pub vcpu: RawFd,
+    pub vm: RawFd,
+}
+
+fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(SeccompError::Build)
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
+    SeccompRule::new(conditions).map_err(SeccompError::Build)
+}
+
+/// The ioctl rules: each allowed request, on its file descriptor only.
+fn ioctl_rules(fds: KvmFds) -> Result<Vec<SeccompRule>, SeccompError> {
+    let on = |fd: RawFd, request: u64| -> Result<SeccompRule, SeccompError> {
+        rule(vec![arg(0, SeccompCmpOp::Eq, fd as u64)?, arg(1, SeccompCmpOp::Eq, request)?])
+    };
+    Ok(vec![
+        on(fds.vcpu, KVM_RUN)?,
+        on(fds.vcpu, KVM_GET_REGS)?,
+        on(fds.vcpu, KVM_GET_SREGS)?,
+        on(fds.vm, KVM_IRQ_LINE)?,
+    ])
+}
+
+/// Builds the vCPU thread's filter for the VM whose descriptors are `fds`.
+///
+/// # Errors
+///
+/// [`SeccompError::Build`] or [`SeccompError::Compile`] if seccompiler
+/// rejects the rules (a bug here, not a property of the machine).
+pub fn vcpu_filter(fds: KvmFds) -> Result<BpfProgram, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &(nr, _, _) in ALLOWED {
+        let conditions = match nr {
+            libc::SYS_ioctl => ioctl_rules(fds)?,
+            // No executable mapping: PROT_EXEC clear.
+            libc::SYS_mmap | libc::SYS_mprotect => {
+                vec![rule(vec![arg(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0)?])?]
+            }
+            libc::SYS_tgkill => vec![
+                rule(vec![arg(2, SeccompCmpOp::Eq, libc::SIGSYS as u64)?])?,
+                rule(vec![arg(2, SeccompCmpOp::Eq, libc::SIGABRT as u64)?])?,
+            ],
+            _ => Vec::new(),
+        };
+        rules.insert(nr, conditions);
+    }
+    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64)
+        .map_err(SeccompError::Build)?;
+    BpfProgram::try_from(filter).map_err(SeccompError::Compile)
+}
+
+/// Installs `filter` on the calling thread, after the SIGSYS handler that
+/// reports a forbidden call.
+///
+/// # Errors
+///
+/// [`SeccompError::Handler`] if the handler cannot be installed,
+/// [`SeccompError::Install`] if the kernel refuses the filter.
+pub fn apply(filter: &BpfProgram) -> Result<(), SeccompError> {
+    install_sigsys_handler().map_err(SeccompError::Handler)?;
+    seccompiler::apply_filter(filter).map_err(SeccompError::Install)
+}
+
+/// Names of the system calls the report knows: the allowed ones and the
+/// forbidden ones most likely to be tried.
+const NAMES: &[(i64, &str)] = &[
+    (libc::SYS_read, "read"),
+    (libc::SYS_open, "open"),
+    (libc::SYS_openat, "openat"),
+    (libc::SYS_close, "close"),
+    (libc::SYS_stat, "stat"),
+    (libc::SYS_fstat, "fstat"),
+    (libc::SYS_newfstatat, "newfstatat"),
+    (libc::SYS_statx, "statx"),
+    (libc::SYS_lseek, "lseek"),
+    (libc::SYS_rt_sigaction, "rt_sigaction"),
+    (libc::SYS_pread64, "pread64"),
+    (libc::SYS_writev, "writev"),
+    (libc::SYS_pipe2, "pipe2"),
+    (libc::SYS_dup, "dup"),
+    (libc::SYS_dup3, "dup3"),
+    (libc::SYS_nanosleep, "nanosleep"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+    (libc::SYS_socket, "socket"),
+    (libc::SYS_connect, "connect"),
+    (libc::SYS_accept, "accept"),
+    (libc::SYS_bind, "bind"),
+    (libc::SYS_listen, "listen"),
+    (libc::SYS_sendto, "sendto"),
+    (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_clone, "clone"),
+    (libc::SYS_clone3, "clone3"),
+    (libc::SYS_fork, "fork"),
+    (libc::SYS_vfork, "vfork"),
+    (libc::SYS_execve, "execve"),
+    (libc::SYS_execveat, "execveat"),
+    (libc::SYS_wait4, "wait4"),
+    (libc::SYS_kill, "kill"),
+    (libc::SYS_prctl, "prctl"),
+    (libc::SYS_seccomp, "seccomp"),
+    (libc::SYS_ptrace, "ptrace"),
+    (libc::SYS_getrandom, "getrandom"),
+    (libc::SYS_sched_getaffinity, "sched_getaffinity"),
+    (libc::SYS_rseq, "rseq"),
+    (libc::SYS_set_robust_list, "set_robust_list"),
+    (libc::SYS_unlink, "unlink"),
+    (libc::SYS_unlinkat, "unlinkat"),
+    (libc::SYS_mkdir, "mkdir"),
+    (libc::SYS_fcntl, "fcntl"),
+    (libc::SYS_poll, "poll"),
+    (libc::SYS_ppoll, "ppoll"),
+];
+
+/// The name of system call `nr`, if the report knows it.
+pub fn syscall_name(nr: i64) -> Option<&'static str> {
+    let allowed = ALLOWED.iter().map(|&(n, name, _)| (n, name));
+    allowed.chain(NAMES.iter().copied()).find(|&(n, _)| n == nr).map(|(_, name)| name)
+}
+
+/// A line in a fixed buffer: the SIGSYS handler may not allocate.
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    fn push(&mut self, bytes: &[u8]) -> &mut Self {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        self
+    }
+    fn number(&mut self, mut value: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..])
+    }
+}
+
+/// The line the SIGSYS handler writes for system call `nr`.
+fn sigsys_report(nr: i64) -> Line {
+    let mut line = Line { buf: [0; 256], len: 0 };
+    line.push(b"vmm: seccomp: the vCPU thread made system call ");
+    if nr < 0 {
+        line.push(b"-");
+    }
+    line.number(nr.unsigned_abs()).push(b" (").push(syscall_name(nr).unwrap_or("unknown").as_bytes());
+    line.push(b"), which its filter does not allow: killed with SIGSYS (vmm run --no-seccomp turns the filter off)\n");
+    line
+}
+
+/// Offset of `si_syscall` in a SIGSYS `siginfo_t` on x86-64, in `i32`s
+/// (after si_signo, si_errno, si_code, padding and `si_call_addr`), as
+/// Firecracker reads it.
+const SI_OFF_SYSCALL: usize = 6;
+
+extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t for a SA_SIGINFO handler;
+    // for a seccomp SIGSYS its `_sigsys` member holds the call number at
+    // SI_OFF_SYSCALL, inside the 128-byte structure.
+    let nr = unsafe { *info.cast::<i32>().add(SI_OFF_SYSCALL) };
+    let line = sigsys_report(i64::from(nr));
+    // SAFETY: write, getpid, gettid and tgkill are async-signal-safe and
+    // allowed by the filter; `line.buf` is valid for `line.len` bytes.
+    // SA_RESETHAND made SIGSYS's action the default again and SA_NODEFER
+    // left it unblocked, so the tgkill ends the process with SIGSYS.
+    unsafe {
+        libc::write(2, line.buf.as_ptr().cast(), line.len);
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), libc::SIGSYS);
+    }
+}
+
+fn install_sigsys_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction with an empty mask and a handler that only
+    // makes async-signal-safe calls; the kernel copies the structure.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+
+    /// Descriptor numbers for the test filter; nothing is open there.
+    const FDS: KvmFds = KvmFds { vcpu: 900, vm: 901 };
+
+    /// How a child process ended: its `waitpid` status and its stderr.
+    struct Child {
+        status: libc::c_int,
+        stderr: String,
+    }
+
+    impl Child {
+        fn killed_by_sigsys(&self) -> bool {
+            libc::WIFSIGNALED(self.status) && libc::WTERMSIG(self.status) == libc::SIGSYS
+        }
+        fn exited_with(&self, code: libc::c_int) -> bool {
+            libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == code
+        }
+    }
+
+    /// Forks; the child installs `filter`, runs `body` and exits with 0.
+    /// Between fork and exit the child makes only async-signal-safe calls
+    /// (the filter is compiled before the fork).
+    fn in_child(filter: &BpfProgram, body: fn()) -> Child {
+        let mut pipe = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: the child only calls dup2, setrlimit, sigaction, prctl,
+        // seccomp, the system calls of `body`, and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: async-signal-safe calls on descriptors this process owns.
+            unsafe {
+                libc::dup2(pipe[1], 2);
+                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            }
+            let code = if apply(filter).is_ok() {
+                body();
+                0
+            } else {
+                100
+            };
+            // SAFETY: _exit ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        // SAFETY: the write end belongs to this process and is closed once.
+        unsafe { libc::close(pipe[1]) };
+        let mut stderr = Vec::new();
+        // SAFETY: the read end belongs to this process; the File owns and closes it.
+        let _ = unsafe { std::fs::File::from_raw_fd(pipe[0]) }.read_to_end(&mut stderr);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        Child { status, stderr: String::from_utf8_lossy(&stderr).into_owned() }
+    }
+
+    fn report(nr: i64, name: &str) -> String {
+        format!(
+            "vmm: seccomp: the vCPU thread made system call {nr} ({name}), which its filter does not allow: \
+             killed with SIGSYS (vmm run --no-seccomp turns the filter off)\n"
+        )
+    }
+
+    #[test]
+    fn ioctl_numbers_are_the_ones_of_linux_kvm_h() {
+        assert_eq!(KVM_RUN, 0xae80);
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
+        assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
+    }
+
+    #[test]
+    fn a_socket_call_is_killed_with_sigsys_and_reported() {
+        let filter = vcpu_filter(FDS).unwrap();
+        let child = in_child(&filter, || {
+            // SAFETY: a plain system call; the filter traps it.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        });
+        assert!(child.killed_by_sigsys(), "status {:#x}, stderr {:?}", child.status, child.stderr);
+        assert_eq!(child.stderr, report(libc::SYS_socket, "socket"));
+    }
+
+    #[test]
+    fn an_execve_call_is_killed_with_sigsys_and_reported() {
+        let filter = vcpu_filter(FDS).unwrap();
+        let child = in_child(&filter, || {
+            let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+            // SAFETY: a NUL-terminated path and argv; the filter traps the call.
+            unsafe { libc::execve(argv[0], argv.as_ptr(), [std::ptr::null()].as_ptr()) };
+        });
+        assert!(child.killed_by_sigsys(), "status {:#x}, stderr {:?}", child.status, child.stderr);
+        assert_eq!(child.stderr, report(libc::SYS_execve, "execve"));
+    }
+
+    #[test]
+    fn ioctls_are_allowed_only_with_the_kvm_requests_on_their_descriptors() {
+        let filter = vcpu_filter(FDS).unwrap();
+        let allowed = in_child(&filter, || {
+            // SAFETY: ioctls on descriptors that are not open fail with EBADF.
+            unsafe {
+                libc::ioctl(FDS.vcpu, KVM_RUN as _);
+                libc::ioctl(FDS.vcpu, KVM_GET_REGS as _, std::ptr::null_mut::<u8>());
+                libc::ioctl(FDS.vcpu, KVM_GET_SREGS as _, std::ptr::null_mut::<u8>());
+                libc::ioctl(FDS.vm, KVM_IRQ_LINE as _, std::ptr::null_mut::<u8>());
+            }
+        });
+        assert!(allowed.exited_with(0), "status {:#x}, stderr {:?}", allowed.status, allowed.stderr);
+        // A KVM_RUN on the VM descriptor, a KVM_IRQ_LINE on the vCPU's, a terminal ioctl.
+        fn run_on_the_vm() {
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(FDS.vm, KVM_RUN as _) };
+        }
+        fn irq_line_on_the_vcpu() {
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(FDS.vcpu, KVM_IRQ_LINE as _, std::ptr::null_mut::<u8>()) };
+        }
+        fn terminal_request() {
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(0, libc::TCGETS as _, std::ptr::null_mut::<u8>()) };
+        }
+        let cases: [fn(); 3] = [run_on_the_vm, irq_line_on_the_vcpu, terminal_request];
+        for body in cases {
+            let child = in_child(&filter, body);
+            assert!(child.killed_by_sigsys(), "status {:#x}, stderr {:?}", child.status, child.stderr);
+            assert_eq!(child.stderr, report(libc::SYS_ioctl, "ioctl"));
+        }
+    }
+
+    #[test]
+    fn what_the_run_loop_does_is_allowed_but_executable_memory_is_not() {
+        let filter = vcpu_filter(FDS).unwrap();
+        let child = in_child(&filter, || {
+            let len = 1 << 20;
+            // SAFETY: an anonymous mapping, written, then unmapped; a write of
+            // a static string; a yield; a clock read.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    p.cast::<u8>().write(1);
+                    libc::munmap(p, len);
+                }
+                libc::write(2, b"ok".as_ptr().cast(), 2);
+                libc::sched_yield();
+                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts);
+            }
+        });
+        assert!(child.exited_with(0), "status {:#x}, stderr {:?}", child.status, child.stderr);
+        assert_eq!(child.stderr, "ok");
+        let exec = in_child(&filter, || {
+            // SAFETY: the filter traps the mapping before the kernel makes it.
+            unsafe {
+                libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_EXEC, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            }
+        });
+        assert!(exec.killed_by_sigsys(), "status {:#x}, stderr {:?}", exec.status, exec.stderr);
+        assert_eq!(exec.stderr, report(libc::SYS_mmap, "mmap"));
+    }
+
+    #[test]
+    fn the_report_names_unknown_calls_by_number() {
+        let line = sigsys_report(1023);
+        let text = std::str::from_utf8(&line.buf[..line.len]).unwrap();
+        assert!(text.starts_with("vmm: seccomp: the vCPU thread made system call 1023 (unknown), "), "{text}");
+        assert_eq!(syscall_name(libc::SYS_openat), Some("openat"));
+        assert_eq!(syscall_name(libc::SYS_ioctl), Some("ioctl"));
+    }
+}
