@@ -13,19 +13,16 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use sandbox::seccompiler::{self, BpfProgram, SeccompRule};
+use sandbox::Report;
 
 /// Errors of building or installing the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("cannot build the seccomp filter")]
     Build(#[source] seccompiler::BackendError),
-    #[error("cannot install the SIGSYS handler that reports forbidden system calls")]
-    Handler(#[source] std::io::Error),
-    #[error("cannot install the seccomp filter (the kernel needs seccomp-bpf); --no-seccomp runs without it")]
-    Install(#[source] seccompiler::Error),
+    #[error("cannot install the seccomp filter; --no-seccomp runs without it")]
+    Install(#[source] sandbox::SandboxError),
 }
 
 /// The system calls a running program's process may make, and why.
@@ -54,28 +51,6 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_exit_group, "exit_group", "the process ends"),
 ];
 
-fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(SandboxError::Build)
-}
-
-/// One rule per value: argument `index` equal to it (an OR of the values).
-fn any_of(index: u8, values: &[i32]) -> Result<Vec<SeccompRule>, SandboxError> {
-    values
-        .iter()
-        .map(|&v| SeccompRule::new(vec![arg(index, SeccompCmpOp::Eq, v as u64)?]).map_err(SandboxError::Build))
-        .collect()
-}
-
-/// W^X at the system-call level: the protection argument `index` may have
-/// PROT_WRITE or PROT_EXEC, not both.
-fn not_writable_and_executable(index: u8) -> Result<Vec<SeccompRule>, SandboxError> {
-    let wx = (libc::PROT_WRITE | libc::PROT_EXEC) as u64;
-    [0, libc::PROT_WRITE as u64, libc::PROT_EXEC as u64]
-        .into_iter()
-        .map(|v| SeccompRule::new(vec![arg(index, SeccompCmpOp::MaskedEq(wx), v)?]).map_err(SandboxError::Build))
-        .collect()
-}
-
 /// Builds the filter of a running program.
 ///
 /// # Errors
@@ -86,223 +61,46 @@ pub fn filter() -> Result<BpfProgram, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(nr, _, _) in ALLOWED {
         let conditions = match nr {
-            libc::SYS_mmap | libc::SYS_mprotect => not_writable_and_executable(2)?,
-            libc::SYS_rt_sigaction => any_of(0, &[libc::SIGSEGV, libc::SIGBUS])?,
-            libc::SYS_tgkill => any_of(2, &[libc::SIGSYS, libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT])?,
-            _ => Vec::new(),
+            libc::SYS_mmap | libc::SYS_mprotect => sandbox::not_writable_and_executable(2),
+            libc::SYS_rt_sigaction => sandbox::any_of(0, &[libc::SIGSEGV, libc::SIGBUS]),
+            libc::SYS_tgkill => sandbox::any_of(2, &[libc::SIGSYS, libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT]),
+            _ => Ok(Vec::new()),
         };
-        rules.insert(nr, conditions);
+        rules.insert(nr, conditions.map_err(SandboxError::Build)?);
     }
-    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64)
-        .map_err(SandboxError::Build)?;
-    BpfProgram::try_from(filter).map_err(SandboxError::Build)
+    sandbox::compile(rules).map_err(SandboxError::Build)
 }
+
+/// What the report of a forbidden call says.
+static REPORT: Report =
+    Report { who: "pvm: seccomp: the running program's process", off: "pvm run --no-seccomp", allowed: ALLOWED };
 
 /// Puts the calling thread under [`filter`], after installing the SIGSYS
 /// handler that reports a forbidden call.
 ///
 /// # Errors
 ///
-/// [`SandboxError::Build`] (a bug), [`SandboxError::Handler`] if the
-/// handler cannot be installed, [`SandboxError::Install`] if the kernel
-/// refuses the filter.
+/// [`SandboxError::Build`] (a bug), [`SandboxError::Install`] if the
+/// handler cannot be installed or the kernel refuses the filter.
 pub fn apply() -> Result<(), SandboxError> {
     install(&filter()?)
 }
 
 /// Installs `filter` on the calling thread, after the SIGSYS handler.
 fn install(filter: &BpfProgram) -> Result<(), SandboxError> {
-    install_sigsys_handler().map_err(SandboxError::Handler)?;
-    seccompiler::apply_filter(filter).map_err(SandboxError::Install)
-}
-
-/// Names of the system calls the report knows: the allowed ones and the
-/// forbidden ones most likely to be tried.
-const NAMES: &[(i64, &str)] = &[
-    (libc::SYS_open, "open"),
-    (libc::SYS_openat, "openat"),
-    (libc::SYS_close, "close"),
-    (libc::SYS_stat, "stat"),
-    (libc::SYS_fstat, "fstat"),
-    (libc::SYS_newfstatat, "newfstatat"),
-    (libc::SYS_statx, "statx"),
-    (libc::SYS_lseek, "lseek"),
-    (libc::SYS_ioctl, "ioctl"),
-    (libc::SYS_pread64, "pread64"),
-    (libc::SYS_writev, "writev"),
-    (libc::SYS_pipe2, "pipe2"),
-    (libc::SYS_dup, "dup"),
-    (libc::SYS_dup3, "dup3"),
-    (libc::SYS_nanosleep, "nanosleep"),
-    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
-    (libc::SYS_socket, "socket"),
-    (libc::SYS_connect, "connect"),
-    (libc::SYS_accept, "accept"),
-    (libc::SYS_bind, "bind"),
-    (libc::SYS_listen, "listen"),
-    (libc::SYS_sendto, "sendto"),
-    (libc::SYS_recvfrom, "recvfrom"),
-    (libc::SYS_clone, "clone"),
-    (libc::SYS_clone3, "clone3"),
-    (libc::SYS_fork, "fork"),
-    (libc::SYS_vfork, "vfork"),
-    (libc::SYS_execve, "execve"),
-    (libc::SYS_execveat, "execveat"),
-    (libc::SYS_wait4, "wait4"),
-    (libc::SYS_kill, "kill"),
-    (libc::SYS_prctl, "prctl"),
-    (libc::SYS_seccomp, "seccomp"),
-    (libc::SYS_ptrace, "ptrace"),
-    (libc::SYS_getrandom, "getrandom"),
-    (libc::SYS_unlink, "unlink"),
-    (libc::SYS_unlinkat, "unlinkat"),
-    (libc::SYS_mkdir, "mkdir"),
-    (libc::SYS_fcntl, "fcntl"),
-    (libc::SYS_poll, "poll"),
-];
-
-/// The name of system call `nr`, if the report knows it.
-pub fn syscall_name(nr: i64) -> Option<&'static str> {
-    let allowed = ALLOWED.iter().map(|&(n, name, _)| (n, name));
-    allowed.chain(NAMES.iter().copied()).find(|&(n, _)| n == nr).map(|(_, name)| name)
-}
-
-/// A line in a fixed buffer: the SIGSYS handler may not allocate.
-struct Line {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Line {
-    fn push(&mut self, bytes: &[u8]) -> &mut Self {
-        let n = bytes.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
-        self
-    }
-    fn number(&mut self, mut value: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..])
-    }
-}
-
-/// The line the SIGSYS handler writes for system call `nr`.
-fn sigsys_report(nr: i64) -> Line {
-    let mut line = Line { buf: [0; 256], len: 0 };
-    line.push(b"pvm: seccomp: the running program's process made system call ");
-    if nr < 0 {
-        line.push(b"-");
-    }
-    line.number(nr.unsigned_abs()).push(b" (").push(syscall_name(nr).unwrap_or("unknown").as_bytes());
-    line.push(b"), which its filter does not allow: killed with SIGSYS (pvm run --no-seccomp turns the filter off)\n");
-    line
-}
-
-/// Offset of `si_syscall` in a SIGSYS `siginfo_t` on x86-64, in `i32`s
-/// (after si_signo, si_errno, si_code, padding and `si_call_addr`), as
-/// Firecracker reads it.
-const SI_OFF_SYSCALL: usize = 6;
-
-extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo_t for a SA_SIGINFO handler;
-    // for a seccomp SIGSYS its `_sigsys` member holds the call number at
-    // SI_OFF_SYSCALL, inside the 128-byte structure.
-    let nr = unsafe { *info.cast::<i32>().add(SI_OFF_SYSCALL) };
-    let line = sigsys_report(i64::from(nr));
-    // SAFETY: write, getpid, gettid and tgkill are async-signal-safe and
-    // allowed by the filter; `line.buf` is valid for `line.len` bytes.
-    // SA_RESETHAND made SIGSYS's action the default again and SA_NODEFER
-    // left it unblocked, so the tgkill ends the process with SIGSYS.
-    unsafe {
-        libc::write(2, line.buf.as_ptr().cast(), line.len);
-        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), libc::SIGSYS);
-    }
-}
-
-fn install_sigsys_handler() -> std::io::Result<()> {
-    // SAFETY: a zeroed sigaction with an empty mask and a handler that only
-    // makes async-signal-safe calls; the kernel copies the structure.
-    let rc = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESETHAND;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut())
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    sandbox::install(filter, &REPORT).map_err(SandboxError::Install)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
 
-    /// How a child process ended: its `waitpid` status and its stderr.
-    struct Child {
-        status: libc::c_int,
-        stderr: String,
-    }
-
-    impl Child {
-        fn killed_by_sigsys(&self) -> bool {
-            libc::WIFSIGNALED(self.status) && libc::WTERMSIG(self.status) == libc::SIGSYS
-        }
-        fn exited_with(&self, code: libc::c_int) -> bool {
-            libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == code
-        }
-    }
+    use sandbox::testing::Child;
 
     /// Forks; the child installs the filter, runs `body` and exits with 0.
-    /// Between fork and exit the child makes only async-signal-safe calls
-    /// (the filter is compiled before the fork).
     fn in_child(body: fn()) -> Child {
         let filter = filter().unwrap();
-        let mut pipe = [0; 2];
-        // SAFETY: pipe writes two descriptors into the array it is given.
-        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
-        // SAFETY: the child only calls dup2, setrlimit, sigaction, prctl,
-        // seccomp, the system calls of `body`, and _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: async-signal-safe calls on descriptors this process owns.
-            unsafe {
-                libc::dup2(pipe[1], 2);
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            }
-            let code = if install(&filter).is_ok() {
-                body();
-                0
-            } else {
-                100
-            };
-            // SAFETY: _exit ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        // SAFETY: the write end belongs to this process and is closed once.
-        unsafe { libc::close(pipe[1]) };
-        let mut stderr = Vec::new();
-        // SAFETY: the read end belongs to this process; the File owns and closes it.
-        let _ = unsafe { std::fs::File::from_raw_fd(pipe[0]) }.read_to_end(&mut stderr);
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        Child { status, stderr: String::from_utf8_lossy(&stderr).into_owned() }
+        sandbox::testing::in_child(|| install(&filter).is_ok(), body)
     }
 
     fn report(nr: i64, name: &str) -> String {
@@ -394,11 +192,8 @@ mod tests {
     }
 
     #[test]
-    fn the_report_names_unknown_calls_by_number() {
-        let line = sigsys_report(1023);
-        let text = std::str::from_utf8(&line.buf[..line.len]).unwrap();
-        assert!(text.starts_with("pvm: seccomp: the running program's process made system call 1023 (unknown), "));
-        assert_eq!(syscall_name(libc::SYS_openat), Some("openat"));
-        assert_eq!(syscall_name(libc::SYS_read), Some("read"));
+    fn the_report_names_the_program_and_the_call() {
+        let line = sandbox::sigsys_report(&REPORT, libc::SYS_socket);
+        assert_eq!(String::from_utf8_lossy(line.as_bytes()), report(libc::SYS_socket, "socket"));
     }
 }

@@ -16,23 +16,16 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 
 use kvm_bindings::{kvm_irq_level, kvm_regs, kvm_sregs};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use sandbox::seccompiler::{self, BpfProgram, SeccompCmpOp, SeccompCondition, SeccompRule};
+use sandbox::Report;
 
 /// Errors of building or installing the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     #[error("cannot build the vCPU thread's seccomp filter")]
     Build(#[source] seccompiler::BackendError),
-    #[error("cannot compile the vCPU thread's seccomp filter to BPF")]
-    Compile(#[source] seccompiler::BackendError),
-    #[error("cannot install the SIGSYS handler that reports forbidden system calls")]
-    Handler(#[source] std::io::Error),
-    #[error(
-        "cannot install the vCPU thread's seccomp filter (the kernel needs seccomp-bpf); --no-seccomp runs without it"
-    )]
-    Install(#[source] seccompiler::Error),
+    #[error("cannot install the vCPU thread's seccomp filter; --no-seccomp runs without it")]
+    Install(#[source] sandbox::SandboxError),
 }
 
 const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
@@ -82,18 +75,14 @@ pub struct KvmFds {
     pub vm: RawFd,
 }
 
-fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(SeccompError::Build)
-}
-
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
-    SeccompRule::new(conditions).map_err(SeccompError::Build)
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, seccompiler::BackendError> {
+    SeccompRule::new(conditions)
 }
 
 /// The ioctl rules: each allowed request, on its file descriptor only.
-fn ioctl_rules(fds: KvmFds) -> Result<Vec<SeccompRule>, SeccompError> {
-    let on = |fd: RawFd, request: u64| -> Result<SeccompRule, SeccompError> {
-        rule(vec![arg(0, SeccompCmpOp::Eq, fd as u64)?, arg(1, SeccompCmpOp::Eq, request)?])
+fn ioctl_rules(fds: KvmFds) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let on = |fd: RawFd, request: u64| {
+        rule(vec![sandbox::arg(0, SeccompCmpOp::Eq, fd as u64)?, sandbox::arg(1, SeccompCmpOp::Eq, request)?])
     };
     Ok(vec![
         on(fds.vcpu, KVM_RUN)?,
@@ -107,236 +96,47 @@ fn ioctl_rules(fds: KvmFds) -> Result<Vec<SeccompRule>, SeccompError> {
 ///
 /// # Errors
 ///
-/// [`SeccompError::Build`] or [`SeccompError::Compile`] if seccompiler
-/// rejects the rules (a bug here, not a property of the machine).
+/// [`SeccompError::Build`] if seccompiler rejects the rules (a bug here,
+/// not a property of the machine).
 pub fn vcpu_filter(fds: KvmFds) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(nr, _, _) in ALLOWED {
         let conditions = match nr {
-            libc::SYS_ioctl => ioctl_rules(fds)?,
-            // No executable mapping: PROT_EXEC clear.
-            libc::SYS_mmap | libc::SYS_mprotect => {
-                vec![rule(vec![arg(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0)?])?]
-            }
-            libc::SYS_tgkill => vec![
-                rule(vec![arg(2, SeccompCmpOp::Eq, libc::SIGSYS as u64)?])?,
-                rule(vec![arg(2, SeccompCmpOp::Eq, libc::SIGABRT as u64)?])?,
-            ],
-            _ => Vec::new(),
+            libc::SYS_ioctl => ioctl_rules(fds),
+            libc::SYS_mmap | libc::SYS_mprotect => sandbox::never_executable(2),
+            libc::SYS_tgkill => sandbox::any_of(2, &[libc::SIGSYS, libc::SIGABRT]),
+            _ => Ok(Vec::new()),
         };
-        rules.insert(nr, conditions);
+        rules.insert(nr, conditions.map_err(SeccompError::Build)?);
     }
-    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64)
-        .map_err(SeccompError::Build)?;
-    BpfProgram::try_from(filter).map_err(SeccompError::Compile)
+    sandbox::compile(rules).map_err(SeccompError::Build)
 }
+
+/// What the report of a forbidden call says.
+static REPORT: Report = Report { who: "vmm: seccomp: the vCPU thread", off: "vmm run --no-seccomp", allowed: ALLOWED };
 
 /// Installs `filter` on the calling thread, after the SIGSYS handler that
 /// reports a forbidden call.
 ///
 /// # Errors
 ///
-/// [`SeccompError::Handler`] if the handler cannot be installed,
-/// [`SeccompError::Install`] if the kernel refuses the filter.
+/// [`SeccompError::Install`] if the handler cannot be installed or the
+/// kernel refuses the filter.
 pub fn apply(filter: &BpfProgram) -> Result<(), SeccompError> {
-    install_sigsys_handler().map_err(SeccompError::Handler)?;
-    seccompiler::apply_filter(filter).map_err(SeccompError::Install)
-}
-
-/// Names of the system calls the report knows: the allowed ones and the
-/// forbidden ones most likely to be tried.
-const NAMES: &[(i64, &str)] = &[
-    (libc::SYS_read, "read"),
-    (libc::SYS_open, "open"),
-    (libc::SYS_openat, "openat"),
-    (libc::SYS_close, "close"),
-    (libc::SYS_stat, "stat"),
-    (libc::SYS_fstat, "fstat"),
-    (libc::SYS_newfstatat, "newfstatat"),
-    (libc::SYS_statx, "statx"),
-    (libc::SYS_lseek, "lseek"),
-    (libc::SYS_rt_sigaction, "rt_sigaction"),
-    (libc::SYS_pread64, "pread64"),
-    (libc::SYS_writev, "writev"),
-    (libc::SYS_pipe2, "pipe2"),
-    (libc::SYS_dup, "dup"),
-    (libc::SYS_dup3, "dup3"),
-    (libc::SYS_nanosleep, "nanosleep"),
-    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
-    (libc::SYS_socket, "socket"),
-    (libc::SYS_connect, "connect"),
-    (libc::SYS_accept, "accept"),
-    (libc::SYS_bind, "bind"),
-    (libc::SYS_listen, "listen"),
-    (libc::SYS_sendto, "sendto"),
-    (libc::SYS_recvfrom, "recvfrom"),
-    (libc::SYS_clone, "clone"),
-    (libc::SYS_clone3, "clone3"),
-    (libc::SYS_fork, "fork"),
-    (libc::SYS_vfork, "vfork"),
-    (libc::SYS_execve, "execve"),
-    (libc::SYS_execveat, "execveat"),
-    (libc::SYS_wait4, "wait4"),
-    (libc::SYS_kill, "kill"),
-    (libc::SYS_prctl, "prctl"),
-    (libc::SYS_seccomp, "seccomp"),
-    (libc::SYS_ptrace, "ptrace"),
-    (libc::SYS_getrandom, "getrandom"),
-    (libc::SYS_sched_getaffinity, "sched_getaffinity"),
-    (libc::SYS_rseq, "rseq"),
-    (libc::SYS_set_robust_list, "set_robust_list"),
-    (libc::SYS_unlink, "unlink"),
-    (libc::SYS_unlinkat, "unlinkat"),
-    (libc::SYS_mkdir, "mkdir"),
-    (libc::SYS_fcntl, "fcntl"),
-    (libc::SYS_poll, "poll"),
-    (libc::SYS_ppoll, "ppoll"),
-];
-
-/// The name of system call `nr`, if the report knows it.
-pub fn syscall_name(nr: i64) -> Option<&'static str> {
-    let allowed = ALLOWED.iter().map(|&(n, name, _)| (n, name));
-    allowed.chain(NAMES.iter().copied()).find(|&(n, _)| n == nr).map(|(_, name)| name)
-}
-
-/// A line in a fixed buffer: the SIGSYS handler may not allocate.
-struct Line {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Line {
-    fn push(&mut self, bytes: &[u8]) -> &mut Self {
-        let n = bytes.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
-        self
-    }
-    fn number(&mut self, mut value: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..])
-    }
-}
-
-/// The line the SIGSYS handler writes for system call `nr`.
-fn sigsys_report(nr: i64) -> Line {
-    let mut line = Line { buf: [0; 256], len: 0 };
-    line.push(b"vmm: seccomp: the vCPU thread made system call ");
-    if nr < 0 {
-        line.push(b"-");
-    }
-    line.number(nr.unsigned_abs()).push(b" (").push(syscall_name(nr).unwrap_or("unknown").as_bytes());
-    line.push(b"), which its filter does not allow: killed with SIGSYS (vmm run --no-seccomp turns the filter off)\n");
-    line
-}
-
-/// Offset of `si_syscall` in a SIGSYS `siginfo_t` on x86-64, in `i32`s
-/// (after si_signo, si_errno, si_code, padding and `si_call_addr`), as
-/// Firecracker reads it.
-const SI_OFF_SYSCALL: usize = 6;
-
-extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo_t for a SA_SIGINFO handler;
-    // for a seccomp SIGSYS its `_sigsys` member holds the call number at
-    // SI_OFF_SYSCALL, inside the 128-byte structure.
-    let nr = unsafe { *info.cast::<i32>().add(SI_OFF_SYSCALL) };
-    let line = sigsys_report(i64::from(nr));
-    // SAFETY: write, getpid, gettid and tgkill are async-signal-safe and
-    // allowed by the filter; `line.buf` is valid for `line.len` bytes.
-    // SA_RESETHAND made SIGSYS's action the default again and SA_NODEFER
-    // left it unblocked, so the tgkill ends the process with SIGSYS.
-    unsafe {
-        libc::write(2, line.buf.as_ptr().cast(), line.len);
-        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), libc::SIGSYS);
-    }
-}
-
-fn install_sigsys_handler() -> std::io::Result<()> {
-    // SAFETY: a zeroed sigaction with an empty mask and a handler that only
-    // makes async-signal-safe calls; the kernel copies the structure.
-    let rc = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESETHAND;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut())
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    sandbox::install(filter, &REPORT).map_err(SeccompError::Install)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
+    use sandbox::testing::Child;
 
     /// Descriptor numbers for the test filter; nothing is open there.
     const FDS: KvmFds = KvmFds { vcpu: 900, vm: 901 };
 
-    /// How a child process ended: its `waitpid` status and its stderr.
-    struct Child {
-        status: libc::c_int,
-        stderr: String,
-    }
-
-    impl Child {
-        fn killed_by_sigsys(&self) -> bool {
-            libc::WIFSIGNALED(self.status) && libc::WTERMSIG(self.status) == libc::SIGSYS
-        }
-        fn exited_with(&self, code: libc::c_int) -> bool {
-            libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == code
-        }
-    }
-
     /// Forks; the child installs `filter`, runs `body` and exits with 0.
-    /// Between fork and exit the child makes only async-signal-safe calls
-    /// (the filter is compiled before the fork).
     fn in_child(filter: &BpfProgram, body: fn()) -> Child {
-        let mut pipe = [0; 2];
-        // SAFETY: pipe writes two descriptors into the array it is given.
-        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
-        // SAFETY: the child only calls dup2, setrlimit, sigaction, prctl,
-        // seccomp, the system calls of `body`, and _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: async-signal-safe calls on descriptors this process owns.
-            unsafe {
-                libc::dup2(pipe[1], 2);
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            }
-            let code = if apply(filter).is_ok() {
-                body();
-                0
-            } else {
-                100
-            };
-            // SAFETY: _exit ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        // SAFETY: the write end belongs to this process and is closed once.
-        unsafe { libc::close(pipe[1]) };
-        let mut stderr = Vec::new();
-        // SAFETY: the read end belongs to this process; the File owns and closes it.
-        let _ = unsafe { std::fs::File::from_raw_fd(pipe[0]) }.read_to_end(&mut stderr);
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        Child { status, stderr: String::from_utf8_lossy(&stderr).into_owned() }
+        sandbox::testing::in_child(|| apply(filter).is_ok(), body)
     }
 
     fn report(nr: i64, name: &str) -> String {
@@ -450,11 +250,8 @@ mod tests {
     }
 
     #[test]
-    fn the_report_names_unknown_calls_by_number() {
-        let line = sigsys_report(1023);
-        let text = std::str::from_utf8(&line.buf[..line.len]).unwrap();
-        assert!(text.starts_with("vmm: seccomp: the vCPU thread made system call 1023 (unknown), "), "{text}");
-        assert_eq!(syscall_name(libc::SYS_openat), Some("openat"));
-        assert_eq!(syscall_name(libc::SYS_ioctl), Some("ioctl"));
+    fn the_report_names_the_vcpu_thread_and_the_call() {
+        let line = sandbox::sigsys_report(&REPORT, libc::SYS_ioctl);
+        assert_eq!(String::from_utf8_lossy(line.as_bytes()), report(libc::SYS_ioctl, "ioctl"));
     }
 }

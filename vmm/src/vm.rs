@@ -13,7 +13,7 @@ use kvm_bindings::{
     KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use seccompiler::BpfProgram;
+use sandbox::seccompiler::BpfProgram;
 
 use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
