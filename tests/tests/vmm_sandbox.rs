@@ -130,7 +130,8 @@ fn the_vcpu_thread_runs_under_a_seccomp_filter_unless_no_seccomp_is_given() {
     let pid = child.id();
     let started = Instant::now();
     let mode_of = |name: &str| threads_named(pid, name).pop().and_then(|tid| seccomp_mode(pid, &tid));
-    while mode_of("vcpu0").is_none() && started.elapsed() < Duration::from_secs(10) {
+    // (the thread exists, named, a moment before it installs its filter)
+    while mode_of("vcpu0") != Some(2) && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let (vcpu, watchdog, main) = (mode_of("vcpu0"), mode_of("watchdog"), seccomp_mode(pid, &pid.to_string()));
