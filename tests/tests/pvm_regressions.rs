@@ -302,7 +302,7 @@ fn jumps_to_the_code_end_and_beyond_trap_at_the_jump() {
 fn the_largest_fuel_limits_count_like_no_limit() {
     // The translator clamps its fuel so that count + block length cannot
     // wrap: u64::MAX and its neighbours run like an unlimited run.
-    let p = pvm::programs::find("fib").unwrap();
+    let p = pvm::programs::find("recursion").unwrap();
     let image = run::build(p.name, p.kind, p.source.as_bytes(), run::LoadOptions::default()).unwrap();
     let (unlimited, _) = run_on(&image, RunConfig { engine: Engine::Interp, ..Default::default() }, b"");
     for fuel in [u64::MAX, u64::MAX - 1, u64::MAX - 200, 1 << 63] {

@@ -194,7 +194,23 @@ impl<'s> Gen<'s> {
                 self.emit(Opcode::Jr, r, 0, 0, Val::Const(0));
                 return;
             }
-            2 | 3 => {
+            2 => {
+                // back to the call while the counter lasts, then a ret at
+                // the end of the same block (so the last call's host frame
+                // is live when it runs)
+                let zero = self.reg(&[SP, counter, r]);
+                let again = self.prog.label();
+                self.li(zero, Val::Const(0));
+                self.emit(Opcode::SubI, counter, counter, 0, Val::Const(1));
+                self.emit(Opcode::Blt, zero, counter, 0, Val::Label(again, 0));
+                self.emit(Opcode::Ret, 0, 0, 0, Val::Const(0));
+                self.prog.bind(again);
+                self.emit(Opcode::Pop, r, 0, 0, Val::Const(0));
+                self.emit(Opcode::SubI, r, r, 0, Val::Const(8));
+                self.emit(Opcode::Push, r, 0, 0, Val::Const(0));
+            }
+            3 => {
+                // the same, the ret in a block of its own
                 let zero = self.reg(&[SP, counter, r]);
                 let done = self.prog.label();
                 self.li(zero, Val::Const(0));
