@@ -52,6 +52,14 @@ fn run_cases(cases: u64, seed: u64, slack: u64) -> Tally {
         let mem = if case.layout.mem_mib > 128 { "memory > 128 MiB" } else { "memory <= 128 MiB" };
         *t.layouts.entry(mem.into()).or_default() += 1;
         match gen::check(&case) {
+            Ok(Verdict::Agree(_, stats)) if slack == 0 && stats.faults_recovered > 0 => {
+                // Agreement, thanks to the guard regions: a bounds check let
+                // an access through.
+                t.failures.push(format!("case {n}: an access got past its bounds check (fault recovered)"));
+                if t.failures.len() >= 3 {
+                    break;
+                }
+            }
             Ok(Verdict::Agree(f, stats)) => {
                 let key = match &f.outcome {
                     Outcome::Exited(_) => "exited".to_string(),
@@ -77,10 +85,10 @@ fn generated_programs_in_varied_layouts_agree_on_both_engines() {
     let cases = env("VIRTLAB_GEN_CASES", 10_000);
     let t = run_cases(cases, env("VIRTLAB_GEN_SEED", 0x5eed_1a70), 0);
     let (outcomes, layouts) = (&t.outcomes, &t.layouts);
-    assert!(t.failures.is_empty(), "{} disagreements, the first:\n{}", t.failures.len(), t.failures.join("\n\n"));
+    // (a failure is a disagreement, or an access that got past its bounds
+    // check and was caught by the guard regions)
+    assert!(t.failures.is_empty(), "{} failures, the first:\n{}", t.failures.len(), t.failures.join("\n\n"));
     eprintln!("outcomes: {outcomes:?}\nlayouts: {layouts:?}");
-    // The bounds checks catch every stray access before the guard regions do.
-    assert_eq!(t.faults_recovered, 0, "accesses got past the bounds checks");
     // The generator reaches the outcomes and layouts it is for.
     for kind in ["exited", "OutOfBounds", "FuelExhausted", "BadJumpTarget", "StackOverflow", "DivisionByZero"] {
         assert!(outcomes.get(kind).copied().unwrap_or(0) * 100 >= cases, "{kind} in under 1% of cases: {outcomes:?}");
