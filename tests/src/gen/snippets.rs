@@ -246,7 +246,7 @@ impl<'s> Gen<'s> {
             12 => self.syscall(avoid),
             13 => self.self_modify(avoid),
             14 => self.if_skip(avoid),
-            15 => self.float_loop(avoid),
+            15 | 19 => self.float_loop(avoid),
             16 => self.remainder_test(avoid),
             17 if control && self.chance(20) => {
                 let r = self.reg(avoid);
@@ -391,6 +391,7 @@ impl<'s> Gen<'s> {
             Opcode::FMul,
             Opcode::FDiv,
             Opcode::FSqrt,
+            Opcode::IToF,
             Opcode::IToF,
             Opcode::FToI,
             Opcode::FNeg,
