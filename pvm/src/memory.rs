@@ -125,9 +125,9 @@ impl GuestMemory {
     }
 
     /// A hash of the contents, a page at a time and the same whatever the
-    /// order: pages never touched (not resident) count as zero pages
-    /// without being read, so hashing a large, mostly untouched memory
-    /// costs what was touched.
+    /// order, to which a page of zeros adds nothing: pages never touched
+    /// (not resident) are not even read, so hashing a large, mostly
+    /// untouched memory costs what was touched.
     pub fn digest(&self) -> u64 {
         let pages = self.len / PAGE;
         let mut resident = vec![1u8; pages];
@@ -137,11 +137,14 @@ impl GuestMemory {
             // vector stays all ones and every page is read.
             unsafe { libc::mincore(self.base.as_ptr().cast(), self.len, resident.as_mut_ptr()) };
         }
-        let zero = page_hash(&[0; PAGE]);
-        resident.iter().zip(self.chunks_exact(PAGE)).enumerate().fold(0u64, |sum, (i, (&r, page))| {
-            let h = if r & 1 == 0 { zero } else { page_hash(page) };
-            sum.wrapping_add(mix(i as u64, h))
-        })
+        let mut sum = 0u64;
+        for (i, _) in resident.iter().enumerate().filter(|(_, &r)| r & 1 != 0) {
+            let page = &self[i * PAGE..(i + 1) * PAGE];
+            if page.iter().any(|&b| b != 0) {
+                sum = sum.wrapping_add(mix(i as u64, page_hash(page)));
+            }
+        }
+        sum
     }
 }
 
