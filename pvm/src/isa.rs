@@ -50,44 +50,6 @@ pub enum Format {
     Sys,
 }
 
-/// What kind of work an instruction does: the classes both engines and the
-/// translator's analyses ask about, so that none keeps its own list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// Moves and constants: `nop`, `mov`, `li`, `lih`.
-    Move,
-    /// Integer arithmetic, logic, shifts and comparisons.
-    Int,
-    /// Integer division and remainder (trap on a zero divisor).
-    Div,
-    /// A float result from float operands (`fadd` .. `fsqrt`).
-    Float,
-    /// A 0/1 integer result from comparing float operands.
-    FloatCompare,
-    /// Bit manipulation of an f64 in an integer register (`fneg`).
-    FloatBits,
-    /// A float result from an integer operand (`itof`).
-    IntToFloat,
-    /// An integer result from a float operand (`ftoi`).
-    FloatToInt,
-    /// Loads from memory.
-    Load,
-    /// Stores to memory.
-    Store,
-    /// `push` and `pop`: memory at sp, and sp moves.
-    Stack,
-    /// Conditional branches.
-    Branch,
-    /// `jmp` and `jr`.
-    Jump,
-    /// `call` and `callr`: push the return address and jump.
-    Call,
-    /// `ret`.
-    Return,
-    /// `sys`.
-    System,
-}
-
 impl Class {
     /// The result is an f64 (engines may keep it in a float register).
     pub const fn float_result(self) -> bool {
@@ -111,6 +73,30 @@ impl Class {
     }
 }
 
+impl LoadOp {
+    /// Bytes the load reads.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            LoadOp::Ld8U | LoadOp::Ld8S => 1,
+            LoadOp::Ld16U | LoadOp::Ld16S => 2,
+            LoadOp::Ld32U | LoadOp::Ld32S => 4,
+            LoadOp::Ld64 => 8,
+        }
+    }
+}
+
+impl StoreOp {
+    /// Bytes the store writes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            StoreOp::St8 => 1,
+            StoreOp::St16 => 2,
+            StoreOp::St32 => 4,
+            StoreOp::St64 => 8,
+        }
+    }
+}
+
 /// Static facts about an opcode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpInfo {
@@ -130,44 +116,76 @@ const ENDS: (bool, bool) = (true, false);
 const ENDS_TRAPS: (bool, bool) = (true, true);
 
 macro_rules! isa {
-    ($( $variant:ident = $code:literal, $mnemonic:literal, $format:ident, $class:ident, $flags:ident; )*) => {
+    ($( $(#[$doc:meta])* $class:ident ($sub:ident) {
+        $( $variant:ident = $code:literal, $mnemonic:literal, $format:ident, $flags:ident; )*
+    } )*) => {
         /// An opcode. Matches over it are exhaustive, so a new opcode cannot
         /// be forgotten by either engine.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
         pub enum Opcode {
-            $( $variant = $code, )*
+            $( $( $variant = $code, )* )*
+        }
+
+        /// What kind of work an instruction does: the classes both engines
+        /// and the translator's analyses ask about, so that none keeps its
+        /// own list. Each is a section of the ISA table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Class {
+            $( $(#[$doc])* $class, )*
+        }
+
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+            pub enum $sub {
+                $( $variant, )*
+            }
+        )*
+
+        /// An opcode as its class and its place in that class: a match over
+        /// a class's own enum is exhaustive over exactly that class.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $( $class($sub), )*
         }
 
         impl Opcode {
             /// Every opcode, in table order.
-            pub const ALL: &'static [Opcode] = &[$( Opcode::$variant, )*];
+            pub const ALL: &'static [Opcode] = &[$( $( Opcode::$variant, )* )*];
 
             /// Decodes an opcode byte.
             pub const fn from_byte(byte: u8) -> Option<Opcode> {
                 match byte {
-                    $( $code => Some(Opcode::$variant), )*
+                    $( $( $code => Some(Opcode::$variant), )* )*
                     _ => None,
+                }
+            }
+
+            /// The opcode's class, with its place in it.
+            pub const fn kind(self) -> Kind {
+                match self {
+                    $( $( Opcode::$variant => Kind::$class($sub::$variant), )* )*
                 }
             }
 
             /// The table row of this opcode.
             pub const fn info(self) -> OpInfo {
                 match self {
-                    $( Opcode::$variant => OpInfo {
+                    $( $( Opcode::$variant => OpInfo {
                         mnemonic: $mnemonic,
                         format: Format::$format,
                         class: Class::$class,
                         ends_block: $flags.0,
                         can_trap: $flags.1,
-                    }, )*
+                    }, )* )*
                 }
             }
 
             /// Looks a mnemonic up (the assembler's table).
             pub fn from_mnemonic(m: &str) -> Option<Opcode> {
                 match m {
-                    $( $mnemonic => Some(Opcode::$variant), )*
+                    $( $( $mnemonic => Some(Opcode::$variant), )* )*
                     _ => None,
                 }
             }
@@ -176,89 +194,132 @@ macro_rules! isa {
 }
 
 isa! {
-    Nop = 0x00, "nop", None, Move, PLAIN;
-    Mov = 0x01, "mov", R2, Move, PLAIN;
-    Li = 0x02, "li", LoadImm, Move, PLAIN;
-    Lih = 0x03, "lih", LoadImm, Move, PLAIN;
-
-    Add = 0x10, "add", R3, Int, PLAIN;
-    Sub = 0x11, "sub", R3, Int, PLAIN;
-    Mul = 0x12, "mul", R3, Int, PLAIN;
-    DivS = 0x13, "divs", R3, Div, TRAPS;
-    DivU = 0x14, "divu", R3, Div, TRAPS;
-    RemS = 0x15, "rems", R3, Div, TRAPS;
-    RemU = 0x16, "remu", R3, Div, TRAPS;
-    And = 0x17, "and", R3, Int, PLAIN;
-    Or = 0x18, "or", R3, Int, PLAIN;
-    Xor = 0x19, "xor", R3, Int, PLAIN;
-    Shl = 0x1a, "shl", R3, Int, PLAIN;
-    Shr = 0x1b, "shr", R3, Int, PLAIN;
-    Sar = 0x1c, "sar", R3, Int, PLAIN;
-    Seq = 0x1d, "seq", R3, Int, PLAIN;
-    Sne = 0x1e, "sne", R3, Int, PLAIN;
-    Slt = 0x1f, "slt", R3, Int, PLAIN;
-    Sltu = 0x20, "sltu", R3, Int, PLAIN;
-    Sle = 0x21, "sle", R3, Int, PLAIN;
-    Sleu = 0x22, "sleu", R3, Int, PLAIN;
-
-    AddI = 0x30, "addi", RI, Int, PLAIN;
-    SubI = 0x31, "subi", RI, Int, PLAIN;
-    MulI = 0x32, "muli", RI, Int, PLAIN;
-    DivSI = 0x33, "divsi", RI, Div, TRAPS;
-    DivUI = 0x34, "divui", RI, Div, TRAPS;
-    RemSI = 0x35, "remsi", RI, Div, TRAPS;
-    RemUI = 0x36, "remui", RI, Div, TRAPS;
-    AndI = 0x37, "andi", RI, Int, PLAIN;
-    OrI = 0x38, "ori", RI, Int, PLAIN;
-    XorI = 0x39, "xori", RI, Int, PLAIN;
-    ShlI = 0x3a, "shli", RI, Int, PLAIN;
-    ShrI = 0x3b, "shri", RI, Int, PLAIN;
-    SarI = 0x3c, "sari", RI, Int, PLAIN;
-    SeqI = 0x3d, "seqi", RI, Int, PLAIN;
-    SneI = 0x3e, "snei", RI, Int, PLAIN;
-    SltI = 0x3f, "slti", RI, Int, PLAIN;
-    SltuI = 0x40, "sltui", RI, Int, PLAIN;
-    SleI = 0x41, "slei", RI, Int, PLAIN;
-    SleuI = 0x42, "sleui", RI, Int, PLAIN;
-
-    FAdd = 0x50, "fadd", R3, Float, PLAIN;
-    FSub = 0x51, "fsub", R3, Float, PLAIN;
-    FMul = 0x52, "fmul", R3, Float, PLAIN;
-    FDiv = 0x53, "fdiv", R3, Float, PLAIN;
-    FEq = 0x54, "feq", R3, FloatCompare, PLAIN;
-    FLt = 0x55, "flt", R3, FloatCompare, PLAIN;
-    FLe = 0x56, "fle", R3, FloatCompare, PLAIN;
-    FSqrt = 0x57, "fsqrt", R2, Float, PLAIN;
-    FNeg = 0x58, "fneg", R2, FloatBits, PLAIN;
-    IToF = 0x59, "itof", R2, IntToFloat, PLAIN;
-    FToI = 0x5a, "ftoi", R2, FloatToInt, PLAIN;
-
-    Ld8U = 0x60, "ld8u", Load, Load, TRAPS;
-    Ld8S = 0x61, "ld8s", Load, Load, TRAPS;
-    Ld16U = 0x62, "ld16u", Load, Load, TRAPS;
-    Ld16S = 0x63, "ld16s", Load, Load, TRAPS;
-    Ld32U = 0x64, "ld32u", Load, Load, TRAPS;
-    Ld32S = 0x65, "ld32s", Load, Load, TRAPS;
-    Ld64 = 0x66, "ld64", Load, Load, TRAPS;
-    St8 = 0x68, "st8", Store, Store, TRAPS;
-    St16 = 0x69, "st16", Store, Store, TRAPS;
-    St32 = 0x6a, "st32", Store, Store, TRAPS;
-    St64 = 0x6b, "st64", Store, Store, TRAPS;
-    Push = 0x6c, "push", Src, Stack, TRAPS;
-    Pop = 0x6d, "pop", Dst, Stack, TRAPS;
-
-    Jmp = 0x70, "jmp", Jump, Jump, ENDS;
-    Beq = 0x71, "beq", Branch, Branch, ENDS;
-    Bne = 0x72, "bne", Branch, Branch, ENDS;
-    Blt = 0x73, "blt", Branch, Branch, ENDS;
-    Bge = 0x74, "bge", Branch, Branch, ENDS;
-    Bltu = 0x75, "bltu", Branch, Branch, ENDS;
-    Bgeu = 0x76, "bgeu", Branch, Branch, ENDS;
-    Jr = 0x77, "jr", Src, Jump, ENDS_TRAPS;
-    Call = 0x78, "call", Jump, Call, ENDS_TRAPS;
-    CallR = 0x79, "callr", Src, Call, ENDS_TRAPS;
-    Ret = 0x7a, "ret", None, Return, ENDS_TRAPS;
-    Sys = 0x7f, "sys", Sys, System, ENDS_TRAPS;
+    /// Moves and constants: `nop`, `mov`, `li`, `lih`.
+    Move (MoveOp) {
+        Nop = 0x00, "nop", None, PLAIN;
+        Mov = 0x01, "mov", R2, PLAIN;
+        Li = 0x02, "li", LoadImm, PLAIN;
+        Lih = 0x03, "lih", LoadImm, PLAIN;
+    }
+    /// Integer arithmetic, logic, shifts and comparisons.
+    Int (IntOp) {
+        Add = 0x10, "add", R3, PLAIN;
+        Sub = 0x11, "sub", R3, PLAIN;
+        Mul = 0x12, "mul", R3, PLAIN;
+        And = 0x17, "and", R3, PLAIN;
+        Or = 0x18, "or", R3, PLAIN;
+        Xor = 0x19, "xor", R3, PLAIN;
+        Shl = 0x1a, "shl", R3, PLAIN;
+        Shr = 0x1b, "shr", R3, PLAIN;
+        Sar = 0x1c, "sar", R3, PLAIN;
+        Seq = 0x1d, "seq", R3, PLAIN;
+        Sne = 0x1e, "sne", R3, PLAIN;
+        Slt = 0x1f, "slt", R3, PLAIN;
+        Sltu = 0x20, "sltu", R3, PLAIN;
+        Sle = 0x21, "sle", R3, PLAIN;
+        Sleu = 0x22, "sleu", R3, PLAIN;
+        AddI = 0x30, "addi", RI, PLAIN;
+        SubI = 0x31, "subi", RI, PLAIN;
+        MulI = 0x32, "muli", RI, PLAIN;
+        AndI = 0x37, "andi", RI, PLAIN;
+        OrI = 0x38, "ori", RI, PLAIN;
+        XorI = 0x39, "xori", RI, PLAIN;
+        ShlI = 0x3a, "shli", RI, PLAIN;
+        ShrI = 0x3b, "shri", RI, PLAIN;
+        SarI = 0x3c, "sari", RI, PLAIN;
+        SeqI = 0x3d, "seqi", RI, PLAIN;
+        SneI = 0x3e, "snei", RI, PLAIN;
+        SltI = 0x3f, "slti", RI, PLAIN;
+        SltuI = 0x40, "sltui", RI, PLAIN;
+        SleI = 0x41, "slei", RI, PLAIN;
+        SleuI = 0x42, "sleui", RI, PLAIN;
+    }
+    /// Integer division and remainder (trap on a zero divisor).
+    Div (DivOp) {
+        DivS = 0x13, "divs", R3, TRAPS;
+        DivU = 0x14, "divu", R3, TRAPS;
+        RemS = 0x15, "rems", R3, TRAPS;
+        RemU = 0x16, "remu", R3, TRAPS;
+        DivSI = 0x33, "divsi", RI, TRAPS;
+        DivUI = 0x34, "divui", RI, TRAPS;
+        RemSI = 0x35, "remsi", RI, TRAPS;
+        RemUI = 0x36, "remui", RI, TRAPS;
+    }
+    /// A float result from float operands (`fadd` .. `fsqrt`).
+    Float (FloatOp) {
+        FAdd = 0x50, "fadd", R3, PLAIN;
+        FSub = 0x51, "fsub", R3, PLAIN;
+        FMul = 0x52, "fmul", R3, PLAIN;
+        FDiv = 0x53, "fdiv", R3, PLAIN;
+        FSqrt = 0x57, "fsqrt", R2, PLAIN;
+    }
+    /// A 0/1 integer result from comparing float operands.
+    FloatCompare (FloatCompareOp) {
+        FEq = 0x54, "feq", R3, PLAIN;
+        FLt = 0x55, "flt", R3, PLAIN;
+        FLe = 0x56, "fle", R3, PLAIN;
+    }
+    /// Bit manipulation of an f64 in an integer register (`fneg`).
+    FloatBits (FloatBitsOp) {
+        FNeg = 0x58, "fneg", R2, PLAIN;
+    }
+    /// A float result from an integer operand (`itof`).
+    IntToFloat (IntToFloatOp) {
+        IToF = 0x59, "itof", R2, PLAIN;
+    }
+    /// An integer result from a float operand (`ftoi`).
+    FloatToInt (FloatToIntOp) {
+        FToI = 0x5a, "ftoi", R2, PLAIN;
+    }
+    /// Loads from memory.
+    Load (LoadOp) {
+        Ld8U = 0x60, "ld8u", Load, TRAPS;
+        Ld8S = 0x61, "ld8s", Load, TRAPS;
+        Ld16U = 0x62, "ld16u", Load, TRAPS;
+        Ld16S = 0x63, "ld16s", Load, TRAPS;
+        Ld32U = 0x64, "ld32u", Load, TRAPS;
+        Ld32S = 0x65, "ld32s", Load, TRAPS;
+        Ld64 = 0x66, "ld64", Load, TRAPS;
+    }
+    /// Stores to memory.
+    Store (StoreOp) {
+        St8 = 0x68, "st8", Store, TRAPS;
+        St16 = 0x69, "st16", Store, TRAPS;
+        St32 = 0x6a, "st32", Store, TRAPS;
+        St64 = 0x6b, "st64", Store, TRAPS;
+    }
+    /// `push` and `pop`: memory at sp, and sp moves.
+    Stack (StackOp) {
+        Push = 0x6c, "push", Src, TRAPS;
+        Pop = 0x6d, "pop", Dst, TRAPS;
+    }
+    /// `jmp` and `jr`.
+    Jump (JumpOp) {
+        Jmp = 0x70, "jmp", Jump, ENDS;
+        Jr = 0x77, "jr", Src, ENDS_TRAPS;
+    }
+    /// Conditional branches.
+    Branch (BranchOp) {
+        Beq = 0x71, "beq", Branch, ENDS;
+        Bne = 0x72, "bne", Branch, ENDS;
+        Blt = 0x73, "blt", Branch, ENDS;
+        Bge = 0x74, "bge", Branch, ENDS;
+        Bltu = 0x75, "bltu", Branch, ENDS;
+        Bgeu = 0x76, "bgeu", Branch, ENDS;
+    }
+    /// `call` and `callr`: push the return address and jump.
+    Call (CallOp) {
+        Call = 0x78, "call", Jump, ENDS_TRAPS;
+        CallR = 0x79, "callr", Src, ENDS_TRAPS;
+    }
+    /// `ret`.
+    Return (ReturnOp) {
+        Ret = 0x7a, "ret", None, ENDS_TRAPS;
+    }
+    /// `sys`.
+    System (SystemOp) {
+        Sys = 0x7f, "sys", Sys, ENDS_TRAPS;
+    }
 }
 
 /// One decoded instruction.

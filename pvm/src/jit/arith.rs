@@ -7,7 +7,7 @@ use iced_x86::IcedError;
 
 use super::emit::Emitter;
 use super::magic::ConstDiv;
-use crate::isa::Opcode;
+use crate::isa::DivOp;
 
 impl Emitter {
     /// dst = src * imm (wrapping), by 3, 5 and 9 with one `lea`, by 2^k
@@ -39,18 +39,10 @@ impl Emitter {
         }
     }
 
-    /// If instruction k is `muli a, b, m` (m 2, 3, 4, 5, 8 or 9) and the
-    /// next one `addi a, a, c` in the same block: c (the two make one lea).
-    pub(super) fn fused_add(&self, k: usize) -> Option<i32> {
-        let (i, j) = (self.instrs[k], *self.instrs.get(k + 1)?);
-        let fits = i.op == Opcode::MulI && matches!(i.imm, 2..=5 | 8 | 9);
-        (fits && j.op == Opcode::AddI && j.a & 15 == i.a & 15 && j.b & 15 == i.a & 15).then_some(j.imm)
-    }
-
     /// rax / rcx (rcx != 0) into guest register d, as `op` says.
-    pub(super) fn divide(&mut self, op: Opcode, d: u8) -> Result<(), IcedError> {
-        let signed = matches!(op, Opcode::DivS | Opcode::RemS);
-        let rem = matches!(op, Opcode::RemS | Opcode::RemU);
+    pub(super) fn divide(&mut self, op: DivOp, d: u8) -> Result<(), IcedError> {
+        let signed = matches!(op, DivOp::DivS | DivOp::RemS);
+        let rem = matches!(op, DivOp::RemS | DivOp::RemU);
         if signed {
             // x86 faults on MIN / -1; the ISA wraps: q = -x, r = 0.
             let mut normal = self.a.create_label();

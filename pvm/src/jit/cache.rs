@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::block::Translated;
 use super::code_memory::{CodeMemory, CodeMemoryError};
 use super::context::{lookup_slot, LookupEntry};
-use super::translate::Translated;
 use crate::isa::INSTR_SIZE;
 
 /// One translated block.
@@ -264,7 +264,7 @@ impl BlockCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jit::translate::ExitSite;
+    use crate::jit::block::ExitSite;
 
     /// A fake block: a jmp rel32 to its own stub (a ret) at offset 5.
     fn fake(pc: u64, len: u32) -> Translated {

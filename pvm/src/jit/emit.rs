@@ -6,14 +6,11 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
+use super::block::{Layout, RegMap, HOST_POOL};
 use super::context::*;
-use super::translate::{Layout, RegMap, HOST_POOL};
-use crate::isa::{Format, Instr, Opcode, INSTR_SIZE, SP};
-
-/// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
-pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
-pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
-pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
+use super::ops::Cond;
+use super::plan::Plan;
+use crate::isa::{Format, Instr, Opcode, SP};
 
 /// What a push stores.
 #[derive(Clone, Copy)]
@@ -59,28 +56,20 @@ pub(super) struct Emitter {
     /// any instruction needs a nop to sit on.
     pub(super) bound_at: Option<usize>,
     /// The block's loop head (its count add, after the pinned loads and the
-    /// guards) and guest pc: a branch back to the block's own start jumps
-    /// there directly, never through an exit.
+    /// guards): a branch back to the block's own start jumps there
+    /// directly, never through an exit.
     pub(super) entry: CodeLabel,
-    pub(super) block_pc: u64,
+    /// What was decided about the block before emitting it.
+    pub(super) plan: Plan,
     /// Instructions of the block the retired count holds at the point being
     /// emitted: the count is added a segment at a time, each segment ending
     /// at a side exit (see `count_segment`), so that a side exit's jump
     /// goes straight to its target with the count already exact.
     pub(super) counted: usize,
-    /// Guest instructions in the block being translated.
-    pub(super) len: usize,
     pub(super) map: RegMap,
     pub(super) layout: Layout,
     pub(super) stubs: Vec<(CodeLabel, StubKind)>,
     pub(super) next_exit_id: u32,
-    /// The block's instructions.
-    pub(super) instrs: Vec<Instr>,
-    /// Values the block assumes registers hold (checked at its entry).
-    pub(super) known: [Option<u64>; crate::isa::NUM_REGS],
-    /// Set when an instruction was translated together with the next one
-    /// (see `if_convert`): the translator skips that one.
-    pub(super) skip_next: bool,
     /// Pops (and a ret) still covered by the check of an earlier pop.
     pub(super) pop_covered: usize,
     /// Pushes still covered by the room check of an earlier push of their run.
@@ -158,29 +147,6 @@ impl Emitter {
         }
     }
 
-    /// dst = dst `op` src for add, sub, mul, and, or and xor.
-    pub(super) fn alu(&mut self, op: Opcode, dst: AsmRegister64, src: AsmRegister64) -> Result<(), IcedError> {
-        match op {
-            Opcode::Add => self.a.add(dst, src),
-            Opcode::Sub => self.a.sub(dst, src),
-            Opcode::Mul => self.a.imul_2(dst, src),
-            Opcode::And => self.a.and(dst, src),
-            Opcode::Or => self.a.or(dst, src),
-            _ => self.a.xor(dst, src),
-        }
-    }
-
-    /// dst = dst `op` imm for addi, subi, andi, ori and xori.
-    pub(super) fn alu_imm(&mut self, op: Opcode, dst: AsmRegister64, imm: i32) -> Result<(), IcedError> {
-        match op {
-            Opcode::AddI => self.a.add(dst, imm),
-            Opcode::SubI => self.a.sub(dst, imm),
-            Opcode::AndI => self.a.and(dst, imm),
-            Opcode::OrI => self.a.or(dst, imm),
-            _ => self.a.xor(dst, imm),
-        }
-    }
-
     /// Puts `label` on the next instruction emitted (iced-x86 allows one
     /// label per instruction; a nop separates two in a row), and returns
     /// that instruction's index.
@@ -224,38 +190,20 @@ impl Emitter {
         self.trap_sites.push((self.a.instructions().len(), stub));
     }
 
-    /// Whether the branch at k leaves the block mid-way: a conditional
-    /// branch to valid code, neither the last instruction nor if-converted.
-    fn is_side_exit(&self, k: usize) -> bool {
-        let i = &self.instrs[k];
-        let pc = self.block_pc + k as u64 * INSTR_SIZE;
-        i.op.info().format == Format::Branch
-            && k + 1 < self.len
-            && self.valid_target(i.imm as u32 as u64)
-            && !super::ifconvert::convertible(&self.instrs, k, pc)
-    }
-
     /// Adds to the retired count the instructions from `from` through the
     /// next side exit (or the end of the block).
     pub(super) fn count_segment(&mut self, from: usize) -> Result<(), IcedError> {
-        let end = (from..self.len).find(|&j| self.is_side_exit(j)).map_or(self.len, |j| j + 1);
+        let len = self.plan.len();
+        let end = (from..len).find(|&j| self.plan.steps[j].side_exit).map_or(len, |j| j + 1);
         self.counted = end;
         self.a.add(r13, (end - from) as i32)
     }
 
-    /// A side exit: a patchable `jcc rel32`, taken when the branch `op` is,
+    /// A side exit: a patchable `jcc rel32`, taken when `cond` holds,
     /// going to its stub until chained to the start of `target`'s block
     /// (whose own count add then runs: the count here is exact).
-    pub(super) fn jcc_exit(&mut self, op: Opcode, target: u64) -> Result<(), IcedError> {
-        let cc: u8 = match op {
-            Opcode::Beq => 0x4,
-            Opcode::Bne => 0x5,
-            Opcode::Blt => 0xc,
-            Opcode::Bge => 0xd,
-            Opcode::Bltu => 0x2,
-            _ => 0x3,
-        };
-        self.exit_at(target, &[0x0f, 0x80 | cc], None)
+    pub(super) fn jcc_exit(&mut self, cond: Cond, target: u64) -> Result<(), IcedError> {
+        self.exit_at(target, &[0x0f, 0x80 | cond.code()], None)
     }
 
     /// A direct exit to `target` that first adds `retired` to the retired
@@ -387,7 +335,7 @@ impl Emitter {
             self.push_covered -= 1;
             return Ok(());
         }
-        let run = self.instrs[k..]
+        let run = self.plan.instrs[k..]
             .iter()
             .take_while(|i| matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR) || !moves_sp(i))
             .filter(|i| matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR))
@@ -429,7 +377,8 @@ impl Emitter {
         }
         let pops = |i: &Instr| i.op == Opcode::Ret || (i.op == Opcode::Pop && i.a & 15 != SP);
         let stack_op = |i: &Instr| moves_sp(i) || matches!(i.op, Opcode::Push | Opcode::Call | Opcode::CallR);
-        let run = self.instrs[k..].iter().take_while(|i| pops(i) || !stack_op(i)).filter(|i| pops(i)).count().max(1);
+        let run =
+            self.plan.instrs[k..].iter().take_while(|i| pops(i) || !stack_op(i)).filter(|i| pops(i)).count().max(1);
         self.pop_covered = run - 1;
         // The run fits when sp + bytes <= mem_size.
         let Some(room) = self.layout.mem_size.checked_sub(8 * run as u64) else {
@@ -509,28 +458,14 @@ impl Emitter {
         }
     }
 
-    /// Jumps to `to` if the branch `op` is taken (or, `inverse`, not taken),
-    /// after a `cmp` of its two registers.
-    pub(super) fn jcc(&mut self, op: Opcode, inverse: bool, to: CodeLabel) -> Result<(), IcedError> {
-        match (op, inverse) {
-            (Opcode::Beq, false) | (Opcode::Bne, true) => self.a.je(to),
-            (Opcode::Bne, false) | (Opcode::Beq, true) => self.a.jne(to),
-            (Opcode::Blt, false) | (Opcode::Bge, true) => self.a.jl(to),
-            (Opcode::Bge, false) | (Opcode::Blt, true) => self.a.jge(to),
-            (Opcode::Bltu, false) | (Opcode::Bgeu, true) => self.a.jb(to),
-            _ => self.a.jae(to),
-        }
-    }
-
+    /// True if `t` is an instruction of the code section.
     pub(super) fn valid_target(&self, t: u64) -> bool {
-        t >= self.layout.code_start
-            && t < self.layout.code_end
-            && (t - self.layout.code_start).is_multiple_of(INSTR_SIZE)
+        self.layout.is_code(t)
     }
 
     pub(super) fn direct_or_trap(&mut self, i: &Instr, k: usize) -> Result<(), IcedError> {
         let target = i.imm as u32 as u64;
-        if target == self.block_pc {
+        if target == self.plan.pc {
             self.a.jmp(self.entry)
         } else if self.valid_target(target) {
             self.direct_exit(target, 0)
@@ -538,17 +473,5 @@ impl Emitter {
             let stub = self.interpret_stub(k);
             self.a.jmp(stub)
         }
-    }
-
-    pub(super) fn setcc(&mut self, op: Opcode) -> Result<(), IcedError> {
-        match op {
-            Opcode::Seq | Opcode::SeqI => self.a.sete(al)?,
-            Opcode::Sne | Opcode::SneI => self.a.setne(al)?,
-            Opcode::Slt | Opcode::SltI => self.a.setl(al)?,
-            Opcode::Sltu | Opcode::SltuI => self.a.setb(al)?,
-            Opcode::Sle | Opcode::SleI => self.a.setle(al)?,
-            _ => self.a.setbe(al)?,
-        }
-        self.a.movzx(rax, al)
     }
 }

@@ -8,62 +8,33 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter};
-use crate::isa::{Instr, Opcode, INSTR_SIZE};
-
-/// Whether `i` can be computed into a scratch register without side effects
-/// (no memory, no trap, no flags read).
-fn simple(i: &Instr) -> bool {
-    matches!(
-        i.op,
-        Opcode::Li
-            | Opcode::Mov
-            | Opcode::Add
-            | Opcode::Sub
-            | Opcode::Mul
-            | Opcode::And
-            | Opcode::Or
-            | Opcode::Xor
-            | Opcode::AddI
-            | Opcode::SubI
-            | Opcode::MulI
-            | Opcode::AndI
-            | Opcode::OrI
-            | Opcode::XorI
-    )
-}
-
-/// Whether the branch at k of `instrs` (at guest `pc`) skips just the one
-/// simple instruction after it, inside the block: `if_convert` takes it.
-pub(super) fn convertible(instrs: &[Instr], k: usize, pc: u64) -> bool {
-    k + 2 < instrs.len() && instrs[k].imm as u32 as u64 == pc + 2 * INSTR_SIZE && simple(&instrs[k + 1])
-}
+use super::ops::{Alu, Cond};
+use crate::isa::{Instr, Kind, MoveOp};
 
 impl Emitter {
-    /// Translates the branch at k together with instruction k + 1 if the
-    /// branch skips just that one simple instruction inside the block.
-    /// Returns false (emitting nothing) otherwise.
-    pub(super) fn if_convert(&mut self, branch: &Instr, k: usize, pc: u64) -> Result<bool, IcedError> {
-        if !convertible(&self.instrs, k, pc) {
-            return Ok(false);
-        }
-        let i = self.instrs[k + 1];
+    /// Translates the branch at k together with instruction k + 1, which
+    /// it skips (the plan found it convertible).
+    pub(super) fn if_convert(&mut self, cond: Cond, branch: &Instr, k: usize) -> Result<(), IcedError> {
+        let i = self.plan.instrs[k + 1];
         // rdx = what instruction k + 1 would write (guest state untouched).
-        match i.op {
-            Opcode::Li => self.a.mov(rdx, i64::from(i.imm))?,
-            Opcode::Mov => self.load(rdx, i.b)?,
-            Opcode::MulI => {
+        match (i.op.kind(), Alu::of_kind(i.op.kind())) {
+            (Kind::Move(MoveOp::Li), _) => self.a.mov(rdx, i64::from(i.imm))?,
+            (Kind::Move(MoveOp::Mov), _) => self.load(rdx, i.b)?,
+            (_, Some((Alu::Mul, true))) => {
                 let x = self.get(i.b, rax)?;
                 self.mul_imm(rdx, x, i.imm)?;
             }
-            Opcode::AddI | Opcode::SubI | Opcode::AndI | Opcode::OrI | Opcode::XorI => {
+            (_, Some((alu, true))) => {
                 self.load(rdx, i.b)?;
-                self.alu_imm(i.op, rdx, i.imm)?;
+                alu.ri(&mut self.a, rdx, i.imm)?;
             }
-            _ => {
+            (_, Some((alu, false))) => {
                 self.load(rdx, i.b)?;
                 let y = self.get(i.c, rcx)?;
-                self.alu(i.op, rdx, y)?;
+                alu.rr(&mut self.a, rdx, y)?;
             }
+            // (the plan converts only the instructions above)
+            (_, None) => return Ok(()),
         }
         let x = self.get(branch.a, rax)?;
         let y = self.get(branch.b, rcx)?;
@@ -71,38 +42,17 @@ impl Emitter {
         // Not taken: the instruction runs. Taken: one instruction fewer retired.
         self.forget(i.a);
         match self.host(i.a) {
-            Some(h) => self.cmov(branch.op, true, h, rdx)?,
+            Some(h) => cond.not().cmov(&mut self.a, h, rdx)?,
             None => {
                 self.a.mov(rax, ctx_reg(i.a))?;
-                self.cmov(branch.op, true, rax, rdx)?;
+                cond.not().cmov(&mut self.a, rax, rdx)?;
                 self.a.mov(ctx_reg(i.a), rax)?;
             }
         }
         // (a flag into rdx, not a cmov of r13: the count's dependency chain
         // gains one cycle, not two)
-        match branch.op {
-            Opcode::Beq => self.a.sete(dl)?,
-            Opcode::Bne => self.a.setne(dl)?,
-            Opcode::Blt => self.a.setl(dl)?,
-            Opcode::Bge => self.a.setge(dl)?,
-            Opcode::Bltu => self.a.setb(dl)?,
-            _ => self.a.setae(dl)?,
-        }
+        cond.setcc(&mut self.a, dl)?;
         self.a.movzx(edx, dl)?;
-        self.a.sub(r13, rdx)?;
-        Ok(true)
-    }
-
-    /// dst = src if the branch `op` is taken (or, `inverse`, not taken),
-    /// after a `cmp` of its two registers.
-    fn cmov(&mut self, op: Opcode, inverse: bool, dst: AsmRegister64, src: AsmRegister64) -> Result<(), IcedError> {
-        match (op, inverse) {
-            (Opcode::Beq, false) | (Opcode::Bne, true) => self.a.cmove(dst, src),
-            (Opcode::Bne, false) | (Opcode::Beq, true) => self.a.cmovne(dst, src),
-            (Opcode::Blt, false) | (Opcode::Bge, true) => self.a.cmovl(dst, src),
-            (Opcode::Bge, false) | (Opcode::Blt, true) => self.a.cmovge(dst, src),
-            (Opcode::Bltu, false) | (Opcode::Bgeu, true) => self.a.cmovb(dst, src),
-            _ => self.a.cmovae(dst, src),
-        }
+        self.a.sub(r13, rdx)
     }
 }

@@ -9,15 +9,22 @@
 //! pc after the same number of retired instructions.
 
 mod arith;
+pub mod block;
 pub mod cache;
 pub mod code_memory;
 pub mod context;
 mod emit;
+mod emit_control;
+mod emit_float;
 mod emit_instr;
+mod emit_int;
+mod emit_mem;
 pub mod encode;
 mod fault;
 mod ifconvert;
 pub mod magic;
+mod ops;
+mod plan;
 mod specialize;
 pub mod translate;
 mod xmm;
@@ -27,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 
+use self::block::{Layout, RegMap};
 use self::cache::BlockCache;
 use self::context::{JitContext, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
-use self::translate::{Layout, RegMap};
 use crate::disasm;
 use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::isa::INSTR_SIZE;
@@ -44,10 +51,10 @@ pub const MAX_CACHE_SIZE: usize = 1 << 30;
 /// Largest fuel limit the translator counts to: a block checks that the
 /// retired count plus its length stays within the limit, and that sum must
 /// not wrap (nobody retires 2^64 instructions; the limit changes nothing).
-const MAX_FUEL: u64 = u64::MAX - 4 * translate::MAX_BLOCK as u64;
+const MAX_FUEL: u64 = u64::MAX - 4 * block::MAX_BLOCK as u64;
 /// Exit ids the cache hands out before it is flushed: an exit's code
 /// (`EXIT_DIRECT + id`) must stay below `EXIT_DESPECIALIZE`.
-const MAX_EXIT_ID: u32 = EXIT_DESPECIALIZE - EXIT_DIRECT - 1 - 2 * translate::MAX_BLOCK as u32;
+const MAX_EXIT_ID: u32 = EXIT_DESPECIALIZE - EXIT_DIRECT - 1 - 2 * block::MAX_BLOCK as u32;
 
 /// Errors of the translator itself (not of the guest).
 #[derive(Debug, thiserror::Error)]

@@ -11,170 +11,18 @@
 
 use iced_x86::code_asm::*;
 
+use super::block::{scan, ExitSite, Layout, RegMap, TrampolineOffsets, Translated};
 use super::code_memory::rel32_at;
 use super::context::*;
 use super::emit::{ctx_reg, Emitter, StubKind};
 use super::encode::BlockEncoding;
+use super::plan::Plan;
 use super::JitError;
-use crate::isa::{Format, Instr, INSTR_SIZE, NUM_REGS, SP};
+use crate::isa::{INSTR_SIZE, SP};
 use crate::machine::Machine;
 
 /// Bytes of a direct-exit stub: `mov rax, imm64; jmp rel32`.
 const DIRECT_STUB_LEN: u64 = 15;
-
-/// Most guest instructions in one block.
-pub const MAX_BLOCK: usize = 96;
-/// Host registers that can hold guest registers.
-pub(super) const HOST_POOL: [AsmRegister64; 9] = [rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegMap(pub [Option<AsmRegister64>; NUM_REGS]);
-
-impl RegMap {
-    /// Gives host registers to the guest registers the code names most,
-    /// a use inside a loop (between a backward branch and its target)
-    /// counting ten times per level of nesting.
-    pub fn for_code(code: &[u8], code_start: u64) -> Self {
-        let instrs: Vec<Option<Instr>> =
-            code.chunks_exact(8).map(|c| Instr::decode(c.try_into().unwrap_or([0xff; 8])).ok()).collect();
-        let mut depth = vec![0u32; instrs.len()];
-        for (k, i) in instrs.iter().enumerate() {
-            let Some(t) = i.and_then(|i| i.target()) else { continue };
-            let from = t.wrapping_sub(code_start) / INSTR_SIZE;
-            if from <= k as u64 {
-                for d in &mut depth[from as usize..=k] {
-                    *d = (*d + 1).min(4);
-                }
-            }
-        }
-        let mut uses = [0u64; NUM_REGS];
-        for (k, i) in instrs.iter().enumerate() {
-            let Some(i) = i else { continue };
-            let weight = 10u64.pow(depth[k]);
-            for f in i.named_regs() {
-                uses[usize::from(f)] += weight;
-            }
-            if i.op.info().class.moves_sp() {
-                uses[usize::from(SP)] += weight;
-            }
-        }
-        let mut order: Vec<usize> = (0..NUM_REGS).filter(|&g| uses[g] > 0).collect();
-        order.sort_by_key(|&g| (std::cmp::Reverse(uses[g]), g));
-        let mut map = [None; NUM_REGS];
-        for (g, host) in order.into_iter().zip(HOST_POOL) {
-            map[g] = Some(host);
-        }
-        RegMap(map)
-    }
-}
-
-/// Facts about the machine that the generated code bakes in.
-#[derive(Clone, Copy, Debug)]
-pub struct Layout {
-    pub mem_size: u64,
-    pub code_start: u64,
-    pub code_end: u64,
-    pub stack_limit: u64,
-    pub fuel_limited: bool,
-    /// Bytes every bounds check lets through past its limit: 0, unless a
-    /// demonstration of the guard regions asks for more (`--bounds-slack`).
-    pub bounds_slack: u64,
-    /// Executable address of the common exit in the trampoline.
-    pub exit_addr: u64,
-    /// Shared handler of interpret stubs: rax = rewind << 32 | guest pc.
-    pub interpret_addr: u64,
-    /// Shared handler of direct-exit stubs: rax = exit code << 32 | target pc.
-    pub direct_addr: u64,
-}
-
-/// Offsets in the trampoline code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrampolineOffsets {
-    pub exit: usize,
-    pub interpret: usize,
-    pub direct: usize,
-}
-
-/// A patchable direct exit of a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExitSite {
-    /// Offset in the block of the patchable `jmp rel32`, `call rel32` or
-    /// `jcc rel32`.
-    pub jump_offset: usize,
-    /// Offset in the block of the stub the jump goes to until chained.
-    pub stub_offset: usize,
-    /// Guest pc the exit continues at.
-    pub target: u64,
-    /// `Some(n)`: the jump follows an `add r13, imm32` adding n; chained,
-    /// the add takes in the target's own count and the jump skips it.
-    pub retired: Option<i32>,
-}
-
-/// One translated block, ready to be copied to its executable address.
-#[derive(Clone, Debug)]
-pub struct Translated {
-    pub code: Vec<u8>,
-    pub guest_start: u64,
-    /// Guest instructions in the block.
-    pub len: u32,
-    /// What the block's own count add at its start adds: the instructions
-    /// up to its first side exit (all of them if it has none).
-    pub entry_count: u32,
-    /// Offset of the code right after the block's own count add, where
-    /// chained exits may jump (`None` if the block starts by loading pinned
-    /// floats, which a jump there would skip).
-    pub body_offset: Option<usize>,
-    pub exits: Vec<ExitSite>,
-    /// The trap table: (offset of each guest access, offset of its
-    /// instruction's interpret stub), sorted.
-    pub traps: Vec<(u32, u32)>,
-}
-
-/// Reads the block at `pc`: up to `MAX_BLOCK` instructions, ending at the
-/// first unconditional transfer (jmp, jr, call, callr, ret, sys), before an
-/// undecodable instruction, or at the end of code. Conditional branches do
-/// not end it: they become side exits (a superblock), so a translation
-/// covers more code and hot paths run straight through.
-pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
-    let mut out = Vec::new();
-    let mut at = pc;
-    while out.len() < MAX_BLOCK && m.is_code_addr(at) {
-        let Some(Ok(i)) = m.fetch(at).map(Instr::decode) else { break };
-        out.push(i);
-        if i.op.info().ends_block && i.op.info().format != Format::Branch {
-            break;
-        }
-        at += INSTR_SIZE;
-    }
-    out
-}
-
-/// Guest registers worth keeping in XMM registers for a whole block: the
-/// block loops to its own start, the registers are read by float
-/// instructions, and every write to them in the block is a float result
-/// (which updates the XMM copy). Empty for blocks that do not loop.
-pub fn pinned_floats(instrs: &[Instr], pc: u64) -> Vec<u8> {
-    if !instrs.iter().any(|i| i.target() == Some(pc)) {
-        return Vec::new();
-    }
-    let mut out: Vec<u8> = Vec::new();
-    for i in instrs.iter().filter(|i| i.op.info().class.reads_floats()) {
-        let reads: &[u8] = if i.op.info().format == Format::R3 { &[i.b, i.c] } else { &[i.b] };
-        for &g in reads {
-            if !out.contains(&g) {
-                out.push(g);
-            }
-        }
-    }
-    let other_write = |g: u8| {
-        instrs.iter().any(|i| {
-            let class = i.op.info().class;
-            (i.dest() == Some(g) && !class.float_result()) || (class.moves_sp() && g == SP)
-        })
-    };
-    out.retain(|&g| !other_write(g));
-    out
-}
 
 /// Translates the block at `pc` for execution at address `at`, with
 /// `assembler` (cleared first), which it hands back for the next block, and
@@ -198,8 +46,7 @@ pub fn translate(
     }
     assembler.reset();
     let len = instrs.len();
-    let known = if specialize { super::specialize::assumptions(&instrs, pc, &m.regs) } else { [None; NUM_REGS] };
-    let pinned = pinned_floats(&instrs, pc);
+    let plan = Plan::new(instrs, pc, &m.regs, layout, specialize);
     let entry = assembler.create_label();
     let mut body = assembler.create_label();
     let mut e = Emitter {
@@ -208,26 +55,23 @@ pub fn translate(
         pinned: [false; 14],
         bound_at: None,
         entry,
-        block_pc: pc,
         a: assembler,
         xmm: [None; 14],
         next_victim: 0,
         sole: [false; 14],
-        len,
         map,
         layout: *layout,
         stubs: Vec::new(),
         next_exit_id: first_exit_id,
         exits: Vec::new(),
-        known,
-        instrs,
+        plan,
         push_covered: 0,
         pop_covered: 0,
-        skip_next: false,
         trap_sites: Vec::new(),
     };
     // Float registers of a loop stay in XMM registers across its back-edge:
     // loaded here, before the loop head the back-edge jumps to.
+    let pinned = e.plan.pinned.clone();
     e.pin(&pinned)?;
     // The guards of the block's assumptions, which hold on its back-edges
     // (see `specialize::assumptions`): those jump past them, to the count.
@@ -251,13 +95,11 @@ pub fn translate(
         e.a.ja(stub)?;
     }
     for k in 0..len {
-        if std::mem::take(&mut e.skip_next) {
-            continue;
+        if !e.plan.steps[k].merged {
+            e.instr(k, pc + k as u64 * INSTR_SIZE)?;
         }
-        let i = e.instrs[k];
-        e.instr(&i, k, pc + k as u64 * INSTR_SIZE)?;
     }
-    if !e.instrs[len - 1].op.info().ends_block {
+    if !e.plan.instrs[len - 1].op.info().ends_block {
         e.flush_sp()?;
         e.direct_exit(pc + len as u64 * INSTR_SIZE, 0)?;
     }
@@ -334,7 +176,8 @@ pub fn translate(
         exits.push(ExitSite { jump_offset: j, stub_offset: s, target, retired });
     }
     // (a chained jump past the start would skip the pinned loads or guards)
-    let body_offset = (pinned.is_empty() && e.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
+    let body_offset =
+        (pinned.is_empty() && e.plan.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
     let mut traps: Vec<(u32, u32)> =
         e.trap_sites.iter().map(|&(at, stub)| (encoding.offsets[at] as u32, stub_offsets[stub] as u32)).collect();
     traps.sort_unstable();

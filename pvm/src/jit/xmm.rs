@@ -102,7 +102,7 @@ impl Emitter {
     /// integer, or seen from outside the block, before the block writes it
     /// again.
     fn needed_after(&self, g: u8, k: usize) -> bool {
-        for i in self.instrs.iter().skip(k + 1) {
+        for i in self.plan.instrs.iter().skip(k + 1) {
             let info = i.op.info();
             if info.ends_block || info.can_trap || info.format == Format::Branch {
                 return true;

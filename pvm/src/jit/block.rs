@@ -1,0 +1,149 @@
+//! What a translated block is and what it is translated against: the
+//! machine's layout as the generated code bakes it in, the map of guest to
+//! host registers, the block's guest instructions and what translation
+//! produces. Types only the translator's other modules share; this module
+//! uses none of them.
+
+use iced_x86::code_asm::*;
+
+use crate::isa::{Format, Instr, INSTR_SIZE, NUM_REGS, SP};
+use crate::machine::Machine;
+
+/// Most guest instructions in one block.
+pub const MAX_BLOCK: usize = 96;
+/// Host registers that can hold guest registers.
+pub(super) const HOST_POOL: [AsmRegister64; 9] = [rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegMap(pub [Option<AsmRegister64>; NUM_REGS]);
+
+impl RegMap {
+    /// Gives host registers to the guest registers the code names most,
+    /// a use inside a loop (between a backward branch and its target)
+    /// counting ten times per level of nesting.
+    pub fn for_code(code: &[u8], code_start: u64) -> Self {
+        let instrs: Vec<Option<Instr>> =
+            code.chunks_exact(8).map(|c| Instr::decode(c.try_into().unwrap_or([0xff; 8])).ok()).collect();
+        let mut depth = vec![0u32; instrs.len()];
+        for (k, i) in instrs.iter().enumerate() {
+            let Some(t) = i.and_then(|i| i.target()) else { continue };
+            let from = t.wrapping_sub(code_start) / INSTR_SIZE;
+            if from <= k as u64 {
+                for d in &mut depth[from as usize..=k] {
+                    *d = (*d + 1).min(4);
+                }
+            }
+        }
+        let mut uses = [0u64; NUM_REGS];
+        for (k, i) in instrs.iter().enumerate() {
+            let Some(i) = i else { continue };
+            let weight = 10u64.pow(depth[k]);
+            for f in i.named_regs() {
+                uses[usize::from(f)] += weight;
+            }
+            if i.op.info().class.moves_sp() {
+                uses[usize::from(SP)] += weight;
+            }
+        }
+        let mut order: Vec<usize> = (0..NUM_REGS).filter(|&g| uses[g] > 0).collect();
+        order.sort_by_key(|&g| (std::cmp::Reverse(uses[g]), g));
+        let mut map = [None; NUM_REGS];
+        for (g, host) in order.into_iter().zip(HOST_POOL) {
+            map[g] = Some(host);
+        }
+        RegMap(map)
+    }
+}
+
+/// Facts about the machine that the generated code bakes in.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub mem_size: u64,
+    pub code_start: u64,
+    pub code_end: u64,
+    pub stack_limit: u64,
+    pub fuel_limited: bool,
+    /// Bytes every bounds check lets through past its limit: 0, unless a
+    /// demonstration of the guard regions asks for more (`--bounds-slack`).
+    pub bounds_slack: u64,
+    /// Executable address of the common exit in the trampoline.
+    pub exit_addr: u64,
+    /// Shared handler of interpret stubs: rax = rewind << 32 | guest pc.
+    pub interpret_addr: u64,
+    /// Shared handler of direct-exit stubs: rax = exit code << 32 | target pc.
+    pub direct_addr: u64,
+}
+
+impl Layout {
+    /// True if `t` is the address of an instruction of the code section.
+    pub fn is_code(&self, t: u64) -> bool {
+        t >= self.code_start && t < self.code_end && (t - self.code_start).is_multiple_of(INSTR_SIZE)
+    }
+}
+
+/// Offsets in the trampoline code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrampolineOffsets {
+    pub exit: usize,
+    pub interpret: usize,
+    pub direct: usize,
+}
+
+/// A patchable direct exit of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitSite {
+    /// Offset in the block of the patchable `jmp rel32`, `call rel32` or
+    /// `jcc rel32`.
+    pub jump_offset: usize,
+    /// Offset in the block of the stub the jump goes to until chained.
+    pub stub_offset: usize,
+    /// Guest pc the exit continues at.
+    pub target: u64,
+    /// `Some(n)`: the jump follows an `add r13, imm32` adding n; chained,
+    /// the add takes in the target's own count and the jump skips it.
+    pub retired: Option<i32>,
+}
+
+/// One translated block, ready to be copied to its executable address.
+#[derive(Clone, Debug)]
+pub struct Translated {
+    pub code: Vec<u8>,
+    pub guest_start: u64,
+    /// Guest instructions in the block.
+    pub len: u32,
+    /// What the block's own count add at its start adds: the instructions
+    /// up to its first side exit (all of them if it has none).
+    pub entry_count: u32,
+    /// Offset of the code right after the block's own count add, where
+    /// chained exits may jump (`None` if the block starts by loading pinned
+    /// floats, which a jump there would skip).
+    pub body_offset: Option<usize>,
+    pub exits: Vec<ExitSite>,
+    /// The trap table: (offset of each guest access, offset of its
+    /// instruction's interpret stub), sorted.
+    pub traps: Vec<(u32, u32)>,
+}
+
+/// Reads the block at `pc`: up to `MAX_BLOCK` instructions, ending at the
+/// first unconditional transfer (jmp, jr, call, callr, ret, sys), before an
+/// undecodable instruction, or at the end of code. Conditional branches do
+/// not end it: they become side exits (a superblock), so a translation
+/// covers more code and hot paths run straight through.
+pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
+    let mut out = Vec::new();
+    let mut at = pc;
+    while out.len() < MAX_BLOCK && m.is_code_addr(at) {
+        let Some(Ok(i)) = m.fetch(at).map(Instr::decode) else { break };
+        out.push(i);
+        if i.op.info().ends_block && i.op.info().format != Format::Branch {
+            break;
+        }
+        at += INSTR_SIZE;
+    }
+    out
+}
+
+/// Low 8, 16 and 32 bits of `HOST_POOL`, in the same order, for narrow stores.
+pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
+pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
+pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];

@@ -1,0 +1,185 @@
+//! The translation of moves, integer arithmetic and division.
+
+use iced_x86::code_asm::*;
+use iced_x86::IcedError;
+
+use super::emit::{ctx_reg, Emitter};
+use super::magic;
+use super::ops::{Alu, Cond};
+use crate::isa::{DivOp, Instr, IntOp, MoveOp};
+
+impl Emitter {
+    /// `nop`, `mov`, `li`, `lih`.
+    pub(super) fn move_instr(&mut self, op: MoveOp, i: &Instr) -> Result<(), IcedError> {
+        let (a, b, imm) = (i.a, i.b, i.imm);
+        match op {
+            MoveOp::Nop => Ok(()),
+            MoveOp::Mov => {
+                let s = self.get(b, rax)?;
+                self.put(a, s)
+            }
+            MoveOp::Li => match self.host(a) {
+                Some(h) => self.a.mov(h, i64::from(imm)),
+                None => self.a.mov(ctx_reg(a), imm),
+            },
+            MoveOp::Lih => {
+                self.load(rax, a)?;
+                self.a.mov(eax, eax)?;
+                self.a.mov(rcx, u64::from(imm as u32) << 32)?;
+                self.a.or(rax, rcx)?;
+                self.put(a, rax)
+            }
+        }
+    }
+
+    /// Integer arithmetic, logic, shifts and comparisons.
+    pub(super) fn int_instr(&mut self, op: IntOp, i: &Instr, k: usize) -> Result<(), IcedError> {
+        if let Some((alu, imm)) = Alu::of(op) {
+            return if imm { self.alu_ri(alu, i, k) } else { self.alu_rr(alu, i) };
+        }
+        if let Some(cond) = Cond::of_set(op) {
+            self.load(rax, i.b)?;
+            if matches!(i.op.info().format, crate::isa::Format::RI) {
+                self.a.cmp(rax, i.imm)?;
+            } else {
+                let x = self.get(i.c, rcx)?;
+                self.a.cmp(rax, x)?;
+            }
+            cond.setcc(&mut self.a, al)?;
+            self.a.movzx(rax, al)?;
+            return self.put(i.a, rax);
+        }
+        self.load(rax, i.b)?;
+        match op {
+            IntOp::Shl | IntOp::Shr | IntOp::Sar => {
+                self.load(rcx, i.c)?;
+                match op {
+                    IntOp::Shl => self.a.shl(rax, cl)?,
+                    IntOp::Shr => self.a.shr(rax, cl)?,
+                    _ => self.a.sar(rax, cl)?,
+                }
+            }
+            IntOp::ShlI | IntOp::ShrI | IntOp::SarI => {
+                let n = (i.imm & 63) as u32;
+                match op {
+                    IntOp::ShlI => self.a.shl(rax, n)?,
+                    IntOp::ShrI => self.a.shr(rax, n)?,
+                    _ => self.a.sar(rax, n)?,
+                }
+            }
+            // (the ALU and set-on-compare forms are above)
+            _ => {}
+        }
+        self.put(i.a, rax)
+    }
+
+    /// The register forms of add, sub, mul, and, or, xor.
+    fn alu_rr(&mut self, alu: Alu, i: &Instr) -> Result<(), IcedError> {
+        let (a, b, c) = (i.a, i.b, i.c);
+        // Work in the destination's own host register unless it is also
+        // the second source.
+        let dst = match self.host(a) {
+            Some(h) if a == b || a != c => h,
+            _ => rax,
+        };
+        self.load(dst, b)?;
+        let x = self.get(c, rcx)?;
+        alu.rr(&mut self.a, dst, x)?;
+        self.put(a, dst)
+    }
+
+    /// The immediate forms: in place, as a `lea`, a multiply by shifts, or
+    /// fused with the `addi` after a `muli` (the plan merges it).
+    fn alu_ri(&mut self, alu: Alu, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let (a, b, imm) = (i.a, i.b, i.imm);
+        if let (Some(h), true) = (self.host(a), a == b && matches!(alu, Alu::Add | Alu::Sub)) {
+            return alu.ri(&mut self.a, h, imm);
+        }
+        // Straight into the destination's host register when it has one.
+        let dst = self.host(a).unwrap_or(rax);
+        let src = self.get(b, rax)?;
+        if let Some(add) = self.plan.steps[k].fused_add {
+            // x * 3 + c and the like: one lea
+            match imm {
+                2 | 4 | 8 => self.a.lea(dst, qword_ptr(src * imm + add))?,
+                _ => self.a.lea(dst, qword_ptr(src + src * (imm - 1) + add))?,
+            }
+            return self.put(a, dst);
+        }
+        match alu {
+            Alu::Add if src != dst => self.a.lea(dst, qword_ptr(src + imm))?,
+            Alu::Sub if src != dst && imm != i32::MIN => self.a.lea(dst, qword_ptr(src - imm))?,
+            Alu::Mul => self.mul_imm(dst, src, imm)?,
+            Alu::Add | Alu::Sub | Alu::And | Alu::Or | Alu::Xor => {
+                if src != dst {
+                    self.a.mov(dst, src)?;
+                }
+                alu.ri(&mut self.a, dst, imm)?;
+            }
+        }
+        self.put(a, dst)
+    }
+
+    /// Division and remainder: a zero divisor goes to the interpreter
+    /// (which traps); constant divisors multiply by a magic number or shift.
+    pub(super) fn div_instr(&mut self, op: DivOp, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let (a, b, c, imm) = (i.a, i.b, i.c, i.imm);
+        match op {
+            DivOp::DivS | DivOp::DivU | DivOp::RemS | DivOp::RemU => {
+                self.load(rcx, c)?;
+                let stub = self.interpret_stub(k);
+                self.a.test(rcx, rcx)?;
+                self.a.jz(stub)?;
+                self.load(rax, b)?;
+                self.divide(op, a)
+            }
+            DivOp::DivUI | DivOp::RemUI => {
+                let d = i64::from(imm) as u64;
+                if d == 0 {
+                    let stub = self.interpret_stub(k);
+                    return self.a.jmp(stub);
+                }
+                self.a.mov(rcx, d)?;
+                self.load(rax, b)?;
+                self.divide(if op == DivOp::DivUI { DivOp::DivU } else { DivOp::RemU }, a)
+            }
+            DivOp::DivSI | DivOp::RemSI => {
+                if op == DivOp::RemSI && self.plan.steps[k].deferred_remainder {
+                    return Ok(());
+                }
+                self.div_signed_const(op == DivOp::RemSI, a, b, imm, k)
+            }
+        }
+    }
+
+    /// a = b / imm or b % imm (signed), imm a constant.
+    fn div_signed_const(&mut self, rem: bool, a: u8, b: u8, imm: i32, k: usize) -> Result<(), IcedError> {
+        let Some(plan) = magic::plan(i64::from(imm)) else {
+            let stub = self.interpret_stub(k);
+            return self.a.jmp(stub);
+        };
+        if let magic::ConstDiv::Shift { k, negative } = plan {
+            return self.div_rem_pow2(rem, a, b, k, negative);
+        }
+        // From b's own host register where it has one.
+        let x = self.get(b, rcx)?;
+        self.div_by_constant(plan, x)?;
+        if !rem {
+            return self.put(a, rax);
+        }
+        // remainder = x - quotient * d (rdx is free again)
+        self.mul_imm(rdx, rax, imm)?;
+        match self.host(a) {
+            Some(h) if h == x => self.a.sub(h, rdx),
+            Some(h) => {
+                self.a.mov(h, x)?;
+                self.a.sub(h, rdx)
+            }
+            None => {
+                self.a.mov(rax, x)?;
+                self.a.sub(rax, rdx)?;
+                self.put(a, rax)
+            }
+        }
+    }
+}
