@@ -5,7 +5,7 @@ use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter};
 use super::magic;
-use super::ops::{Alu, Cond};
+use super::ops::{Alu, IntForm};
 use crate::isa::{DivOp, Instr, IntOp, MoveOp};
 
 impl Emitter {
@@ -34,43 +34,32 @@ impl Emitter {
 
     /// Integer arithmetic, logic, shifts and comparisons.
     pub(super) fn int_instr(&mut self, op: IntOp, i: &Instr, k: usize) -> Result<(), IcedError> {
-        if let Some((alu, imm)) = Alu::of(op) {
-            return if imm { self.alu_ri(alu, i, k) } else { self.alu_rr(alu, i) };
-        }
-        if let Some(cond) = Cond::of_set(op) {
-            self.load(rax, i.b)?;
-            if matches!(i.op.info().format, crate::isa::Format::RI) {
-                self.a.cmp(rax, i.imm)?;
-            } else {
-                let x = self.get(i.c, rcx)?;
-                self.a.cmp(rax, x)?;
-            }
-            cond.setcc(&mut self.a, al)?;
-            self.a.movzx(rax, al)?;
-            return self.put(i.a, rax);
-        }
-        self.load(rax, i.b)?;
-        match op {
-            IntOp::Shl | IntOp::Shr | IntOp::Sar => {
-                self.load(rcx, i.c)?;
-                match op {
-                    IntOp::Shl => self.a.shl(rax, cl)?,
-                    IntOp::Shr => self.a.shr(rax, cl)?,
-                    _ => self.a.sar(rax, cl)?,
+        match IntForm::of(op) {
+            IntForm::Alu(alu, true) => self.alu_ri(alu, i, k),
+            IntForm::Alu(alu, false) => self.alu_rr(alu, i),
+            IntForm::Set(cond, imm) => {
+                self.load(rax, i.b)?;
+                if imm {
+                    self.a.cmp(rax, i.imm)?;
+                } else {
+                    let x = self.get(i.c, rcx)?;
+                    self.a.cmp(rax, x)?;
                 }
+                cond.setcc(&mut self.a, al)?;
+                self.a.movzx(rax, al)?;
+                self.put(i.a, rax)
             }
-            IntOp::ShlI | IntOp::ShrI | IntOp::SarI => {
-                let n = (i.imm & 63) as u32;
-                match op {
-                    IntOp::ShlI => self.a.shl(rax, n)?,
-                    IntOp::ShrI => self.a.shr(rax, n)?,
-                    _ => self.a.sar(rax, n)?,
+            IntForm::Shift(shift, imm) => {
+                self.load(rax, i.b)?;
+                if imm {
+                    shift.by(&mut self.a, rax, (i.imm & 63) as u32)?;
+                } else {
+                    self.load(rcx, i.c)?;
+                    shift.by_cl(&mut self.a, rax)?;
                 }
+                self.put(i.a, rax)
             }
-            // (the ALU and set-on-compare forms are above)
-            _ => {}
         }
-        self.put(i.a, rax)
     }
 
     /// The register forms of add, sub, mul, and, or, xor.

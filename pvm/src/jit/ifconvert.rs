@@ -8,7 +8,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter};
-use super::ops::{Alu, Cond};
+use super::ops::{Alu, Cond, IntForm};
 use crate::isa::{Instr, Kind, MoveOp};
 
 impl Emitter {
@@ -17,7 +17,7 @@ impl Emitter {
     pub(super) fn if_convert(&mut self, cond: Cond, branch: &Instr, k: usize) -> Result<(), IcedError> {
         let i = self.plan.instrs[k + 1];
         // rdx = what instruction k + 1 would write (guest state untouched).
-        match (i.op.kind(), Alu::of_kind(i.op.kind())) {
+        match (i.op.kind(), IntForm::alu(i.op.kind())) {
             (Kind::Move(MoveOp::Li), _) => self.a.mov(rdx, i64::from(i.imm))?,
             (Kind::Move(MoveOp::Mov), _) => self.load(rdx, i.b)?,
             (_, Some((Alu::Mul, true))) => {

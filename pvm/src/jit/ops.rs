@@ -1,12 +1,71 @@
-//! The guest's operations as the x86-64 ones that perform them: two-operand
-//! ALU operations and condition codes. Each is found by an exhaustive match
-//! over its ISA class, so a new opcode of the class must say which it is
-//! (or that it is none).
+//! The guest's operations as the x86-64 ones that perform them: the forms
+//! of the integer instructions (ALU operations, shifts, set-on-compare) and
+//! condition codes. Each comes from an exhaustive match over its ISA class,
+//! so a new opcode of the class must say what it is.
 
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use crate::isa::{BranchOp, IntOp, Kind};
+
+/// What an integer instruction does, and whether its second operand is an
+/// immediate: one exhaustive map of the class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IntForm {
+    Alu(Alu, bool),
+    Shift(Shift, bool),
+    /// 1 if the condition holds, else 0.
+    Set(Cond, bool),
+}
+
+impl IntForm {
+    pub(super) const fn of(op: IntOp) -> IntForm {
+        use IntForm::{Alu as A, Set as C, Shift as S};
+        match op {
+            IntOp::Add => A(Alu::Add, false),
+            IntOp::Sub => A(Alu::Sub, false),
+            IntOp::Mul => A(Alu::Mul, false),
+            IntOp::And => A(Alu::And, false),
+            IntOp::Or => A(Alu::Or, false),
+            IntOp::Xor => A(Alu::Xor, false),
+            IntOp::AddI => A(Alu::Add, true),
+            IntOp::SubI => A(Alu::Sub, true),
+            IntOp::MulI => A(Alu::Mul, true),
+            IntOp::AndI => A(Alu::And, true),
+            IntOp::OrI => A(Alu::Or, true),
+            IntOp::XorI => A(Alu::Xor, true),
+            IntOp::Shl => S(Shift::Left, false),
+            IntOp::Shr => S(Shift::Right, false),
+            IntOp::Sar => S(Shift::RightSigned, false),
+            IntOp::ShlI => S(Shift::Left, true),
+            IntOp::ShrI => S(Shift::Right, true),
+            IntOp::SarI => S(Shift::RightSigned, true),
+            IntOp::Seq => C(Cond::Eq, false),
+            IntOp::Sne => C(Cond::Ne, false),
+            IntOp::Slt => C(Cond::Lt, false),
+            IntOp::Sltu => C(Cond::Ltu, false),
+            IntOp::Sle => C(Cond::Le, false),
+            IntOp::Sleu => C(Cond::Leu, false),
+            IntOp::SeqI => C(Cond::Eq, true),
+            IntOp::SneI => C(Cond::Ne, true),
+            IntOp::SltI => C(Cond::Lt, true),
+            IntOp::SltuI => C(Cond::Ltu, true),
+            IntOp::SleI => C(Cond::Le, true),
+            IntOp::SleuI => C(Cond::Leu, true),
+        }
+    }
+
+    /// The ALU operation of an instruction of any class, if it is one.
+    pub(super) const fn alu(kind: Kind) -> Option<(Alu, bool)> {
+        match kind {
+            Kind::Int(op) => match IntForm::of(op) {
+                IntForm::Alu(alu, imm) => Some((alu, imm)),
+                IntForm::Shift(..) | IntForm::Set(..) => None,
+            },
+            _ => None,
+        }
+    }
+}
 
 /// dst = dst `op` src.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,50 +79,6 @@ pub(super) enum Alu {
 }
 
 impl Alu {
-    /// The ALU operation of a register (`false`) or immediate (`true`) form.
-    pub(super) const fn of(op: IntOp) -> Option<(Alu, bool)> {
-        match op {
-            IntOp::Add => Some((Alu::Add, false)),
-            IntOp::Sub => Some((Alu::Sub, false)),
-            IntOp::Mul => Some((Alu::Mul, false)),
-            IntOp::And => Some((Alu::And, false)),
-            IntOp::Or => Some((Alu::Or, false)),
-            IntOp::Xor => Some((Alu::Xor, false)),
-            IntOp::AddI => Some((Alu::Add, true)),
-            IntOp::SubI => Some((Alu::Sub, true)),
-            IntOp::MulI => Some((Alu::Mul, true)),
-            IntOp::AndI => Some((Alu::And, true)),
-            IntOp::OrI => Some((Alu::Or, true)),
-            IntOp::XorI => Some((Alu::Xor, true)),
-            IntOp::Shl
-            | IntOp::Shr
-            | IntOp::Sar
-            | IntOp::Seq
-            | IntOp::Sne
-            | IntOp::Slt
-            | IntOp::Sltu
-            | IntOp::Sle
-            | IntOp::Sleu
-            | IntOp::ShlI
-            | IntOp::ShrI
-            | IntOp::SarI
-            | IntOp::SeqI
-            | IntOp::SneI
-            | IntOp::SltI
-            | IntOp::SltuI
-            | IntOp::SleI
-            | IntOp::SleuI => None,
-        }
-    }
-
-    /// The same for an instruction of any class.
-    pub(super) const fn of_kind(kind: Kind) -> Option<(Alu, bool)> {
-        match kind {
-            Kind::Int(op) => Alu::of(op),
-            _ => None,
-        }
-    }
-
     /// dst = dst `op` src.
     pub(super) fn rr(self, a: &mut CodeAssembler, dst: AsmRegister64, src: AsmRegister64) -> Result<(), IcedError> {
         match self {
@@ -85,6 +100,36 @@ impl Alu {
             Alu::And => a.and(dst, imm),
             Alu::Or => a.or(dst, imm),
             Alu::Xor => a.xor(dst, imm),
+        }
+    }
+}
+
+/// A shift by a register's low 6 bits or by an immediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shift {
+    Left,
+    /// Logical.
+    Right,
+    /// Arithmetic.
+    RightSigned,
+}
+
+impl Shift {
+    /// dst <<= cl (or >>=).
+    pub(super) fn by_cl(self, a: &mut CodeAssembler, dst: AsmRegister64) -> Result<(), IcedError> {
+        match self {
+            Shift::Left => a.shl(dst, cl),
+            Shift::Right => a.shr(dst, cl),
+            Shift::RightSigned => a.sar(dst, cl),
+        }
+    }
+
+    /// dst <<= n (or >>=).
+    pub(super) fn by(self, a: &mut CodeAssembler, dst: AsmRegister64, n: u32) -> Result<(), IcedError> {
+        match self {
+            Shift::Left => a.shl(dst, n),
+            Shift::Right => a.shr(dst, n),
+            Shift::RightSigned => a.sar(dst, n),
         }
     }
 }
@@ -116,36 +161,6 @@ impl Cond {
             BranchOp::Bge => Cond::Ge,
             BranchOp::Bltu => Cond::Ltu,
             BranchOp::Bgeu => Cond::Geu,
-        }
-    }
-
-    /// The condition a set-on-compare instruction sets 1 on, if it is one.
-    pub(super) const fn of_set(op: IntOp) -> Option<Cond> {
-        match op {
-            IntOp::Seq | IntOp::SeqI => Some(Cond::Eq),
-            IntOp::Sne | IntOp::SneI => Some(Cond::Ne),
-            IntOp::Slt | IntOp::SltI => Some(Cond::Lt),
-            IntOp::Sltu | IntOp::SltuI => Some(Cond::Ltu),
-            IntOp::Sle | IntOp::SleI => Some(Cond::Le),
-            IntOp::Sleu | IntOp::SleuI => Some(Cond::Leu),
-            IntOp::Add
-            | IntOp::Sub
-            | IntOp::Mul
-            | IntOp::And
-            | IntOp::Or
-            | IntOp::Xor
-            | IntOp::Shl
-            | IntOp::Shr
-            | IntOp::Sar
-            | IntOp::AddI
-            | IntOp::SubI
-            | IntOp::MulI
-            | IntOp::AndI
-            | IntOp::OrI
-            | IntOp::XorI
-            | IntOp::ShlI
-            | IntOp::ShrI
-            | IntOp::SarI => None,
         }
     }
 

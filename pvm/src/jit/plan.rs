@@ -97,7 +97,7 @@ fn fused_add(instrs: &[Instr], k: usize) -> Option<i32> {
 /// (no memory, no trap, no flags read): `li`, `mov`, and the ALU operations
 /// add, sub, mul, and, or, xor with a register or an immediate.
 fn simple(i: &Instr) -> bool {
-    matches!(i.op.kind(), Kind::Move(MoveOp::Li | MoveOp::Mov)) || super::ops::Alu::of_kind(i.op.kind()).is_some()
+    matches!(i.op.kind(), Kind::Move(MoveOp::Li | MoveOp::Mov)) || super::ops::IntForm::alu(i.op.kind()).is_some()
 }
 
 /// Whether the branch at k of `instrs` (at guest `pc`) skips just the one
