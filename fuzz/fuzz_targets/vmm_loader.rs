@@ -20,7 +20,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use virtlab_fuzz::elf::{self, Base, Editor, Mutation, PT_LOAD};
+use virtlab_fuzz::elf::{self, PT_LOAD};
 use vmm::arch::x86_64::regs::EntryMode;
 use vmm::loader::{self, ImageEntry, LoaderError};
 use vmm::memory;
@@ -135,14 +135,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let [base, edits @ ..] = rest else { return };
-            let base = Base::ALL[usize::from(*base) % Base::ALL.len()];
-            let Ok(mutations) = Vec::<Mutation>::arbitrary_take_rest(Unstructured::new(edits)) else { return };
-            let mut editor = Editor::new(base, ram);
-            for m in &mutations {
-                editor.apply(m);
+            if let Some(image) = elf::edited_image(rest, ram) {
+                elf_file(&image, &mem, ram);
             }
-            elf_file(&editor.bytes, &mem, ram);
         }
     }
 });

@@ -324,6 +324,20 @@ impl Editor {
     }
 }
 
+/// The file an edited-image input of the loader target stands for: byte 0
+/// picks the base image, the rest is the `arbitrary` encoding of the
+/// edits; `ram` is the guest RAM size `Value::RamEnd` refers to.
+pub fn edited_image(input: &[u8], ram: u64) -> Option<Vec<u8>> {
+    let (&base, edits) = input.split_first()?;
+    let base = Base::ALL[usize::from(base) % Base::ALL.len()];
+    let mutations = Vec::<Mutation>::arbitrary_take_rest(arbitrary::Unstructured::new(edits)).ok()?;
+    let mut editor = Editor::new(base, ram);
+    for m in &mutations {
+        editor.apply(m);
+    }
+    Some(editor.bytes)
+}
+
 fn read_le(bytes: &[u8], at: u64, width: usize) -> Option<u64> {
     let at = usize::try_from(at).ok()?;
     let b = bytes.get(at..at.checked_add(width)?)?;
