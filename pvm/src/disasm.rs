@@ -50,14 +50,32 @@ pub fn describe(bytes: Option<[u8; 8]>) -> String {
     }
 }
 
-/// A whole image as assembler text.
+/// True if `i` is the encoding the assembler gives its text: the fields
+/// its format does not show are zero. Decoding accepts any register number
+/// below 16 and any immediate there, which the text cannot express.
+fn is_canonical(i: &Instr) -> bool {
+    let mut shown = [0u8; 3];
+    for (field, r) in shown.iter_mut().zip(i.named_regs()) {
+        *field = r;
+    }
+    let shows_imm = match i.op.info().format {
+        Format::RI | Format::LoadImm | Format::Load | Format::Store | Format::Branch | Format::Jump | Format::Sys => {
+            true
+        }
+        Format::None | Format::R2 | Format::R3 | Format::Src | Format::Dst => false,
+    };
+    [i.a, i.b, i.c] == shown && (shows_imm || i.imm == 0)
+}
+
+/// A whole image as assembler text. Code bytes whose encoding the text of
+/// their instruction would not give back are written as `.byte`.
 pub fn disassemble(image: &Image) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "; pvm disassembly\n.entry {:#x}\n.text", image.entry);
     for (k, chunk) in image.code.bytes.chunks(8).enumerate() {
         let addr = image.code.addr + k as u64 * INSTR_SIZE;
         let text = match <[u8; 8]>::try_from(chunk).ok().map(Instr::decode) {
-            Some(Ok(i)) => format_instr(&i),
+            Some(Ok(i)) if is_canonical(&i) => format_instr(&i),
             _ => format!(".byte {}", chunk.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")),
         };
         let _ = writeln!(out, "    {text:<32} ; {addr:#x}");
@@ -90,5 +108,22 @@ mod tests {
         assert_eq!(format_instr(&Instr::new(Opcode::Ret, 0, 0, 0, 0)), "ret");
         assert_eq!(format_instr(&Instr::new(Opcode::Sys, 0, 0, 0, 3)), "sys 3");
         assert_eq!(describe(Some([0xee, 0, 0, 0, 0, 0, 0, 0])), "unknown opcode 0xee");
+    }
+
+    #[test]
+    fn fields_the_text_cannot_show_survive_the_round_trip_as_bytes() {
+        // Found by the pvm_image fuzz target (fuzz/regressions/pvm_image/):
+        // a nop with register fields and an immediate disassembled to
+        // `nop`, which assembles to eight zero bytes.
+        let odd_nop = [0, 1, 2, 0, 248, 255, 255, 0];
+        let li_with_b = Instr::new(Opcode::Li, 1, 2, 0, 5).encode();
+        let canonical = Instr::new(Opcode::Add, 1, 2, 3, 0).encode();
+        let bytes = [odd_nop, li_with_b, canonical].concat();
+        let image = Image::new(0x1000, crate::image::Section { addr: 0x1000, bytes }, vec![]);
+        let text = disassemble(&image);
+        assert!(text.contains(".byte 0, 1, 2, 0, 248, 255, 255, 0"), "{text}");
+        assert!(text.contains("add r1, r2, r3"), "{text}");
+        let again = crate::asm::assemble("again.pasm", &text).unwrap();
+        assert_eq!(again.code, image.code, "{text}");
     }
 }

@@ -29,6 +29,9 @@ use lex::{lex, Res, Tok, Token};
 /// No image can be larger than the largest memory (`--mem` 2047 MiB).
 const MAX_IMAGE: u64 = crate::machine::MAX_MEM_MIB << 20;
 
+/// Why a sum of numbers and labels is rejected before it overflows.
+const OUT_OF_RANGE: &str = "the expression's value is out of range (no field holds more than 64 bits)";
+
 /// An assembly error with its position.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}:{line}:{col}: {msg}")]
@@ -137,7 +140,10 @@ impl Cursor<'_> {
         loop {
             let col = self.col();
             match self.next() {
-                Some(Tok::Int(v)) => e.constant += if negate { -v } else { v },
+                Some(Tok::Int(v)) => {
+                    let term = if negate { -v } else { v };
+                    e.constant = e.constant.checked_add(term).ok_or((col, OUT_OF_RANGE.into()))?;
+                }
                 Some(Tok::Ident(s)) if parse_reg(&s).is_none() => e.labels.push((negate, s, col)),
                 _ => return Err((col, "expected a number or a label".into())),
             }
@@ -175,8 +181,9 @@ impl Cursor<'_> {
             }
             Some(Tok::Punct('-')) => {
                 self.next();
+                let col = self.col();
                 let mut e = self.expr()?;
-                e.constant = -e.constant;
+                e.constant = e.constant.checked_neg().ok_or((col, OUT_OF_RANGE.into()))?;
                 e.labels.iter_mut().for_each(|l| l.0 = !l.0);
                 e
             }
@@ -375,7 +382,7 @@ pub fn assemble(file: &str, source: &str) -> Result<Image, AsmError> {
             let &(s, off, _) =
                 labels.get(name).ok_or_else(|| err(line, (*col, format!("undefined label {name:?}"))))?;
             let a = i128::from(addr_of(s, off));
-            v += if *neg { -a } else { a };
+            v = v.checked_add(if *neg { -a } else { a }).ok_or_else(|| err(line, (*col, OUT_OF_RANGE.into())))?;
         }
         Ok(v)
     };
@@ -570,6 +577,22 @@ mod tests {
         assert!(e.msg.contains("grew past"), "{e}");
         let e = assemble("x.pasm", " ld64 r1, r2\n").unwrap_err();
         assert!(e.msg.starts_with("expected a memory operand"), "{e}");
+    }
+
+    #[test]
+    fn sums_too_large_for_any_field_are_errors_not_overflows() {
+        // Found with the pvm_asm fuzz target (fuzz/regressions/pvm_asm/):
+        // each panicked on an i128 overflow in a debug build.
+        let max = i128::MAX;
+        for (src, col) in [
+            (format!("main: li r1, {max}+1\n"), 54),
+            (format!("main: ld64 r1, [r2-0-{max}-1]\n"), 20),
+            (format!("x: .quad x+{max}\n"), 10),
+        ] {
+            let e = assemble("x.pasm", &src).unwrap_err();
+            assert_eq!((e.line, e.col, e.msg.as_str()), (1, col, OUT_OF_RANGE), "{src}");
+        }
+        assert!(assemble("x.pasm", &format!("main: li r1, {max}-{max}\n")).is_ok());
     }
 
     #[test]

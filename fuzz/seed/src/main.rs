@@ -1,0 +1,107 @@
+//! `virtlab-fuzz-seed [DIR]`: writes `DIR/<target>/<name>` (default DIR
+//! `fuzz/seeds`, next to this crate) for the targets whose input is a file
+//! the repository has examples of:
+//!
+//! - `pvm_image`: the `.pbc` image of every built-in program (Brainfuck
+//!   ones compiled with and without optimisation);
+//! - `pvm_asm`: every `.pasm` program and the disassembly of every image;
+//! - `pvm_bf`: every Brainfuck program with empty stdin, and with a line;
+//! - `vmm_loader`: every ELF guest as a file to load (selector 0), every
+//!   base image of the ELF mutator unedited (selector 2), every flat guest
+//!   as the bytes of a flat case (selector 1); 4 MiB of RAM.
+//!
+//! Seeds over 64 KiB (the largest programs' images and disassemblies)
+//! are left out. The op-sequence targets (`vmm_serial`, `vmm_bus`, `vmm_exit`) start
+//! from an empty corpus: their input is decoded by `arbitrary`.
+
+use std::path::{Path, PathBuf};
+
+/// The largest seed written, in bytes.
+const MAX_SEED: usize = 64 << 10;
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let d = dir.join(target);
+    std::fs::create_dir_all(&d)?;
+    std::fs::write(d.join(name), bytes)
+}
+
+/// libFuzzer dictionary of `.pasm` tokens: every mnemonic and directive,
+/// the registers, punctuation, and numbers at the edges of what the
+/// assembler accepts (i32, u32, i64, u64, i128).
+fn asm_dictionary() -> String {
+    let mut tokens: Vec<String> = pvm::isa::Opcode::ALL.iter().map(|op| format!("{} ", op.info().mnemonic)).collect();
+    let directives = [
+        ".text", ".data", ".entry", ".byte", ".half", ".word", ".quad", ".double", ".ascii", ".asciz", ".zero",
+        ".align", ".org", "lif ",
+    ];
+    tokens.extend(directives.iter().map(|d| format!("{d} ")));
+    tokens.extend((0..16).map(|r| format!("r{r}")));
+    tokens.extend(
+        ["sp", "[", "]", ",", ":", "+", "-", "main:", "'a'", "'\\n'", "\"\\x41\"", "0x", "0b", "1.5e3", "inf", "nan"]
+            .map(String::from),
+    );
+    let numbers = [
+        "2147483647",
+        "2147483648",
+        "4294967295",
+        "4294967296",
+        "0x7fffffff",
+        "0xffffffff",
+        "9223372036854775807",
+        "18446744073709551615",
+        "0xffffffffffffffff",
+        "170141183460469231731687303715884105727",
+        "0x7fffffffffffffffffffffffffffffff",
+    ];
+    tokens.extend(numbers.map(String::from));
+    tokens.iter().map(|t| format!("\"{}\"\n", t.replace('\\', "\\\\").replace('"', "\\\""))).collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("seeds"));
+    let mut count = 0usize;
+    // Larger inputs (images with big data sections, their disassembly)
+    // would only slow the fuzzers down: they are left out.
+    let mut put = |target: &str, name: &str, bytes: &[u8]| {
+        if bytes.len() > MAX_SEED {
+            return Ok(());
+        }
+        count += 1;
+        write(&dir, target, name, bytes)
+    };
+    for p in pvm::programs::PROGRAMS {
+        let images = if p.kind == "b" {
+            put("pvm_bf", p.name, &[&[0u8][..], p.source.as_bytes()].concat())?;
+            put("pvm_bf", &format!("{}-input", p.name), &[&[3u8][..], b"hi\n", p.source.as_bytes()].concat())?;
+            vec![
+                ("opt", pvm::bf::compile(p.source.as_bytes(), true)?),
+                ("noopt", pvm::bf::compile(p.source.as_bytes(), false)?),
+            ]
+        } else {
+            put("pvm_asm", p.name, p.source.as_bytes())?;
+            vec![("", pvm::asm::assemble(p.name, p.source)?)]
+        };
+        for (suffix, image) in images {
+            let name = if suffix.is_empty() { p.name.to_string() } else { format!("{}-{suffix}", p.name) };
+            put("pvm_image", &name, &image.to_bytes())?;
+            put("pvm_asm", &format!("{name}-disasm"), pvm::disasm::disassemble(&image).as_bytes())?;
+        }
+    }
+    const MIB: u8 = 3; // selector byte 1: (3 % 8) + 1 = 4 MiB of RAM
+    for g in guests::GUESTS {
+        match g.boot {
+            guests::Boot::Elf => put("vmm_loader", g.name, &[&[0, MIB][..], g.image].concat())?,
+            _ => put("vmm_loader", &format!("{}-flat", g.name), &[&[1, MIB][..], g.image].concat())?,
+        }
+    }
+    put("vmm_loader", "hello64-elf", &[&[0, MIB][..], guests::HELLO64_ELF].concat())?;
+    for base in 0..4u8 {
+        put("vmm_loader", &format!("edit-base{base}"), &[2, MIB, base])?;
+    }
+    std::fs::write(dir.join("pvm_asm.dict"), asm_dictionary())?;
+    println!("wrote {count} seed files and pvm_asm.dict under {}", dir.display());
+    Ok(())
+}
