@@ -2,14 +2,18 @@
 //! in-process with their own output sinks.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::arch::x86_64::regs::EntryMode;
+use crate::controller::SnapshotPlan;
+use crate::kvmstate::StatePart;
 use crate::loader::{self, LoaderError};
-use crate::vm::{ExitCode, Image, RunOptions, Vm, VmConfig, VmError};
+use crate::snapshot::file::{self, SnapshotFileError};
+use crate::snapshot::RequestedMachine;
+use crate::vm::{ExitCode, Image, RunOptions, RunReport, SerialIo, Vm, VmConfig, VmError};
 
 #[derive(Parser)]
 #[command(name = "vmm", version, about = "Boot tiny x86 guests on KVM and show every trap")]
@@ -24,6 +28,13 @@ enum Command {
     List,
     /// Boot a guest: a built-in name (default: modes) or a file.
     Run(RunArgs),
+    /// Carry on a guest from a snapshot (`vmm run --snapshot FILE`).
+    Restore(RestoreArgs),
+    /// Print what a snapshot holds and check its memory file.
+    SnapshotInfo {
+        /// The state file (its memory file is FILE.mem).
+        file: PathBuf,
+    },
     /// Measure the exit round trip and the boot time.
     Bench {
         /// Rounds of the exit benchmark (the fastest is kept).
@@ -57,6 +68,33 @@ struct RunArgs {
     /// PVH command line for ELF guests with a PVH note.
     #[arg(long, default_value = "")]
     cmdline: String,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The state file written by `--snapshot FILE` (its memory file is FILE.mem).
+    file: PathBuf,
+    /// Refuse the snapshot unless it was made with this much RAM.
+    #[arg(long)]
+    mem: Option<u64>,
+    /// Refuse the snapshot unless it was made with --timers.
+    #[arg(long)]
+    timers: bool,
+    /// Do not check the memory file's checksums (faster for large working sets).
+    #[arg(long)]
+    no_verify_memory: bool,
+    /// Leave a part of the state out (a negative control for the tests).
+    #[arg(long, value_enum, hide = true)]
+    omit: Vec<StatePart>,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// The options of a run, shared by `run` and `restore`.
+#[derive(clap::Args)]
+struct RunFlags {
     /// Print one line per exit on stderr.
     #[arg(long)]
     trace: bool,
@@ -69,6 +107,15 @@ struct RunArgs {
     /// Run the vCPU thread without its seccomp filter.
     #[arg(long)]
     no_seccomp: bool,
+    /// Write a snapshot to FILE (and FILE.mem) on SIGUSR1 or after --snapshot-after-exits.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+    /// Write the snapshot once this many exits are handled (a deterministic point).
+    #[arg(long, value_name = "N", requires = "snapshot")]
+    snapshot_after_exits: Option<u64>,
+    /// End the run once the snapshot is written (exit status 79).
+    #[arg(long, requires = "snapshot")]
+    snapshot_and_stop: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,6 +140,18 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     r.map_err(|e| format!("{s:?} is not a number (decimal or 0x-prefixed hex): {e}"))
 }
 
+/// An error and its chain of causes on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Prints an error with its whole chain of causes.
 pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     let _ = writeln!(err, "vmm: error: {error}");
@@ -103,12 +162,7 @@ pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     }
 }
 
-fn run(
-    args: RunArgs,
-    input: Option<Box<dyn std::io::Read + Send>>,
-    out: Box<dyn Write + Send>,
-    err: &mut (dyn Write + Send),
-) -> Result<u8, VmError> {
+fn boot(args: RunArgs, serial: SerialIo) -> Result<(Vm, RunFlags), VmError> {
     let name = args.guest.unwrap_or_else(|| guests::DEFAULT_GUEST.to_string());
     let file_bytes;
     let (image, mut config) = match guests::find(&name) {
@@ -139,14 +193,105 @@ fn run(
     config.mem_mib = args.mem;
     config.timers |= args.timers;
     config.cmdline = args.cmdline;
-    let mut vm = Vm::with_serial_input(&config, &image, out, input)?;
-    let timeout = args.timeout.map(Duration::from_secs_f64);
-    let seccomp = !args.no_seccomp;
-    let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout, seccomp })?;
+    Ok((Vm::boot(&config, &image, serial)?, args.flags))
+}
+
+fn restore(args: RestoreArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
+    let start = Instant::now();
+    let snapshot = file::read_state(&args.file).map_err(VmError::Snapshot)?;
+    let requested = RequestedMachine { mem_mib: args.mem, timers: args.timers.then_some(true) };
+    snapshot
+        .machine
+        .check_matches(&requested)
+        .map_err(|diff| VmError::Snapshot(SnapshotFileError::OtherOptions(diff)))?;
+    let mem = if args.omit.contains(&StatePart::Memory) {
+        crate::memory::create(snapshot.machine.ram_mib).map_err(VmError::Memory)?
+    } else {
+        file::map_memory(&args.file, &snapshot, !args.no_verify_memory).map_err(VmError::Snapshot)?
+    };
+    let vm = Vm::restore(&snapshot, mem, serial, &args.omit)?;
+    if args.flags.stats {
+        let _ =
+            writeln!(err, "restore: {:.3} ms from reading the state file to the first KVM_RUN", ms(start.elapsed()));
+    }
+    Ok((vm, args.flags))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32, VmError> {
+    let timeout = flags.timeout.map(Duration::from_secs_f64);
+    let snapshot = flags.snapshot.map(|path| SnapshotPlan {
+        path,
+        after_exits: flags.snapshot_after_exits,
+        stop: flags.snapshot_and_stop,
+    });
+    let opts = RunOptions {
+        trace: flags.trace.then_some(&mut *err),
+        stats: flags.stats,
+        timeout,
+        seccomp: !flags.no_seccomp,
+        snapshot: snapshot.clone(),
+    };
+    let result = vm.run(opts)?;
+    report_run(&result, snapshot.as_ref(), err);
+    Ok(result.status())
+}
+
+fn report_run(result: &RunReport, snapshot: Option<&SnapshotPlan>, err: &mut dyn Write) {
     if let Some(stats) = &result.stats {
         let _ = stats.render(err, result.wall);
     }
-    Ok(result.status)
+    for s in &result.snapshots {
+        let _ = writeln!(
+            err,
+            "vmm: snapshot written to {} after {} exits: {} pages of memory ({} KiB), {} bytes of state, in {:.3} ms",
+            s.path.display(),
+            s.exits,
+            s.written.pages,
+            s.written.pages * 4,
+            s.written.state_bytes,
+            ms(s.took)
+        );
+    }
+    for f in &result.snapshot_failures {
+        let _ = writeln!(err, "vmm: snapshot failed, the guest carried on: {f}");
+    }
+    if let (Some(plan), true) = (snapshot, result.snapshots.is_empty()) {
+        if let Some(n) = plan.after_exits {
+            let _ = writeln!(
+                err,
+                "vmm: the guest ended after {} exits, before --snapshot-after-exits {n}: no snapshot written",
+                result.exits
+            );
+        }
+    }
+}
+
+fn snapshot_info(path: &Path, out: &mut dyn Write) -> Result<i32, VmError> {
+    let snapshot = file::read_state(path).map_err(VmError::Snapshot)?;
+    let _ = write!(out, "{}", snapshot.describe());
+    file::map_memory(path, &snapshot, true).map_err(VmError::Snapshot)?;
+    let mem_path = file::memory_path(path);
+    let meta = std::fs::metadata(&mem_path).ok();
+    let (len, allocated) = meta.map_or((0, 0), |m| {
+        (std::os::unix::fs::MetadataExt::size(&m), std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+    });
+    let _ =
+        writeln!(out, "memory file: {} ({len} bytes, {allocated} allocated on disk), checksums ok", mem_path.display());
+    Ok(0)
+}
+
+fn exit_status(result: Result<i32, VmError>, err: &mut dyn Write) -> i32 {
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report(err, &e);
+            e.exit_code() as i32
+        }
+    }
 }
 
 /// Runs the command line `args` (without the program name): the guest's
@@ -175,13 +320,19 @@ pub fn main_with(
             }
             0
         }
-        Command::Run(args) => match run(args, input, out, err) {
-            Ok(status) => i32::from(status),
-            Err(e) => {
-                report(err, &e);
-                e.exit_code() as i32
-            }
-        },
+        Command::Run(args) => {
+            let result = boot(args, SerialIo { out, input }).and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::Restore(args) => {
+            let restored = restore(args, SerialIo { out, input }, err);
+            let result = restored.and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::SnapshotInfo { file } => {
+            let result = snapshot_info(&file, &mut out);
+            exit_status(result, err)
+        }
         Command::Bench { rounds, boots } => {
             let start = Instant::now();
             match crate::bench::run(rounds, boots) {
