@@ -11,6 +11,9 @@ use crate::arch::x86_64::regs::EntryMode;
 use crate::controller::SnapshotPlan;
 use crate::kvmstate::StatePart;
 use crate::loader::{self, LoaderError};
+use crate::migration::destination::{self, Listener};
+use crate::migration::source::MigratePlan;
+use crate::migration::Address;
 use crate::snapshot::file::{self, SnapshotFileError};
 use crate::snapshot::RequestedMachine;
 use crate::vm::{ExitCode, Image, RunOptions, RunReport, SerialIo, Vm, VmConfig, VmError};
@@ -30,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// Carry on a guest from a snapshot (`vmm run --snapshot FILE`).
     Restore(RestoreArgs),
+    /// Wait for a guest migrating live from `vmm run --migrate-to`, then run it.
+    Receive(ReceiveArgs),
     /// Print what a snapshot holds and check its memory file.
     SnapshotInfo {
         /// The state file (its memory file is FILE.mem).
@@ -92,7 +97,16 @@ struct RestoreArgs {
     flags: RunFlags,
 }
 
-/// The options of a run, shared by `run` and `restore`.
+#[derive(clap::Args)]
+struct ReceiveArgs {
+    /// Where to wait: HOST:PORT (port 0 picks one, printed on stderr) or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// The options of a run, shared by `run`, `restore` and `receive`.
 #[derive(clap::Args)]
 struct RunFlags {
     /// Print one line per exit on stderr.
@@ -116,6 +130,32 @@ struct RunFlags {
     /// End the run once the snapshot is written (exit status 79).
     #[arg(long, requires = "snapshot")]
     snapshot_and_stop: bool,
+    /// Migrate the guest live to a `vmm receive` at ADDR (HOST:PORT or unix:PATH), on SIGUSR2 or after --migrate-after-ms.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    migrate_to: Option<Address>,
+    /// Start the migration this many milliseconds into the run.
+    #[arg(long, value_name = "MS", requires = "migrate_to")]
+    migrate_after_ms: Option<u64>,
+    /// Stop and copy once the dirty pages would take at most this long to send.
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = parse_millis)]
+    max_downtime_ms: f64,
+    /// Stop and copy after this many pre-copy rounds in any case.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    max_rounds: u32,
+    /// Also write the migration report as JSON to FILE.
+    #[arg(long, value_name = "FILE", requires = "migrate_to")]
+    json: Option<PathBuf>,
+}
+
+fn parse_address(s: &str) -> Result<Address, String> {
+    Address::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_millis(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of milliseconds from 0 to 1e9")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -228,16 +268,41 @@ fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32,
         after_exits: flags.snapshot_after_exits,
         stop: flags.snapshot_and_stop,
     });
+    let migrate = flags.migrate_to.map(|to| MigratePlan {
+        to,
+        after: flags.migrate_after_ms.map(Duration::from_millis),
+        max_downtime: Duration::from_secs_f64(flags.max_downtime_ms / 1e3),
+        max_rounds: flags.max_rounds.max(1),
+    });
     let opts = RunOptions {
         trace: flags.trace.then_some(&mut *err),
         stats: flags.stats,
         timeout,
         seccomp: !flags.no_seccomp,
         snapshot: snapshot.clone(),
+        migrate,
     };
     let result = vm.run(opts)?;
     report_run(&result, snapshot.as_ref(), err);
+    for m in &result.migrations {
+        let _ = m.render(err);
+        if let Some(path) = &flags.json {
+            if let Err(e) = std::fs::write(path, m.json()) {
+                let _ = writeln!(err, "vmm: cannot write the migration report to {}: {e}", path.display());
+            }
+        }
+    }
     Ok(result.status())
+}
+
+fn receive(args: ReceiveArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
+    let addr = Address::parse(&args.listen).map_err(VmError::Receive)?;
+    let listener = Listener::bind(&addr).map_err(VmError::Receive)?;
+    let _ = writeln!(err, "vmm receive: listening on {}", listener.local());
+    let received = destination::receive(&listener, serial).map_err(VmError::Receive)?;
+    let _ =
+        writeln!(err, "vmm receive: the guest from {} runs here ({} pages received)", received.from, received.pages);
+    Ok((received.vm, args.flags))
 }
 
 fn report_run(result: &RunReport, snapshot: Option<&SnapshotPlan>, err: &mut dyn Write) {
@@ -327,6 +392,11 @@ pub fn main_with(
         Command::Restore(args) => {
             let restored = restore(args, SerialIo { out, input }, err);
             let result = restored.and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::Receive(args) => {
+            let received = receive(args, SerialIo { out, input }, err);
+            let result = received.and_then(|(vm, flags)| run(vm, flags, err));
             exit_status(result, err)
         }
         Command::SnapshotInfo { file } => {

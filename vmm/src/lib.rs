@@ -32,6 +32,7 @@ pub mod devices;
 pub mod kvmstate;
 pub mod loader;
 pub mod memory;
+pub mod migration;
 pub mod runloop;
 pub mod seccomp;
 pub mod snapshot;

@@ -98,6 +98,7 @@ impl VcpuRun<'_, '_> {
             wall: start.elapsed(),
             snapshots: Vec::new(),
             snapshot_failures: Vec::new(),
+            migrations: Vec::new(),
         }
     }
 

@@ -170,6 +170,8 @@ pub enum VmError {
     State(#[source] StateError),
     #[error("the snapshot does not fit this VMM: {0}")]
     Incompatible(String),
+    #[error("no guest was received, nothing runs here")]
+    Receive(#[source] crate::migration::MigrationError),
 }
 
 impl VmError {
@@ -193,6 +195,7 @@ impl VmError {
             VmError::HaltedForever { .. } => ExitCode::HaltedForever,
             VmError::Snapshot(_) | VmError::Incompatible(_) => ExitCode::Snapshot,
             VmError::State(_) => ExitCode::Internal,
+            VmError::Receive(_) => ExitCode::NotReceived,
         }
     }
 }
@@ -230,6 +233,8 @@ pub struct RunReport {
     pub snapshots: Vec<SnapshotTaken>,
     /// Snapshots that could not be written (the guest carried on).
     pub snapshot_failures: Vec<String>,
+    /// Every migration attempt, migrated or aborted.
+    pub migrations: Vec<crate::migration::MigrationReport>,
 }
 
 impl RunReport {
@@ -257,6 +262,8 @@ pub struct RunOptions<'a> {
     pub seccomp: bool,
     /// Write a snapshot after a number of exits or on SIGUSR1.
     pub snapshot: Option<SnapshotPlan>,
+    /// Migrate the guest live, after a delay or on SIGUSR2.
+    pub migrate: Option<crate::migration::source::MigratePlan>,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -267,6 +274,7 @@ impl fmt::Debug for RunOptions<'_> {
             .field("timeout", &self.timeout)
             .field("seccomp", &self.seccomp)
             .field("snapshot", &self.snapshot)
+            .field("migrate", &self.migrate)
             .finish()
     }
 }
@@ -528,8 +536,8 @@ impl Vm {
     /// a failed KVM call, a filter that cannot be installed, a snapshot that
     /// cannot be written with `--snapshot-and-stop`.
     pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let RunOptions { trace, stats, timeout, seccomp, snapshot } = opts;
-        let controlled = snapshot.is_some();
+        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate } = opts;
+        let controlled = snapshot.is_some() || migrate.is_some();
         let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
         // Compiled here, so that the vCPU thread only has to install it.
         let filter =
@@ -571,8 +579,18 @@ impl Vm {
                 .name("vcpu0".into())
                 .spawn_scoped(scope, || run.run(filter.as_ref()))
                 .map_err(|source| VmError::Thread { name: "vCPU", source })?;
-            let controller =
-                Controller { vm, mem, machine, cpuid, tsc_khz: *tsc_khz, written, control: &control, paused, snapshot };
+            let controller = Controller {
+                vm,
+                mem,
+                machine,
+                cpuid,
+                tsc_khz: *tsc_khz,
+                written,
+                control: &control,
+                paused,
+                snapshot,
+                migrate,
+            };
             let outcome = controller.serve();
             let mut report = vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             if let Some(fatal) = outcome.fatal {
@@ -580,6 +598,7 @@ impl Vm {
             }
             report.snapshots = outcome.snapshots;
             report.snapshot_failures = outcome.failures;
+            report.migrations = outcome.migrations;
             Ok(report)
         })
     }
