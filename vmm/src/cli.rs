@@ -40,7 +40,7 @@ enum Command {
         /// The state file (its memory file is FILE.mem).
         file: PathBuf,
     },
-    /// Measure the exit round trip and the boot time.
+    /// Measure the exit round trip, the boot time, snapshots and migration.
     Bench {
         /// Rounds of the exit benchmark (the fastest is kept).
         #[arg(long, default_value_t = 5)]
@@ -48,6 +48,12 @@ enum Command {
         /// Boots of `hello` for the boot-time figure.
         #[arg(long, default_value_t = 20)]
         boots: u32,
+        /// Only these parts (default: all).
+        #[arg(long, value_enum)]
+        only: Vec<BenchPart>,
+        /// Restores per RAM size, migrations per working set.
+        #[arg(long, default_value_t = 5)]
+        repeat: u32,
     },
 }
 
@@ -156,6 +162,13 @@ fn parse_millis(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a number of milliseconds from 0 to 1e9")),
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchPart {
+    Exits,
+    Snapshot,
+    Migration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -349,6 +362,25 @@ fn snapshot_info(path: &Path, out: &mut dyn Write) -> Result<i32, VmError> {
     Ok(0)
 }
 
+fn bench(rounds: u32, boots: u32, only: &[BenchPart], repeat: u32, out: &mut dyn Write) -> Result<(), VmError> {
+    let wants = |p| only.is_empty() || only.contains(&p);
+    if wants(BenchPart::Exits) {
+        let _ = crate::bench::run(rounds, boots)?.render(out);
+    }
+    if wants(BenchPart::Snapshot) {
+        let figures = [crate::statebench::snapshot(128, repeat)?, crate::statebench::snapshot(2048, repeat)?];
+        let _ = crate::statebench::render_snapshots(&figures, out);
+    }
+    if wants(BenchPart::Migration) {
+        let figures = [1, 16, 64]
+            .map(|mib| crate::statebench::migration(mib, repeat))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let _ = crate::statebench::render_migrations(&figures, out);
+    }
+    Ok(())
+}
+
 fn exit_status(result: Result<i32, VmError>, err: &mut dyn Write) -> i32 {
     match result {
         Ok(status) => status,
@@ -403,19 +435,11 @@ pub fn main_with(
             let result = snapshot_info(&file, &mut out);
             exit_status(result, err)
         }
-        Command::Bench { rounds, boots } => {
+        Command::Bench { rounds, boots, only, repeat } => {
             let start = Instant::now();
-            match crate::bench::run(rounds, boots) {
-                Ok(r) => {
-                    let _ = r.render(&mut out);
-                    let _ = writeln!(out, "bench took {:.1} s", start.elapsed().as_secs_f64());
-                    0
-                }
-                Err(e) => {
-                    report(err, &e);
-                    e.exit_code() as i32
-                }
-            }
+            let result = bench(rounds, boots, &only, repeat, &mut out);
+            let _ = writeln!(out, "bench took {:.1} s", start.elapsed().as_secs_f64());
+            exit_status(result.map(|()| 0), err)
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod migration;
 pub mod runloop;
 pub mod seccomp;
 pub mod snapshot;
+pub mod statebench;
 pub mod stats;
 pub mod trace;
 pub mod vcpu;
