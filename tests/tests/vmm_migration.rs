@@ -84,36 +84,57 @@ fn a_guest_migrated_mid_run_over_loopback_carries_on_on_the_destination() {
     for (guest, cmdline, listen, after) in cases {
         let expected = uninterrupted(guest, cmdline);
         assert_eq!(expected.status, 0, "{}", expected.stderr);
-        let dest = destination(listen);
-        let json = temp_path(&format!("migration-{guest}-{after}.json"));
-        let src = source(&[
-            "run",
-            guest,
-            "--cmdline",
-            cmdline,
-            "--migrate-to",
-            &dest.addr,
-            "--migrate-after-ms",
-            after,
-            "--json",
-            json.to_str().unwrap(),
-            "--timeout",
-            TIMEOUT,
-        ]);
-        let src = wait(src);
-        let dst = wait(dest.child);
-        assert_eq!(src.status, 80, "{guest}: the source says migrated: {}", src.stderr);
-        assert_eq!(dst.status, 0, "{guest}: {}", dst.stderr);
-        assert!(!dst.stdout.is_empty(), "{guest}: the destination ran the guest");
-        assert_eq!(format!("{}{}", src.stdout, dst.stdout), expected.stdout, "{guest}: {}", src.stderr);
-        if guest == "workset" {
-            assert!(dst.stdout.contains("workset: checksum ") && dst.stdout.contains(", 0 dwords differ"));
+        // ticks runs for 80 ms: on a loaded machine it may end before the
+        // migration does (then it ends on the source, whole): try again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (src, dst, report) = migrate_once(guest, cmdline, listen, after);
+            if src.status == 0 && src.stderr.contains("the guest ended during the migration") && attempts < 5 {
+                assert_eq!(src.stdout, expected.stdout, "{guest}: the guest ended whole on the source");
+                continue;
+            }
+            assert_eq!(src.status, 80, "{guest}: the source says migrated: {}", src.stderr);
+            assert_eq!(dst.status, 0, "{guest}: {}", dst.stderr);
+            assert!(!dst.stdout.is_empty(), "{guest}: the destination ran the guest");
+            assert_eq!(format!("{}{}", src.stdout, dst.stdout), expected.stdout, "{guest}: {}", src.stderr);
+            if guest == "workset" {
+                assert!(dst.stdout.contains("workset: checksum ") && dst.stdout.contains(", 0 dwords differ"));
+            }
+            assert!(
+                src.stderr.contains("vmm: migrated to") && src.stderr.contains("(stop-and-copy)"),
+                "{}",
+                src.stderr
+            );
+            assert!(src.stderr.contains("downtime "), "{}", src.stderr);
+            assert!(report.contains("\"migrated\":true") && report.contains("\"downtime_ms\":"), "{report}");
+            break;
         }
-        assert!(src.stderr.contains("vmm: migrated to") && src.stderr.contains("(stop-and-copy)"), "{}", src.stderr);
-        assert!(src.stderr.contains("downtime "), "{}", src.stderr);
-        let report = std::fs::read_to_string(&json).unwrap();
-        assert!(report.contains("\"migrated\":true") && report.contains("\"downtime_ms\":"), "{report}");
     }
+}
+
+/// One migration of `guest`: the source's run, the destination's, the JSON report.
+fn migrate_once(guest: &str, cmdline: &str, listen: &str, after: &str) -> (Run, Run, String) {
+    let dest = destination(listen);
+    let json = temp_path(&format!("migration-{guest}-{after}.json"));
+    let _ = std::fs::remove_file(&json);
+    let src = source(&[
+        "run",
+        guest,
+        "--cmdline",
+        cmdline,
+        "--migrate-to",
+        &dest.addr,
+        "--migrate-after-ms",
+        after,
+        "--json",
+        json.to_str().unwrap(),
+        "--timeout",
+        TIMEOUT,
+    ]);
+    let src = wait(src);
+    let dst = wait(dest.child);
+    (src, dst, std::fs::read_to_string(&json).unwrap_or_default())
 }
 
 /// A process's resident memory in bytes: the destination's grows as the
