@@ -177,6 +177,10 @@ pub struct MigrationReport {
     pub total_bytes: u64,
     /// From the source's pause to the destination's `Resumed`.
     pub downtime: Option<Duration>,
+    /// Of the downtime: from the pause request to the vCPU's state in hand.
+    pub pause: Option<Duration>,
+    /// Of the downtime: from `Done` sent to `Ready` (the destination loading the state).
+    pub load: Option<Duration>,
     /// From the start of the migration to its end.
     pub total: Duration,
     /// Why it was aborted, if it was.
@@ -196,7 +200,15 @@ impl MigrationReport {
             writeln!(out, "  round {:>2} ({what}): {:>7} pages, {kib:>9} KiB, {:>8.3} ms", i + 1, r.pages, ms(r.took))?;
         }
         let downtime = self.downtime.map_or("-".to_string(), |d| format!("{:.3} ms", ms(d)));
-        writeln!(out, "  total: {} KiB in {:.3} ms; downtime {downtime}", self.total_bytes / 1024, ms(self.total))
+        let part = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.3} ms", ms(d)));
+        writeln!(
+            out,
+            "  total: {} KiB in {:.3} ms; downtime {downtime} (pausing the vCPU {}, the destination loading the state {})",
+            self.total_bytes / 1024,
+            ms(self.total),
+            part(self.pause),
+            part(self.load)
+        )
     }
 
     /// The report as a JSON object (`--json`).
@@ -215,13 +227,16 @@ impl MigrationReport {
             })
             .collect();
         let downtime = self.downtime.map_or("null".to_string(), |d| format!("{:.3}", ms(d)));
+        let part = |d: Option<Duration>| d.map_or("null".to_string(), |d| format!("{:.3}", ms(d)));
         let aborted = self.aborted.as_ref().map_or("null".to_string(), |a| format!("{a:?}"));
         format!(
-            "{{\"to\":{:?},\"migrated\":{},\"rounds\":[{}],\"total_bytes\":{},\"downtime_ms\":{downtime},\"total_ms\":{:.3},\"aborted\":{aborted}}}\n",
+            "{{\"to\":{:?},\"migrated\":{},\"rounds\":[{}],\"total_bytes\":{},\"downtime_ms\":{downtime},\"pause_ms\":{},\"load_ms\":{},\"total_ms\":{:.3},\"aborted\":{aborted}}}\n",
             self.to,
             self.aborted.is_none(),
             rounds.join(","),
             self.total_bytes,
+            part(self.pause),
+            part(self.load),
             ms(self.total)
         )
     }
@@ -255,6 +270,8 @@ mod tests {
             total_bytes: 1_245_184,
             downtime: Some(Duration::from_micros(1500)),
             total: Duration::from_millis(5),
+            pause: Some(Duration::from_micros(200)),
+            load: Some(Duration::from_micros(400)),
             aborted: None,
         };
         let mut text = Vec::new();

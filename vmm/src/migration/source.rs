@@ -81,6 +81,7 @@ fn run(
     }
     let paused_at = Instant::now();
     let paused = pause(ctl, outcome)?;
+    report.pause = Some(paused_at.elapsed());
     let result = stop_and_copy(ctl, &mut stream, &paused, to_send, report, &mut frame);
     let verdict = match result {
         Ok(()) => {
@@ -129,8 +130,9 @@ fn stop_and_copy(
     report.rounds.push(r);
     report.total_bytes += r.bytes;
     let mut buf = Vec::new();
+    let done = Instant::now();
     match stream.receive(&mut buf, "waiting for the destination to load the state")? {
-        Message::Ready => {}
+        Message::Ready => report.load = Some(done.elapsed()),
         Message::Refuse { reason } => return Err(MigrationError::Refused(reason.to_string())),
         other => return Err(MigrationError::Protocol { expected: "ready", got: other.name() }),
     }
