@@ -29,6 +29,7 @@ pub mod codec;
 pub mod control;
 pub mod controller;
 pub mod devices;
+pub mod error;
 pub mod kvmstate;
 pub mod loader;
 pub mod memory;
