@@ -36,6 +36,7 @@ const BUILDS: &[(&str, &str, Link)] = &[
     ("echo", "echo.bin", Link::Flat64),
     ("hello", "hello.elf", Link::Pvh),
     ("exits", "exits.elf", Link::Pvh),
+    ("workset", "workset.elf", Link::Pvh),
 ];
 
 const REAL_MODE_BASE: &str = "0x7c00";

@@ -138,6 +138,12 @@ pub const GUESTS: &[Guest] = &[
     },
     guest!("exits", "exits.elf", Boot::Elf, "PVH ELF: 100000 port-I/O exits in a tight loop (the exit benchmark)"),
     guest!(
+        "workset",
+        "workset.elf",
+        Boot::Elf,
+        "PVH ELF: rewrites a working set (--cmdline \"mib=N passes=P\") and checks it, for live migration"
+    ),
+    guest!(
         "hello",
         "hello.elf",
         Boot::Elf,

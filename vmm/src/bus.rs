@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::devices::{DeviceError, DeviceState};
+
 /// What a device asks of the VMM after an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceRequest {
@@ -21,6 +23,41 @@ pub trait BusDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     /// Takes a write of `data` at `offset`.
     fn write(&mut self, offset: u64, data: &[u8]) -> DeviceRequest;
+    /// The device's state, for a snapshot or a migration (mutable: the UART
+    /// takes in the input that has arrived, so that it is part of the state).
+    fn save(&mut self) -> DeviceState;
+    /// Takes back a state [`BusDevice::save`] gave.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::WrongKind`] for the state of another kind of device.
+    fn restore(&mut self, state: &DeviceState) -> Result<(), DeviceError>;
+}
+
+/// Where a device sits: its bus, range and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub bus: BusKind,
+    pub base: u64,
+    pub len: u64,
+    pub name: String,
+}
+
+/// The two buses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusKind {
+    Pio,
+    Mmio,
+}
+
+impl BusKind {
+    /// Name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BusKind::Pio => "port",
+            BusKind::Mmio => "MMIO",
+        }
+    }
 }
 
 /// Errors of device registration.
@@ -132,6 +169,11 @@ impl Bus {
         Dispatch { device: None, first_unclaimed, request: DeviceRequest::None }
     }
 
+    /// Every device with its range and name, by address.
+    pub fn devices_mut(&mut self) -> impl Iterator<Item = (u64, u64, &'static str, &mut dyn BusDevice)> + '_ {
+        self.slots.iter_mut().map(|(&base, slot)| (base, slot.len, slot.name, &mut *slot.device as &mut dyn BusDevice))
+    }
+
     /// Distinct unclaimed addresses seen so far.
     pub fn unclaimed(&self) -> &BTreeSet<u64> {
         &self.unclaimed
@@ -157,6 +199,12 @@ mod tests {
         fn write(&mut self, offset: u64, data: &[u8]) -> DeviceRequest {
             self.writes.lock().unwrap().push((offset, data.to_vec()));
             DeviceRequest::None
+        }
+        fn save(&mut self) -> DeviceState {
+            DeviceState::DebugExit
+        }
+        fn restore(&mut self, _state: &DeviceState) -> Result<(), DeviceError> {
+            Ok(())
         }
     }
 

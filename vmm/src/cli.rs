@@ -2,14 +2,21 @@
 //! in-process with their own output sinks.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::arch::x86_64::regs::EntryMode;
+use crate::controller::SnapshotPlan;
+use crate::kvmstate::StatePart;
 use crate::loader::{self, LoaderError};
-use crate::vm::{ExitCode, Image, RunOptions, Vm, VmConfig, VmError};
+use crate::migration::destination::{self, Listener};
+use crate::migration::source::MigratePlan;
+use crate::migration::Address;
+use crate::snapshot::file::{self, SnapshotFileError};
+use crate::snapshot::RequestedMachine;
+use crate::vm::{ExitCode, Image, RunOptions, RunReport, SerialIo, Vm, VmConfig, VmError};
 
 #[derive(Parser)]
 #[command(name = "vmm", version, about = "Boot tiny x86 guests on KVM and show every trap")]
@@ -24,7 +31,16 @@ enum Command {
     List,
     /// Boot a guest: a built-in name (default: modes) or a file.
     Run(RunArgs),
-    /// Measure the exit round trip and the boot time.
+    /// Carry on a guest from a snapshot (`vmm run --snapshot FILE`).
+    Restore(RestoreArgs),
+    /// Wait for a guest migrating live from `vmm run --migrate-to`, then run it.
+    Receive(ReceiveArgs),
+    /// Print what a snapshot holds and check its memory file.
+    SnapshotInfo {
+        /// The state file (its memory file is FILE.mem).
+        file: PathBuf,
+    },
+    /// Measure the exit round trip, the boot time, snapshots and migration.
     Bench {
         /// Rounds of the exit benchmark (the fastest is kept).
         #[arg(long, default_value_t = 5)]
@@ -32,6 +48,12 @@ enum Command {
         /// Boots of `hello` for the boot-time figure.
         #[arg(long, default_value_t = 20)]
         boots: u32,
+        /// Only these parts (default: all).
+        #[arg(long, value_enum)]
+        only: Vec<BenchPart>,
+        /// Restores per RAM size, migrations per working set.
+        #[arg(long, default_value_t = 5)]
+        repeat: u32,
     },
 }
 
@@ -57,6 +79,42 @@ struct RunArgs {
     /// PVH command line for ELF guests with a PVH note.
     #[arg(long, default_value = "")]
     cmdline: String,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The state file written by `--snapshot FILE` (its memory file is FILE.mem).
+    file: PathBuf,
+    /// Refuse the snapshot unless it was made with this much RAM.
+    #[arg(long)]
+    mem: Option<u64>,
+    /// Refuse the snapshot unless it was made with --timers.
+    #[arg(long)]
+    timers: bool,
+    /// Do not check the memory file's checksums (faster for large working sets).
+    #[arg(long)]
+    no_verify_memory: bool,
+    /// Leave a part of the state out (a negative control for the tests).
+    #[arg(long, value_enum, hide = true)]
+    omit: Vec<StatePart>,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+#[derive(clap::Args)]
+struct ReceiveArgs {
+    /// Where to wait: HOST:PORT (port 0 picks one, printed on stderr) or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// The options of a run, shared by `run`, `restore` and `receive`.
+#[derive(clap::Args)]
+struct RunFlags {
     /// Print one line per exit on stderr.
     #[arg(long)]
     trace: bool,
@@ -69,6 +127,48 @@ struct RunArgs {
     /// Run the vCPU thread without its seccomp filter.
     #[arg(long)]
     no_seccomp: bool,
+    /// Write a snapshot to FILE (and FILE.mem) on SIGUSR1 or after --snapshot-after-exits.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+    /// Write the snapshot once this many exits are handled (a deterministic point).
+    #[arg(long, value_name = "N", requires = "snapshot")]
+    snapshot_after_exits: Option<u64>,
+    /// End the run once the snapshot is written (exit status 79).
+    #[arg(long, requires = "snapshot")]
+    snapshot_and_stop: bool,
+    /// Migrate the guest live to a `vmm receive` at ADDR (HOST:PORT or unix:PATH), on SIGUSR2 or after --migrate-after-ms.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    migrate_to: Option<Address>,
+    /// Start the migration this many milliseconds into the run.
+    #[arg(long, value_name = "MS", requires = "migrate_to")]
+    migrate_after_ms: Option<u64>,
+    /// Stop and copy once the dirty pages would take at most this long to send.
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = parse_millis)]
+    max_downtime_ms: f64,
+    /// Stop and copy after this many pre-copy rounds in any case.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    max_rounds: u32,
+    /// Also write the migration report as JSON to FILE.
+    #[arg(long, value_name = "FILE", requires = "migrate_to")]
+    json: Option<PathBuf>,
+}
+
+fn parse_address(s: &str) -> Result<Address, String> {
+    Address::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_millis(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of milliseconds from 0 to 1e9")),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchPart {
+    Exits,
+    Snapshot,
+    Migration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,6 +193,18 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     r.map_err(|e| format!("{s:?} is not a number (decimal or 0x-prefixed hex): {e}"))
 }
 
+/// An error and its chain of causes on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Prints an error with its whole chain of causes.
 pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     let _ = writeln!(err, "vmm: error: {error}");
@@ -103,12 +215,7 @@ pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     }
 }
 
-fn run(
-    args: RunArgs,
-    input: Option<Box<dyn std::io::Read + Send>>,
-    out: Box<dyn Write + Send>,
-    err: &mut (dyn Write + Send),
-) -> Result<u8, VmError> {
+fn boot(args: RunArgs, serial: SerialIo) -> Result<(Vm, RunFlags), VmError> {
     let name = args.guest.unwrap_or_else(|| guests::DEFAULT_GUEST.to_string());
     let file_bytes;
     let (image, mut config) = match guests::find(&name) {
@@ -139,14 +246,149 @@ fn run(
     config.mem_mib = args.mem;
     config.timers |= args.timers;
     config.cmdline = args.cmdline;
-    let mut vm = Vm::with_serial_input(&config, &image, out, input)?;
-    let timeout = args.timeout.map(Duration::from_secs_f64);
-    let seccomp = !args.no_seccomp;
-    let result = vm.run(RunOptions { trace: args.trace.then_some(&mut *err), stats: args.stats, timeout, seccomp })?;
+    Ok((Vm::boot(&config, &image, serial)?, args.flags))
+}
+
+fn restore(args: RestoreArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
+    let start = Instant::now();
+    let snapshot = file::read_state(&args.file).map_err(VmError::Snapshot)?;
+    let requested = RequestedMachine { mem_mib: args.mem, timers: args.timers.then_some(true) };
+    snapshot
+        .machine
+        .check_matches(&requested)
+        .map_err(|diff| VmError::Snapshot(SnapshotFileError::OtherOptions(diff)))?;
+    let mem = if args.omit.contains(&StatePart::Memory) {
+        crate::memory::create(snapshot.machine.ram_mib).map_err(VmError::Memory)?
+    } else {
+        file::map_memory(&args.file, &snapshot, !args.no_verify_memory).map_err(VmError::Snapshot)?
+    };
+    let vm = Vm::restore(&snapshot, mem, serial, &args.omit)?;
+    if args.flags.stats {
+        let _ =
+            writeln!(err, "restore: {:.3} ms from reading the state file to the first KVM_RUN", ms(start.elapsed()));
+    }
+    Ok((vm, args.flags))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32, VmError> {
+    let timeout = flags.timeout.map(Duration::from_secs_f64);
+    let snapshot = flags.snapshot.map(|path| SnapshotPlan {
+        path,
+        after_exits: flags.snapshot_after_exits,
+        stop: flags.snapshot_and_stop,
+    });
+    let migrate = flags.migrate_to.map(|to| MigratePlan {
+        to,
+        after: flags.migrate_after_ms.map(Duration::from_millis),
+        max_downtime: Duration::from_secs_f64(flags.max_downtime_ms / 1e3),
+        max_rounds: flags.max_rounds.max(1),
+    });
+    let opts = RunOptions {
+        trace: flags.trace.then_some(&mut *err),
+        stats: flags.stats,
+        timeout,
+        seccomp: !flags.no_seccomp,
+        snapshot: snapshot.clone(),
+        migrate,
+    };
+    let result = vm.run(opts)?;
+    report_run(&result, snapshot.as_ref(), err);
+    for m in &result.migrations {
+        let _ = m.render(err);
+        if let Some(path) = &flags.json {
+            if let Err(e) = std::fs::write(path, m.json()) {
+                let _ = writeln!(err, "vmm: cannot write the migration report to {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(result.status())
+}
+
+fn receive(args: ReceiveArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
+    let addr = Address::parse(&args.listen).map_err(VmError::Receive)?;
+    let listener = Listener::bind(&addr).map_err(VmError::Receive)?;
+    let _ = writeln!(err, "vmm receive: listening on {}", listener.local());
+    let received = destination::receive(&listener, serial).map_err(VmError::Receive)?;
+    let _ =
+        writeln!(err, "vmm receive: the guest from {} runs here ({} pages received)", received.from, received.pages);
+    Ok((received.vm, args.flags))
+}
+
+fn report_run(result: &RunReport, snapshot: Option<&SnapshotPlan>, err: &mut dyn Write) {
     if let Some(stats) = &result.stats {
         let _ = stats.render(err, result.wall);
     }
-    Ok(result.status)
+    for s in &result.snapshots {
+        let _ = writeln!(
+            err,
+            "vmm: snapshot written to {} after {} exits: {} pages of memory ({} KiB), {} bytes of state, in {:.3} ms",
+            s.path.display(),
+            s.exits,
+            s.written.pages,
+            s.written.pages * 4,
+            s.written.state_bytes,
+            ms(s.took)
+        );
+    }
+    for f in &result.snapshot_failures {
+        let _ = writeln!(err, "vmm: snapshot failed, the guest carried on: {f}");
+    }
+    if let (Some(plan), true) = (snapshot, result.snapshots.is_empty()) {
+        if let Some(n) = plan.after_exits {
+            let _ = writeln!(
+                err,
+                "vmm: the guest ended after {} exits, before --snapshot-after-exits {n}: no snapshot written",
+                result.exits
+            );
+        }
+    }
+}
+
+fn snapshot_info(path: &Path, out: &mut dyn Write) -> Result<i32, VmError> {
+    let snapshot = file::read_state(path).map_err(VmError::Snapshot)?;
+    let _ = write!(out, "{}", snapshot.describe());
+    file::map_memory(path, &snapshot, true).map_err(VmError::Snapshot)?;
+    let mem_path = file::memory_path(path);
+    let meta = std::fs::metadata(&mem_path).ok();
+    let (len, allocated) = meta.map_or((0, 0), |m| {
+        (std::os::unix::fs::MetadataExt::size(&m), std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+    });
+    let _ =
+        writeln!(out, "memory file: {} ({len} bytes, {allocated} allocated on disk), checksums ok", mem_path.display());
+    Ok(0)
+}
+
+fn bench(rounds: u32, boots: u32, only: &[BenchPart], repeat: u32, out: &mut dyn Write) -> Result<(), VmError> {
+    let wants = |p| only.is_empty() || only.contains(&p);
+    if wants(BenchPart::Exits) {
+        let _ = crate::bench::run(rounds, boots)?.render(out);
+    }
+    if wants(BenchPart::Snapshot) {
+        let figures = [crate::statebench::snapshot(128, repeat)?, crate::statebench::snapshot(2048, repeat)?];
+        let _ = crate::statebench::render_snapshots(&figures, out);
+    }
+    if wants(BenchPart::Migration) {
+        let figures = [1, 16, 64]
+            .map(|mib| crate::statebench::migration(mib, repeat))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let _ = crate::statebench::render_migrations(&figures, out);
+    }
+    Ok(())
+}
+
+fn exit_status(result: Result<i32, VmError>, err: &mut dyn Write) -> i32 {
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report(err, &e);
+            e.exit_code() as i32
+        }
+    }
 }
 
 /// Runs the command line `args` (without the program name): the guest's
@@ -175,26 +417,29 @@ pub fn main_with(
             }
             0
         }
-        Command::Run(args) => match run(args, input, out, err) {
-            Ok(status) => i32::from(status),
-            Err(e) => {
-                report(err, &e);
-                e.exit_code() as i32
-            }
-        },
-        Command::Bench { rounds, boots } => {
+        Command::Run(args) => {
+            let result = boot(args, SerialIo { out, input }).and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::Restore(args) => {
+            let restored = restore(args, SerialIo { out, input }, err);
+            let result = restored.and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::Receive(args) => {
+            let received = receive(args, SerialIo { out, input }, err);
+            let result = received.and_then(|(vm, flags)| run(vm, flags, err));
+            exit_status(result, err)
+        }
+        Command::SnapshotInfo { file } => {
+            let result = snapshot_info(&file, &mut out);
+            exit_status(result, err)
+        }
+        Command::Bench { rounds, boots, only, repeat } => {
             let start = Instant::now();
-            match crate::bench::run(rounds, boots) {
-                Ok(r) => {
-                    let _ = r.render(&mut out);
-                    let _ = writeln!(out, "bench took {:.1} s", start.elapsed().as_secs_f64());
-                    0
-                }
-                Err(e) => {
-                    report(err, &e);
-                    e.exit_code() as i32
-                }
-            }
+            let result = bench(rounds, boots, &only, repeat, &mut out);
+            let _ = writeln!(out, "bench took {:.1} s", start.elapsed().as_secs_f64());
+            exit_status(result.map(|()| 0), err)
         }
     }
 }

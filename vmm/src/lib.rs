@@ -17,7 +17,7 @@
 //! let hello = guests::find("hello").unwrap();
 //! let mut vm = Vm::new(&VmConfig::default(), &Image::Elf(hello.image), Box::new(std::io::stdout()))?;
 //! let report = vm.run(RunOptions { stats: true, ..Default::default() })?;
-//! assert_eq!(report.status, 0);
+//! assert_eq!(report.status(), 0);
 //! # Ok::<(), vmm::vm::VmError>(())
 //! ```
 
@@ -25,10 +25,19 @@ pub mod arch;
 pub mod bench;
 pub mod bus;
 pub mod cli;
+pub mod codec;
+pub mod control;
+pub mod controller;
 pub mod devices;
+pub mod error;
+pub mod kvmstate;
 pub mod loader;
 pub mod memory;
+pub mod migration;
+pub mod runloop;
 pub mod seccomp;
+pub mod snapshot;
+pub mod statebench;
 pub mod stats;
 pub mod trace;
 pub mod vcpu;

@@ -42,12 +42,41 @@ pub const KVM_GET_REGS: u64 = ioc(IOC_READ, 0x81, std::mem::size_of::<kvm_regs>(
 pub const KVM_GET_SREGS: u64 = ioc(IOC_READ, 0x83, std::mem::size_of::<kvm_sregs>());
 /// `KVM_IRQ_LINE`, `_IOW(KVMIO, 0x61, struct kvm_irq_level)`: the UART's interrupt with `--timers`.
 pub const KVM_IRQ_LINE: u64 = ioc(IOC_WRITE, 0x61, std::mem::size_of::<kvm_irq_level>());
+/// `KVM_GET_MSRS`, `_IOWR(KVMIO, 0x88, struct kvm_msrs)`.
+pub const KVM_GET_MSRS: u64 = ioc(IOC_READ | IOC_WRITE, 0x88, std::mem::size_of::<kvm_bindings::kvm_msrs>());
+/// `KVM_GET_FPU`, `_IOR(KVMIO, 0x8c, struct kvm_fpu)`.
+pub const KVM_GET_FPU: u64 = ioc(IOC_READ, 0x8c, std::mem::size_of::<kvm_bindings::kvm_fpu>());
+/// `KVM_GET_LAPIC`, `_IOR(KVMIO, 0x8e, struct kvm_lapic_state)`.
+pub const KVM_GET_LAPIC: u64 = ioc(IOC_READ, 0x8e, std::mem::size_of::<kvm_bindings::kvm_lapic_state>());
+/// `KVM_GET_MP_STATE`, `_IOR(KVMIO, 0x98, struct kvm_mp_state)`.
+pub const KVM_GET_MP_STATE: u64 = ioc(IOC_READ, 0x98, std::mem::size_of::<kvm_bindings::kvm_mp_state>());
+/// `KVM_GET_VCPU_EVENTS`, `_IOR(KVMIO, 0x9f, struct kvm_vcpu_events)`.
+pub const KVM_GET_VCPU_EVENTS: u64 = ioc(IOC_READ, 0x9f, std::mem::size_of::<kvm_bindings::kvm_vcpu_events>());
+/// `KVM_GET_DEBUGREGS`, `_IOR(KVMIO, 0xa1, struct kvm_debugregs)`.
+pub const KVM_GET_DEBUGREGS: u64 = ioc(IOC_READ, 0xa1, std::mem::size_of::<kvm_bindings::kvm_debugregs>());
+/// `KVM_GET_XSAVE`, `_IOR(KVMIO, 0xa4, struct kvm_xsave)`.
+pub const KVM_GET_XSAVE: u64 = ioc(IOC_READ, 0xa4, std::mem::size_of::<kvm_bindings::kvm_xsave>());
+/// `KVM_GET_XCRS`, `_IOR(KVMIO, 0xa6, struct kvm_xcrs)`.
+pub const KVM_GET_XCRS: u64 = ioc(IOC_READ, 0xa6, std::mem::size_of::<kvm_bindings::kvm_xcrs>());
+
+/// The read-only vCPU ioctls a paused vCPU makes to save its state, allowed
+/// only in runs that snapshot or migrate ([`vcpu_filter`] with `snapshots`).
+pub const SNAPSHOT_IOCTLS: &[(u64, &str)] = &[
+    (KVM_GET_MP_STATE, "KVM_GET_MP_STATE"),
+    (KVM_GET_FPU, "KVM_GET_FPU"),
+    (KVM_GET_XSAVE, "KVM_GET_XSAVE"),
+    (KVM_GET_XCRS, "KVM_GET_XCRS"),
+    (KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS"),
+    (KVM_GET_LAPIC, "KVM_GET_LAPIC"),
+    (KVM_GET_MSRS, "KVM_GET_MSRS"),
+    (KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS"),
+];
 
 /// The system calls the vCPU thread may make once the guest runs, and why.
 /// `ioctl`, `mmap`, `mprotect` and `tgkill` are allowed only with the arguments
 /// [`vcpu_filter`] names.
 pub const ALLOWED: &[(i64, &str, &str)] = &[
-    (libc::SYS_ioctl, "ioctl", "KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS on the vCPU; KVM_IRQ_LINE on the VM"),
+    (libc::SYS_ioctl, "ioctl", "KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS on the vCPU; KVM_IRQ_LINE on the VM; the SNAPSHOT_IOCTLS on the vCPU in runs that snapshot or migrate"),
     (libc::SYS_write, "write", "guest serial output on stdout, the trace on stderr"),
     (libc::SYS_futex, "futex", "locks: stdout, the serial input channel, the watchdog's join"),
     (libc::SYS_mmap, "mmap", "allocation (never executable)"),
@@ -79,30 +108,38 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, seccompiler::B
     SeccompRule::new(conditions)
 }
 
-/// The ioctl rules: each allowed request, on its file descriptor only.
-fn ioctl_rules(fds: KvmFds) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+/// The ioctl rules: each allowed request, on its file descriptor only;
+/// with `snapshots`, also the read-only requests that save a vCPU's state.
+fn ioctl_rules(fds: KvmFds, snapshots: bool) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
     let on = |fd: RawFd, request: u64| {
         rule(vec![sandbox::arg(0, SeccompCmpOp::Eq, fd as u64)?, sandbox::arg(1, SeccompCmpOp::Eq, request)?])
     };
-    Ok(vec![
+    let mut rules = vec![
         on(fds.vcpu, KVM_RUN)?,
         on(fds.vcpu, KVM_GET_REGS)?,
         on(fds.vcpu, KVM_GET_SREGS)?,
         on(fds.vm, KVM_IRQ_LINE)?,
-    ])
+    ];
+    if snapshots {
+        for &(request, _) in SNAPSHOT_IOCTLS {
+            rules.push(on(fds.vcpu, request)?);
+        }
+    }
+    Ok(rules)
 }
 
-/// Builds the vCPU thread's filter for the VM whose descriptors are `fds`.
+/// Builds the vCPU thread's filter for the VM whose descriptors are `fds`;
+/// `snapshots` adds the [`SNAPSHOT_IOCTLS`] (a run that snapshots or migrates).
 ///
 /// # Errors
 ///
 /// [`SeccompError::Build`] if seccompiler rejects the rules (a bug here,
 /// not a property of the machine).
-pub fn vcpu_filter(fds: KvmFds) -> Result<BpfProgram, SeccompError> {
+pub fn vcpu_filter(fds: KvmFds, snapshots: bool) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(nr, _, _) in ALLOWED {
         let conditions = match nr {
-            libc::SYS_ioctl => ioctl_rules(fds),
+            libc::SYS_ioctl => ioctl_rules(fds, snapshots),
             libc::SYS_mmap | libc::SYS_mprotect => sandbox::never_executable(2),
             libc::SYS_tgkill => sandbox::any_of(2, &[libc::SIGSYS, libc::SIGABRT]),
             _ => Ok(Vec::new()),
@@ -156,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_socket_call_is_killed_with_sigsys_and_reported() {
-        let filter = vcpu_filter(FDS).unwrap();
+        let filter = vcpu_filter(FDS, false).unwrap();
         let child = in_child(&filter, || {
             // SAFETY: a plain system call; the filter traps it.
             unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
@@ -167,7 +204,7 @@ mod tests {
 
     #[test]
     fn an_execve_call_is_killed_with_sigsys_and_reported() {
-        let filter = vcpu_filter(FDS).unwrap();
+        let filter = vcpu_filter(FDS, false).unwrap();
         let child = in_child(&filter, || {
             let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
             // SAFETY: a NUL-terminated path and argv; the filter traps the call.
@@ -179,7 +216,7 @@ mod tests {
 
     #[test]
     fn ioctls_are_allowed_only_with_the_kvm_requests_on_their_descriptors() {
-        let filter = vcpu_filter(FDS).unwrap();
+        let filter = vcpu_filter(FDS, false).unwrap();
         let allowed = in_child(&filter, || {
             // SAFETY: ioctls on descriptors that are not open fail with EBADF.
             unsafe {
@@ -213,7 +250,7 @@ mod tests {
 
     #[test]
     fn what_the_run_loop_does_is_allowed_but_executable_memory_is_not() {
-        let filter = vcpu_filter(FDS).unwrap();
+        let filter = vcpu_filter(FDS, false).unwrap();
         let child = in_child(&filter, || {
             let len = 1 << 20;
             // SAFETY: an anonymous mapping, written, then unmapped; a write of
@@ -247,6 +284,48 @@ mod tests {
         });
         assert!(exec.killed_by_sigsys(), "status {:#x}, stderr {:?}", exec.status, exec.stderr);
         assert_eq!(exec.stderr, report(libc::SYS_mmap, "mmap"));
+    }
+
+    #[test]
+    fn snapshot_ioctls_are_allowed_only_in_runs_that_snapshot_and_only_on_the_vcpu() {
+        assert_eq!(KVM_GET_MSRS, 0xc008_ae88);
+        assert_eq!(KVM_GET_FPU, 0x81a0_ae8c);
+        assert_eq!(KVM_GET_LAPIC, 0x8400_ae8e);
+        assert_eq!(KVM_GET_MP_STATE, 0x8004_ae98);
+        assert_eq!(KVM_GET_VCPU_EVENTS, 0x8040_ae9f);
+        assert_eq!(KVM_GET_DEBUGREGS, 0x8080_aea1);
+        assert_eq!(KVM_GET_XSAVE, 0x9000_aea4);
+        assert_eq!(KVM_GET_XCRS, 0x8188_aea6);
+        let with = vcpu_filter(FDS, true).unwrap();
+        let allowed = in_child(&with, || {
+            for &(request, _) in SNAPSHOT_IOCTLS {
+                // SAFETY: an ioctl on a descriptor that is not open fails with EBADF.
+                unsafe { libc::ioctl(FDS.vcpu, request as _, std::ptr::null_mut::<u8>()) };
+            }
+        });
+        assert!(allowed.exited_with(0), "status {:#x}, stderr {:?}", allowed.status, allowed.stderr);
+        fn get_msrs_on_the_vcpu() {
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(FDS.vcpu, KVM_GET_MSRS as _, std::ptr::null_mut::<u8>()) };
+        }
+        fn get_lapic_on_the_vm() {
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(FDS.vm, KVM_GET_LAPIC as _, std::ptr::null_mut::<u8>()) };
+        }
+        fn set_regs_on_the_vcpu() {
+            // KVM_SET_REGS, _IOW(KVMIO, 0x82, struct kvm_regs): writing state stays forbidden.
+            let set_regs = ioc(IOC_WRITE, 0x82, std::mem::size_of::<kvm_regs>());
+            // SAFETY: the filter traps this ioctl before the kernel sees it.
+            unsafe { libc::ioctl(FDS.vcpu, set_regs as _, std::ptr::null_mut::<u8>()) };
+        }
+        let without = vcpu_filter(FDS, false).unwrap();
+        for (filter, body) in
+            [(&without, get_msrs_on_the_vcpu as fn()), (&with, get_lapic_on_the_vm), (&with, set_regs_on_the_vcpu)]
+        {
+            let child = in_child(filter, body);
+            assert!(child.killed_by_sigsys(), "status {:#x}, stderr {:?}", child.status, child.stderr);
+            assert_eq!(child.stderr, report(libc::SYS_ioctl, "ioctl"));
+        }
     }
 
     #[test]

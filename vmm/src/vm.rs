@@ -5,59 +5,31 @@
 use std::fmt;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
-use kvm_bindings::{
-    kvm_pit_config, kvm_regs, kvm_sregs, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO, KVM_MAX_CPUID_ENTRIES,
-    KVM_PIT_SPEAKER_DUMMY,
-};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use sandbox::seccompiler::BpfProgram;
+
+pub use crate::error::{Diagnosis, ExitCode, VmError};
 
 use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
 use crate::arch::x86_64::{gdt, paging, pvh};
-use crate::bus::BusError;
+use crate::control::{self, Control, RunEnd};
+use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
 use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
-use crate::loader::{self, ImageEntry, LoaderError};
-use crate::memory::{self, GuestMemoryMmap, MemoryError};
-use crate::seccomp::{self, KvmFds, SeccompError};
+use crate::kvmstate::{self, StatePart, VcpuCaps};
+use crate::loader::{self, ImageEntry};
+use crate::memory::{self, GuestMemoryMmap, MemoryError, PageSet};
+use crate::runloop::{self, Link, VcpuRun};
+use crate::seccomp::{self, KvmFds};
+use crate::snapshot::state::{Machine, Snapshot};
 use crate::stats::ExitStats;
-use crate::trace::{self, CpuView, Instruction, TraceLine};
-use crate::vcpu::{handle_exit, Buses, ExitKind, VcpuAction, VcpuError};
-use crate::watchdog::Watchdog;
+use crate::vcpu::{Buses, ExitKind, VcpuError};
 
 /// The hypervisor signature the guest reads from CPUID leaf 0x40000000.
 pub const HYPERVISOR_SIGNATURE: &[u8; 12] = b"VirtLabVMM\0\0";
-const RFLAGS_IF: u64 = 1 << 9;
-
-/// Process exit statuses of the `vmm` binary when the VMM, not the guest,
-/// ends the run. A guest's own status (debug-exit port) is passed through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ExitCode {
-    /// Bad command line (clap's own code).
-    Usage = 2,
-    /// A KVM call or device set-up failed.
-    Internal = 70,
-    /// /dev/kvm is missing or not accessible.
-    NoKvm = 71,
-    /// The image is missing, empty, too large or a malformed ELF.
-    BadImage = 72,
-    /// The guest shut down: a triple fault.
-    TripleFault = 73,
-    /// KVM_EXIT_INTERNAL_ERROR: an emulation failure.
-    EmulationFailure = 74,
-    /// KVM_EXIT_FAIL_ENTRY: invalid guest state.
-    FailedEntry = 75,
-    /// The guest did not finish within `--timeout`.
-    Timeout = 76,
-    /// HLT with interrupts disabled and nothing to wake the vCPU.
-    HaltedForever = 77,
-    /// Any other exit the VMM does not handle (system events, ...).
-    UnhandledExit = 78,
-}
 
 /// The image to boot.
 #[derive(Clone, Copy, Debug)]
@@ -85,100 +57,6 @@ impl Default for VmConfig {
     }
 }
 
-/// Registers, mode and instruction at the moment a run went wrong.
-#[derive(Clone, Debug)]
-pub struct Diagnosis {
-    pub regs: kvm_regs,
-    pub sregs: kvm_sregs,
-    pub mode: &'static str,
-    pub instruction: Option<Instruction>,
-    /// What KVM said beyond the exit reason.
-    pub note: Option<String>,
-}
-
-impl fmt::Display for Diagnosis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (r, s) = (&self.regs, &self.sregs);
-        match &self.instruction {
-            Some(i) => writeln!(f, "  at rip={:#x} ({}): {i}", r.rip, self.mode)?,
-            None => writeln!(f, "  at rip={:#x} ({}): instruction not readable", r.rip, self.mode)?,
-        }
-        if let Some(note) = &self.note {
-            writeln!(f, "  {note}")?;
-        }
-        writeln!(f, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", r.rax, r.rbx, r.rcx, r.rdx)?;
-        writeln!(f, "  rsi={:#018x} rdi={:#018x} rsp={:#018x} rbp={:#018x}", r.rsi, r.rdi, r.rsp, r.rbp)?;
-        writeln!(f, "  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}", r.r8, r.r9, r.r10, r.r11)?;
-        writeln!(f, "  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}", r.r12, r.r13, r.r14, r.r15)?;
-        writeln!(
-            f,
-            "  rflags={:#x} cs={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
-            r.rflags, s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer
-        )?;
-        write!(f, "  idt={:#x}+{:#x} gdt={:#x}+{:#x}", s.idt.base, s.idt.limit, s.gdt.base, s.gdt.limit)
-    }
-}
-
-/// Errors of a VM's life.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    #[error("cannot open /dev/kvm: {hint}")]
-    NoKvm {
-        hint: &'static str,
-        #[source]
-        source: kvm_ioctls::Error,
-    },
-    #[error("KVM call {call} failed")]
-    Kvm {
-        call: &'static str,
-        #[source]
-        source: kvm_ioctls::Error,
-    },
-    #[error("guest memory set-up failed")]
-    Memory(#[source] MemoryError),
-    #[error("cannot load the guest image")]
-    Loader(#[source] LoaderError),
-    #[error("cannot place a device on the bus")]
-    Bus(#[source] BusError),
-    #[error("cannot sandbox the vCPU thread")]
-    Seccomp(#[source] SeccompError),
-    #[error("cannot start the {name} thread")]
-    Thread {
-        name: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{error}\n{diagnosis}")]
-    Guest { error: VcpuError, diagnosis: Box<Diagnosis> },
-    #[error("the guest did not finish within {timeout:?}; the vCPU was kicked out of KVM_RUN\n{diagnosis}")]
-    Timeout { timeout: Duration, diagnosis: Box<Diagnosis> },
-    #[error("the guest executed HLT with interrupts disabled and nothing can wake it\n{diagnosis}")]
-    HaltedForever { diagnosis: Box<Diagnosis> },
-}
-
-impl VmError {
-    /// The process exit status for this error.
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            VmError::NoKvm { .. } => ExitCode::NoKvm,
-            VmError::Kvm { .. }
-            | VmError::Memory(_)
-            | VmError::Bus(_)
-            | VmError::Seccomp(_)
-            | VmError::Thread { .. } => ExitCode::Internal,
-            VmError::Loader(_) => ExitCode::BadImage,
-            VmError::Guest { error, .. } => match error {
-                VcpuError::Shutdown => ExitCode::TripleFault,
-                VcpuError::InternalError => ExitCode::EmulationFailure,
-                VcpuError::FailEntry { .. } => ExitCode::FailedEntry,
-                VcpuError::SystemEvent { .. } | VcpuError::Unexpected(_) => ExitCode::UnhandledExit,
-            },
-            VmError::Timeout { .. } => ExitCode::Timeout,
-            VmError::HaltedForever { .. } => ExitCode::HaltedForever,
-        }
-    }
-}
-
 fn kvm_err(call: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |source| VmError::Kvm { call, source }
 }
@@ -200,14 +78,31 @@ impl IrqLine for KvmIrq {
 /// What one run returns.
 #[derive(Clone, Debug)]
 pub struct RunReport {
-    /// The guest's debug-exit status.
-    pub status: u8,
+    /// How the run ended.
+    pub end: RunEnd,
     /// Exits handled by the VMM.
     pub exits: u64,
     /// Filled when statistics were asked for.
     pub stats: Option<ExitStats>,
     /// Wall time of the run loop.
     pub wall: Duration,
+    /// The snapshots written during the run.
+    pub snapshots: Vec<SnapshotTaken>,
+    /// Snapshots that could not be written (the guest carried on).
+    pub snapshot_failures: Vec<String>,
+    /// Every migration attempt, migrated or aborted.
+    pub migrations: Vec<crate::migration::MigrationReport>,
+}
+
+impl RunReport {
+    /// The process exit status for this end: the guest's status, or 79/80.
+    pub fn status(&self) -> i32 {
+        match self.end {
+            RunEnd::Guest(status) => i32::from(status),
+            RunEnd::Snapshotted => ExitCode::Snapshotted as i32,
+            RunEnd::Migrated => ExitCode::Migrated as i32,
+        }
+    }
 }
 
 /// Options of one run.
@@ -222,6 +117,10 @@ pub struct RunOptions<'a> {
     /// Run the vCPU on a thread of its own, under the seccomp filter of
     /// [`crate::seccomp`] from before the guest's first instruction.
     pub seccomp: bool,
+    /// Write a snapshot after a number of exits or on SIGUSR1.
+    pub snapshot: Option<SnapshotPlan>,
+    /// Migrate the guest live, after a delay or on SIGUSR2.
+    pub migrate: Option<crate::migration::source::MigratePlan>,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -231,17 +130,39 @@ impl fmt::Debug for RunOptions<'_> {
             .field("stats", &self.stats)
             .field("timeout", &self.timeout)
             .field("seccomp", &self.seccomp)
+            .field("snapshot", &self.snapshot)
+            .field("migrate", &self.migrate)
             .finish()
+    }
+}
+
+/// Where the guest's serial port goes: output, and optionally input.
+pub struct SerialIo {
+    pub out: Box<dyn Write + Send>,
+    pub input: Option<Box<dyn std::io::Read + Send>>,
+}
+
+impl fmt::Debug for SerialIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SerialIo").field("input", &self.input.is_some()).finish_non_exhaustive()
     }
 }
 
 /// A VM with one vCPU, ready to run.
 pub struct Vm {
-    _kvm: Kvm,
+    kvm: Kvm,
     vm: Arc<VmFd>,
     vcpu: VcpuFd,
     mem: GuestMemoryMmap,
     buses: Buses,
+    config: VmConfig,
+    /// The CPUID table the vCPU was given (a snapshot carries it).
+    cpuid: Vec<kvm_cpuid_entry2>,
+    tsc_khz: Option<u32>,
+    /// Pages ever written, not counting the dirty log KVM still holds;
+    /// `Some` once dirty logging is on.
+    written: Option<PageSet>,
+    dirty_logging: bool,
 }
 
 impl fmt::Debug for Vm {
@@ -277,43 +198,111 @@ impl Vm {
         serial_out: Box<dyn Write + Send>,
         serial_in: Option<Box<dyn std::io::Read + Send>>,
     ) -> Result<Self, VmError> {
+        Self::boot(config, image, SerialIo { out: serial_out, input: serial_in })
+    }
+
+    /// Boots `image`: the VM, the image in memory, the boot structures and
+    /// the entry registers.
+    ///
+    /// # Errors
+    ///
+    /// A failed KVM call, a bad image, a device that cannot be placed.
+    pub fn boot(config: &VmConfig, image: &Image<'_>, serial: SerialIo) -> Result<Self, VmError> {
+        let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
+        let mut vm = Self::create(config, mem, serial)?;
+        let entry = match *image {
+            Image::Flat { bytes, mode, load, entry } => loader::load_flat(&vm.mem, bytes, load, entry, mode),
+            Image::Elf(bytes) => loader::load_elf(&vm.mem, bytes),
+        }
+        .map_err(VmError::Loader)?;
+        let entry_point = write_boot_structures(&vm.mem, &entry, &config.cmdline).map_err(VmError::Memory)?;
+
+        let mut cpuid =
+            vm.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 0x4000_0000) {
+            let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|j| HYPERVISOR_SIGNATURE[i * 4 + j]));
+            (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
+        }
+        vm.vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        vm.cpuid = cpuid.as_slice().to_vec();
+        if config.timers {
+            let mut lapic = vm.vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
+            regs::route_legacy_interrupts(&mut lapic);
+            vm.vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
+        }
+        let mut sregs = vm.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        regs::set_entry_sregs(&mut sregs, &entry_point);
+        vm.vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+        vm.vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
+        Ok(vm)
+    }
+
+    /// Restores `snapshot` into a new VM whose RAM is `mem` (the snapshot's
+    /// memory file, mapped), leaving out the parts in `omit` (a test's
+    /// negative control).
+    ///
+    /// # Errors
+    ///
+    /// A failed KVM call, a snapshot whose devices differ from this VMM's,
+    /// state that KVM refuses.
+    pub fn restore(
+        snapshot: &Snapshot,
+        mem: GuestMemoryMmap,
+        serial: SerialIo,
+        omit: &[StatePart],
+    ) -> Result<Self, VmError> {
+        let config =
+            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, cmdline: String::new() };
+        let mut vm = Self::create(&config, mem, serial)?;
+        vm.load_state(snapshot, omit)?;
+        vm.written = Some(crate::snapshot::file::layout_pages(&snapshot.memory, snapshot.machine.ram_pages()));
+        Ok(vm)
+    }
+
+    /// A VM with blank memory and the devices of `machine`, waiting for a
+    /// migration's pages and then its state ([`Vm::load_state`]).
+    ///
+    /// # Errors
+    ///
+    /// A failed KVM call or memory set-up.
+    pub fn blank(machine: &Machine, serial: SerialIo) -> Result<Self, VmError> {
+        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, cmdline: String::new() };
+        let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
+        Self::create(&config, mem, serial)
+    }
+
+    /// The KVM objects, memory (registered before the irqchip: restoring
+    /// state is then 4-8 ms faster here) and the devices.
+    fn create(config: &VmConfig, mem: GuestMemoryMmap, serial: SerialIo) -> Result<Self, VmError> {
         let kvm = open_kvm()?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         vm.set_tss_address(KVM_TSS_ADDRESS).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        memory::register(&vm, &mem, false).map_err(VmError::Memory)?;
         if config.timers {
             vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
             let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
             vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         }
-        let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
-        memory::register(&vm, &mem).map_err(VmError::Memory)?;
-
-        let entry = match *image {
-            Image::Flat { bytes, mode, load, entry } => loader::load_flat(&mem, bytes, load, entry, mode),
-            Image::Elf(bytes) => loader::load_elf(&mem, bytes),
-        }
-        .map_err(VmError::Loader)?;
-        let entry_point = write_boot_structures(&mem, &entry, &config.cmdline).map_err(VmError::Memory)?;
-
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 0x4000_0000) {
-            let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|j| HYPERVISOR_SIGNATURE[i * 4 + j]));
-            (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
-        }
-        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-        if config.timers {
-            let mut lapic = vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
-            regs::route_legacy_interrupts(&mut lapic);
-            vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
-        }
-        let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-        regs::set_entry_sregs(&mut sregs, &entry_point);
-        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
-        vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
+        let tsc_khz = vcpu.get_tsc_khz().ok();
+        let buses = Self::devices(config, &vm, serial)?;
+        Ok(Vm {
+            kvm,
+            vm,
+            vcpu,
+            mem,
+            buses,
+            config: config.clone(),
+            cpuid: Vec::new(),
+            tsc_khz,
+            written: None,
+            dirty_logging: false,
+        })
+    }
 
-        let mut serial = Serial::new(serial_out);
-        if let Some(input) = serial_in {
+    fn devices(config: &VmConfig, vm: &Arc<VmFd>, io: SerialIo) -> Result<Buses, VmError> {
+        let mut serial = Serial::new(io.out);
+        if let Some(input) = io.input {
             let input = spawn_input(input).map_err(|source| VmError::Thread { name: "serial input", source })?;
             serial = serial.with_input(input);
         }
@@ -332,8 +321,41 @@ impl Vm {
             .mmio
             .insert(MMIO_SCRATCH_BASE, SCRATCH_MMIO_LEN, "scratch", Box::new(Scratch::default()))
             .map_err(VmError::Bus)?;
+        Ok(buses)
+    }
 
-        Ok(Vm { _kvm: kvm, vm, vcpu, mem, buses })
+    /// Puts a snapshot's vCPU, in-kernel and device state into this VM.
+    ///
+    /// # Errors
+    ///
+    /// Devices that differ from this VMM's (named), more vCPUs than this
+    /// VMM runs, state KVM refuses.
+    pub fn load_state(&mut self, snapshot: &Snapshot, omit: &[StatePart]) -> Result<(), VmError> {
+        let [vcpu] = snapshot.vcpus.as_slice() else {
+            return Err(VmError::Incompatible(format!("it has {} vCPUs and this VMM runs one", snapshot.vcpus.len())));
+        };
+        let ours = runloop::save_devices(&mut self.buses);
+        let theirs: Vec<_> = snapshot.devices.iter().map(|d| &d.placement).collect();
+        if let Some(diff) = device_difference(&ours.iter().map(|d| &d.placement).collect::<Vec<_>>(), &theirs) {
+            return Err(VmError::Incompatible(diff));
+        }
+        kvmstate::restore_vm(&self.vm, &snapshot.vm, omit).map_err(VmError::State)?;
+        kvmstate::restore_vcpu(&self.vcpu, vcpu, omit).map_err(VmError::State)?;
+        self.cpuid = vcpu.cpuid.clone();
+        self.tsc_khz = vcpu.tsc_khz.or(self.tsc_khz);
+        if !omit.contains(&StatePart::Devices) {
+            let devices = snapshot.devices.iter();
+            let buses = self.buses.pio.devices_mut().chain(self.buses.mmio.devices_mut());
+            for ((_, _, name, device), record) in buses.zip(devices) {
+                device.restore(&record.state).map_err(|e| VmError::Incompatible(format!("device {name}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks pages as written (a migration's destination, for its own snapshots).
+    pub fn set_written(&mut self, pages: PageSet) {
+        self.written = Some(pages);
     }
 
     /// The VM's guest memory.
@@ -341,160 +363,101 @@ impl Vm {
         &self.mem
     }
 
-    fn diagnose(&mut self, kind: ExitKind, note: Option<String>) -> Box<Diagnosis> {
-        let regs = self.vcpu.get_regs().unwrap_or_default();
-        let sregs = self.vcpu.get_sregs().unwrap_or_default();
-        let view = CpuView::new(&regs, &sregs);
-        let instruction = trace::trapping_instruction(&self.mem, &view, kind, None);
-        Box::new(Diagnosis { regs, sregs, mode: view.mode_name(), instruction, note })
+    /// The machine's options, as a snapshot records them.
+    pub fn machine(&self) -> Machine {
+        Machine { ram_mib: self.config.mem_mib, timers: self.config.timers, vcpus: 1 }
     }
 
-    /// What KVM put in `kvm_run.internal` for an internal-error exit.
-    fn internal_error_note(&mut self) -> Option<String> {
-        let run = self.vcpu.get_kvm_run();
-        if run.exit_reason != KVM_EXIT_INTERNAL_ERROR {
-            return None;
+    /// Turns KVM's dirty log on; what was written before is what is resident now.
+    fn track_writes(&mut self) -> Result<(), VmError> {
+        if self.written.is_none() {
+            self.written = Some(memory::resident(&self.mem).map_err(VmError::Memory)?);
         }
-        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the kernel filled
-        // the `internal` member of the union.
-        let internal = unsafe { run.__bindgen_anon_1.internal };
-        let meaning = match internal.suberror {
-            1 => "emulation failure: KVM's instruction emulator could not emulate the instruction at RIP (on a nested, software-assisted KVM such as kvm_pvm this includes int n, int3, 32-bit iret and xgetbv; on hardware KVM, usually an MMIO access with an unusual instruction)",
-            2 => "a second exception arrived while KVM was delivering one (simultaneous exceptions)",
-            3 => "an exception or interrupt could not be delivered (bad IDT or stack)",
-            4 => "the hardware reported an exit reason KVM does not know",
-            _ => "unknown suberror",
-        };
-        let n = (internal.ndata as usize).min(internal.data.len());
-        let data: Vec<String> = internal.data[..n].iter().map(|d| format!("{d:#x}")).collect();
-        Some(format!("suberror {}: {meaning}; data [{}]", internal.suberror, data.join(", ")))
-    }
-
-    /// Bytes per element of the last port-I/O exit (KVM's `io.size`).
-    fn io_size(&mut self) -> Option<u8> {
-        let run = self.vcpu.get_kvm_run();
-        if run.exit_reason != KVM_EXIT_IO {
-            return None;
+        if !self.dirty_logging {
+            memory::register(&self.vm, &self.mem, true).map_err(VmError::Memory)?;
+            self.dirty_logging = true;
         }
-        // SAFETY: the `io` member of the union is valid when exit_reason is KVM_EXIT_IO.
-        Some(unsafe { run.__bindgen_anon_1.io.size })
+        Ok(())
     }
 
     /// Runs the guest until it writes the debug-exit port or fails. With
     /// `opts.seccomp`, the vCPU runs on a thread of its own that installs
     /// the vCPU filter before the guest's first instruction; the calling
-    /// thread only waits for it, and stays free of the filter.
+    /// thread only waits for it, and stays free of the filter. With a
+    /// snapshot plan, the calling thread is the controller that writes it.
     ///
     /// # Errors
     ///
     /// A [`VmError`] for every way a run can fail: the guest's fatal exits
     /// (with a diagnosis), the timeout, HLT with nothing to wake the vCPU,
-    /// a failed KVM call, a filter that cannot be installed.
+    /// a failed KVM call, a filter that cannot be installed, a snapshot that
+    /// cannot be written with `--snapshot-and-stop`.
     pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        if !opts.seccomp {
-            return self.run_vcpu(opts, None);
-        }
-        // Compiled here, so that the vCPU thread only has to install it.
+        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate } = opts;
+        let controlled = snapshot.is_some() || migrate.is_some();
         let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
-        let filter = seccomp::vcpu_filter(fds).map_err(VmError::Seccomp)?;
+        // Compiled here, so that the vCPU thread only has to install it.
+        let filter =
+            if seccomp { Some(seccomp::vcpu_filter(fds, controlled).map_err(VmError::Seccomp)?) } else { None };
+        let stats = stats.then(ExitStats::default);
+        if !controlled {
+            let run = VcpuRun {
+                vcpu: &mut self.vcpu,
+                buses: &mut self.buses,
+                mem: &self.mem,
+                trace,
+                stats,
+                timeout,
+                link: None,
+                exits: 0,
+            };
+            let Some(filter) = filter else { return run.run(None) };
+            return std::thread::scope(|scope| {
+                let vcpu = std::thread::Builder::new()
+                    .name("vcpu0".into())
+                    .spawn_scoped(scope, || run.run(Some(&filter)))
+                    .map_err(|source| VmError::Thread { name: "vCPU", source })?;
+                vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+        }
+        self.track_writes()?;
+        let caps = VcpuCaps::probe(&self.kvm, &self.vm, &self.vcpu, self.config.timers).map_err(VmError::State)?;
+        control::install_signal_handlers();
+        let control = Arc::new(Control::default());
+        let (events, paused) = mpsc::channel();
+        let snapshot_after = snapshot.as_ref().and_then(|p| p.after_exits);
+        let link = Link { control: control.clone(), events, caps, snapshot_after };
+        let machine = self.machine();
+        let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
+        let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
+        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0 };
         std::thread::scope(|scope| {
             let vcpu = std::thread::Builder::new()
                 .name("vcpu0".into())
-                .spawn_scoped(scope, || self.run_vcpu(opts, Some(&filter)))
+                .spawn_scoped(scope, || run.run(filter.as_ref()))
                 .map_err(|source| VmError::Thread { name: "vCPU", source })?;
-            vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            let controller = Controller {
+                vm,
+                mem,
+                machine,
+                cpuid,
+                tsc_khz: *tsc_khz,
+                written,
+                control: &control,
+                paused,
+                snapshot,
+                migrate,
+            };
+            let outcome = controller.serve();
+            let mut report = vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            if let Some(fatal) = outcome.fatal {
+                return Err(fatal);
+            }
+            report.snapshots = outcome.snapshots;
+            report.snapshot_failures = outcome.failures;
+            report.migrations = outcome.migrations;
+            Ok(report)
         })
-    }
-
-    /// The run loop, on the vCPU thread: the watchdog (a thread started
-    /// before the filter, so outside it), the filter, then KVM_RUN until the end.
-    fn run_vcpu(&mut self, mut opts: RunOptions<'_>, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
-        let watchdog = match opts.timeout {
-            Some(timeout) => {
-                Some(Watchdog::start(timeout).map_err(|source| VmError::Thread { name: "watchdog", source })?)
-            }
-            None => None,
-        };
-        if let Some(filter) = filter {
-            seccomp::apply(filter).map_err(VmError::Seccomp)?;
-        }
-        let start = Instant::now();
-        let mut stats = opts.stats.then(ExitStats::default);
-        let mut exits = 0u64;
-        loop {
-            if watchdog.as_ref().is_some_and(Watchdog::expired) {
-                let timeout = opts.timeout.unwrap_or_default();
-                return Err(VmError::Timeout { timeout, diagnosis: self.diagnose(ExitKind::Other, None) });
-            }
-            let entered = stats.as_ref().map(|_| Instant::now());
-            let exit = match self.vcpu.run() {
-                Ok(exit) => exit,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
-                Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
-            };
-            let exited = entered.map(|t| (t, Instant::now()));
-            let handled = handle_exit(exit, &mut self.buses);
-            exits += 1;
-            if let (Some(s), Some((t0, t1))) = (stats.as_mut(), exited) {
-                s.guest += t1 - t0;
-                let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
-                let device = handled
-                    .as_ref()
-                    .ok()
-                    .and_then(|h| h.access)
-                    .map_or("-", |a| a.dispatch.device.unwrap_or("unclaimed"));
-                s.record(kind, device, t1.elapsed());
-            }
-            if let Some(out) = opts.trace.as_deref_mut() {
-                self.trace_exit(out, exits, start.elapsed(), &handled);
-            }
-            let handled = match handled {
-                Ok(h) => h,
-                Err(error) => {
-                    let note = if error == VcpuError::InternalError { self.internal_error_note() } else { None };
-                    let diagnosis = self.diagnose(error.kind(), note);
-                    return Err(VmError::Guest { error, diagnosis });
-                }
-            };
-            match handled.action {
-                VcpuAction::Resume => {}
-                VcpuAction::Exit(status) => {
-                    return Ok(RunReport { status, exits, stats, wall: start.elapsed() });
-                }
-                VcpuAction::Halted => {
-                    // Without an in-kernel irqchip nothing can raise an interrupt, so
-                    // HLT with IF set is resumed at once; with IF clear it is final.
-                    let rflags = self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?.rflags;
-                    if rflags & RFLAGS_IF == 0 {
-                        return Err(VmError::HaltedForever { diagnosis: self.diagnose(ExitKind::Hlt, None) });
-                    }
-                }
-            }
-        }
-    }
-
-    fn trace_exit(
-        &mut self,
-        out: &mut dyn Write,
-        seq: u64,
-        elapsed: Duration,
-        handled: &Result<crate::vcpu::Handled, VcpuError>,
-    ) {
-        let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
-        let access = handled.as_ref().ok().and_then(|h| h.access);
-        let io_size = self.io_size();
-        let regs = self.vcpu.get_regs().unwrap_or_default();
-        let sregs = self.vcpu.get_sregs().unwrap_or_default();
-        let view = CpuView::new(&regs, &sregs);
-        let size = match (io_size, access) {
-            (Some(s), _) => Some(usize::from(s)),
-            (None, Some(a)) => Some(a.len),
-            (None, None) => None,
-        };
-        let instruction = trace::trapping_instruction(&self.mem, &view, kind, size);
-        let line = TraceLine { seq, elapsed, kind, rip: regs.rip, instruction: instruction.as_ref(), access, io_size };
-        // The trace is best effort: a closed stderr must not stop the guest.
-        let _ = writeln!(out, "{line}");
     }
 
     /// The benchmark floor: KVM_RUN in a loop, no device dispatch, until a
@@ -507,7 +470,7 @@ impl Vm {
                 Ok(VcpuExit::IoOut(..) | VcpuExit::IoIn(..)) => exits += 1,
                 Ok(other) => {
                     let error = VcpuError::Unexpected(format!("{other:?}"));
-                    let diagnosis = self.diagnose(ExitKind::Other, None);
+                    let diagnosis = runloop::diagnose(&self.vcpu, &self.mem, ExitKind::Other, None);
                     return Err(VmError::Guest { error, diagnosis });
                 }
                 Err(e) if e.errno() == libc::EINTR => {}
@@ -515,6 +478,22 @@ impl Vm {
             }
         }
     }
+}
+
+/// The first difference between this VMM's devices and a snapshot's.
+fn device_difference(ours: &[&crate::bus::Placement], theirs: &[&crate::bus::Placement]) -> Option<String> {
+    let show = |p: &crate::bus::Placement| format!("{} at {} {:#x}+{:#x}", p.name, p.bus.name(), p.base, p.len);
+    for p in theirs {
+        if !ours.contains(p) {
+            return Some(format!("the snapshot has device {}, this VMM has no such device", show(p)));
+        }
+    }
+    for p in ours {
+        if !theirs.contains(p) {
+            return Some(format!("this VMM has device {}, the snapshot has none", show(p)));
+        }
+    }
+    (ours != theirs).then(|| "the snapshot lists the same devices in another order".to_string())
 }
 
 /// Writes the GDT, the page tables and (for PVH) the start info; returns
@@ -533,37 +512,4 @@ fn write_boot_structures(mem: &GuestMemoryMmap, entry: &ImageEntry, cmdline: &st
         point.rbx = pvh::write_start_info(mem, cmdline)?;
     }
     Ok(point)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_or_forbidden_kvm_says_how_to_fix_it() {
-        let e = VmError::NoKvm { hint: kvm_open_hint(libc::ENOENT), source: kvm_ioctls::Error::new(libc::ENOENT) };
-        assert!(e.to_string().contains("modprobe kvm_intel"), "{e}");
-        assert_eq!(e.exit_code(), ExitCode::NoKvm);
-        assert!(kvm_open_hint(libc::EACCES).contains("kvm group"));
-        assert!(kvm_open_hint(libc::EPERM).contains("run as root"));
-    }
-
-    #[test]
-    fn each_fatal_exit_has_its_own_status() {
-        let diagnosis = Box::new(Diagnosis {
-            regs: kvm_regs::default(),
-            sregs: kvm_sregs::default(),
-            mode: "16-bit real mode",
-            instruction: None,
-            note: Some("suberror 1".into()),
-        });
-        let guest = |error| VmError::Guest { error, diagnosis: diagnosis.clone() };
-        assert_eq!(guest(VcpuError::Shutdown).exit_code(), ExitCode::TripleFault);
-        assert_eq!(guest(VcpuError::InternalError).exit_code(), ExitCode::EmulationFailure);
-        assert_eq!(guest(VcpuError::FailEntry { reason: 0x21 }).exit_code(), ExitCode::FailedEntry);
-        assert_eq!(guest(VcpuError::SystemEvent { kind: 2 }).exit_code(), ExitCode::UnhandledExit);
-        let text = guest(VcpuError::FailEntry { reason: 0x21 }).to_string();
-        assert!(text.contains("hardware entry failure reason 0x21"), "{text}");
-        assert!(text.contains("instruction not readable") && text.contains("suberror 1"), "{text}");
-    }
 }

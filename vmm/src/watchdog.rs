@@ -13,13 +13,13 @@ const KICK_INTERVAL: Duration = Duration::from_millis(1);
 
 extern "C" fn on_kick(_signal: libc::c_int) {}
 
-fn kick_signal() -> libc::c_int {
+pub(crate) fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN()
 }
 
 /// Installs a do-nothing handler so the kick interrupts KVM_RUN with EINTR
 /// instead of killing the process.
-fn install_handler() {
+pub(crate) fn install_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: sigaction with a zeroed struct, an empty mask and a handler

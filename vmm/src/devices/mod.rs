@@ -1,7 +1,41 @@
 //! Device models. None of them knows about KVM: each sees `(offset, data)`.
+//! Each can also hand out its state and take it back ([`DeviceState`]), so
+//! a snapshot or a migration carries the devices with the guest.
 
 pub mod serial;
 pub mod simple;
 
-pub use serial::{spawn_input, IrqLine, Serial};
+pub use serial::{spawn_input, IrqLine, Serial, SerialState};
 pub use simple::{DebugExit, PostCode, Scratch};
+
+/// What a device model must remember to carry on elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceState {
+    /// The 16550A: registers, receive FIFO, input not yet received.
+    Serial(SerialState),
+    /// The debug-exit port holds nothing.
+    DebugExit,
+    /// The POST port: the last code written.
+    PostCode { last: u8 },
+    /// The scratch device: its read/write register.
+    Scratch { value: u64 },
+}
+
+impl DeviceState {
+    /// The kind of device this state belongs to, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceState::Serial(_) => "16550A UART",
+            DeviceState::DebugExit => "debug-exit port",
+            DeviceState::PostCode { .. } => "POST code port",
+            DeviceState::Scratch { .. } => "scratch device",
+        }
+    }
+}
+
+/// Errors of giving a device its state back.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeviceError {
+    #[error("the state of a {found} cannot be given to a {expected}")]
+    WrongKind { expected: &'static str, found: &'static str },
+}

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver};
 
+use super::{DeviceError, DeviceState};
 use crate::bus::{BusDevice, DeviceRequest};
 
 // Register offsets from the base port.
@@ -34,7 +35,25 @@ const MCR_LOOP: u8 = 0x10;
 const MSR_DEFAULT: u8 = 0xb0; // DCD, DSR, CTS asserted
 /// Divisor for 115200 baud from the 1.8432 MHz clock.
 const DEFAULT_DIVISOR: u16 = 1;
-const RX_FIFO_CAPACITY: usize = 64;
+/// Bytes the receive FIFO holds.
+pub const RX_FIFO_CAPACITY: usize = 64;
+
+/// The UART's state: its registers, the receive FIFO, and the input that
+/// has arrived from outside but not yet entered the FIFO.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SerialState {
+    pub ier: u8,
+    pub lcr: u8,
+    pub mcr: u8,
+    pub fcr: u8,
+    pub scr: u8,
+    pub divisor: u16,
+    pub thr_empty_pending: bool,
+    /// The receive FIFO, oldest byte first (at most [`RX_FIFO_CAPACITY`]).
+    pub rx: Vec<u8>,
+    /// Received input waiting for room in the FIFO, oldest first.
+    pub pending: Vec<u8>,
+}
 
 /// An interrupt line the device can raise (edge: one pulse per event).
 pub trait IrqLine: Send {
@@ -53,6 +72,9 @@ pub struct Serial<W: Write + Send> {
     divisor: u16,
     thr_empty_pending: bool,
     rx: VecDeque<u8>,
+    /// Input taken from the channel that has not entered the FIFO yet
+    /// (what a snapshot took in), delivered before the channel's.
+    pending: VecDeque<u8>,
     /// Bytes arriving from outside (the VMM's stdin), taken into the
     /// receive FIFO whenever the guest reads a register.
     input: Option<Receiver<u8>>,
@@ -103,6 +125,7 @@ impl<W: Write + Send> Serial<W> {
             divisor: DEFAULT_DIVISOR,
             thr_empty_pending: false,
             rx: VecDeque::new(),
+            pending: VecDeque::new(),
             input: None,
         }
     }
@@ -115,15 +138,18 @@ impl<W: Write + Send> Serial<W> {
 
     /// Moves bytes that arrived from the input into the receive FIFO.
     fn pull_input(&mut self) {
-        let Some(input) = &self.input else { return };
         let mut got = false;
         while self.rx.len() < RX_FIFO_CAPACITY {
-            match input.try_recv() {
-                Ok(b) => {
+            let next = match self.pending.pop_front() {
+                Some(b) => Some(b),
+                None => self.input.as_ref().and_then(|input| input.try_recv().ok()),
+            };
+            match next {
+                Some(b) => {
                     self.rx.push_back(b);
                     got = true;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         if got && self.ier & IER_RX_DATA != 0 {
@@ -195,7 +221,50 @@ impl<W: Write + Send> Serial<W> {
     }
 }
 
+impl<W: Write + Send> Serial<W> {
+    fn state(&mut self) -> SerialState {
+        // Input that has arrived is part of the state: a restored guest must
+        // still receive it.
+        if let Some(input) = &self.input {
+            self.pending.extend(input.try_iter());
+        }
+        SerialState {
+            ier: self.ier,
+            lcr: self.lcr,
+            mcr: self.mcr,
+            fcr: self.fcr,
+            scr: self.scr,
+            divisor: self.divisor,
+            thr_empty_pending: self.thr_empty_pending,
+            rx: self.rx.iter().copied().collect(),
+            pending: self.pending.iter().copied().collect(),
+        }
+    }
+
+    fn set_state(&mut self, s: &SerialState) {
+        (self.ier, self.lcr, self.mcr, self.fcr, self.scr) = (s.ier, s.lcr, s.mcr, s.fcr, s.scr);
+        self.divisor = s.divisor;
+        self.thr_empty_pending = s.thr_empty_pending;
+        self.rx = s.rx.iter().copied().take(RX_FIFO_CAPACITY).collect();
+        self.pending = s.pending.iter().copied().collect();
+    }
+}
+
 impl<W: Write + Send> BusDevice for Serial<W> {
+    fn save(&mut self) -> DeviceState {
+        DeviceState::Serial(self.state())
+    }
+
+    fn restore(&mut self, state: &DeviceState) -> Result<(), DeviceError> {
+        match state {
+            DeviceState::Serial(s) => {
+                self.set_state(s);
+                Ok(())
+            }
+            other => Err(DeviceError::WrongKind { expected: "16550A UART", found: other.kind() }),
+        }
+    }
+
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         self.pull_input();
         let dlab = self.lcr & LCR_DLAB != 0;
@@ -318,6 +387,34 @@ mod tests {
         }
         assert_eq!(got, b"ok");
         assert_eq!(read(&mut s, LSR) & LSR_DATA_READY, 0);
+    }
+
+    #[test]
+    fn the_state_carries_registers_fifo_and_input_not_yet_received() {
+        let (tx, rx) = mpsc::channel();
+        let mut s = Serial::new(Vec::new()).with_input(rx);
+        s.write(LCR, &[0x83]);
+        s.write(DATA, &[0x0c]);
+        s.write(LCR, &[0x03]);
+        s.write(SCR, &[0x77]);
+        s.write(IER, &[IER_RX_DATA]);
+        for b in b"abc" {
+            tx.send(*b).unwrap();
+        }
+        assert_eq!(read(&mut s, DATA), b'a'); // takes "abc" into the FIFO, reads 'a'
+        tx.send(b'd').unwrap(); // arrived, not yet in the FIFO
+        let state = s.save();
+        let DeviceState::Serial(inner) = &state else { panic!("{state:?}") };
+        assert_eq!((inner.rx.as_slice(), inner.pending.as_slice()), (&b"bc"[..], &b"d"[..]));
+        assert_eq!((inner.divisor, inner.scr, inner.ier), (12, 0x77, IER_RX_DATA));
+
+        let mut t = Serial::new(Vec::new());
+        t.restore(&state).unwrap();
+        let got: Vec<u8> = (0..3).map(|_| read(&mut t, DATA)).collect();
+        assert_eq!(got, b"bcd");
+        assert_eq!(read(&mut t, LSR) & LSR_DATA_READY, 0);
+        assert_eq!((read(&mut t, SCR), t.divisor), (0x77, 12));
+        assert!(t.restore(&DeviceState::DebugExit).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The small devices: debug-exit port, POST code port, scratch register file.
 
+use super::{DeviceError, DeviceState};
 use crate::bus::{BusDevice, DeviceRequest};
 
 /// The debug-exit port: a write ends the run with its first byte as status.
@@ -12,6 +13,15 @@ impl BusDevice for DebugExit {
     }
     fn write(&mut self, _offset: u64, data: &[u8]) -> DeviceRequest {
         data.first().map_or(DeviceRequest::None, |&status| DeviceRequest::Exit(status))
+    }
+    fn save(&mut self) -> DeviceState {
+        DeviceState::DebugExit
+    }
+    fn restore(&mut self, state: &DeviceState) -> Result<(), DeviceError> {
+        match state {
+            DeviceState::DebugExit => Ok(()),
+            other => Err(DeviceError::WrongKind { expected: "debug-exit port", found: other.kind() }),
+        }
     }
 }
 
@@ -30,6 +40,18 @@ impl BusDevice for PostCode {
             self.last = b;
         }
         DeviceRequest::None
+    }
+    fn save(&mut self) -> DeviceState {
+        DeviceState::PostCode { last: self.last }
+    }
+    fn restore(&mut self, state: &DeviceState) -> Result<(), DeviceError> {
+        match *state {
+            DeviceState::PostCode { last } => {
+                self.last = last;
+                Ok(())
+            }
+            ref other => Err(DeviceError::WrongKind { expected: "POST code port", found: other.kind() }),
+        }
     }
 }
 
@@ -75,6 +97,18 @@ impl BusDevice for Scratch {
         self.scratch = u64::from_le_bytes(regs[8..].try_into().unwrap_or_default());
         DeviceRequest::None
     }
+    fn save(&mut self) -> DeviceState {
+        DeviceState::Scratch { value: self.scratch }
+    }
+    fn restore(&mut self, state: &DeviceState) -> Result<(), DeviceError> {
+        match *state {
+            DeviceState::Scratch { value } => {
+                self.scratch = value;
+                Ok(())
+            }
+            ref other => Err(DeviceError::WrongKind { expected: "scratch device", found: other.kind() }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +150,24 @@ mod tests {
         let mut past = [9u8; 4];
         s.read(0x20, &mut past);
         assert_eq!(past, [0; 4]);
+    }
+
+    #[test]
+    fn small_devices_hand_out_their_state_and_take_it_back() {
+        let mut s = Scratch::default();
+        s.write(8, &0xfeed_u64.to_le_bytes());
+        let state = s.save();
+        let mut t = Scratch::default();
+        t.restore(&state).unwrap();
+        assert_eq!(t.save(), DeviceState::Scratch { value: 0xfeed });
+        let mut p = PostCode::default();
+        p.write(0, &[0x42]);
+        let mut q = PostCode::default();
+        q.restore(&p.save()).unwrap();
+        assert_eq!(q.last, 0x42);
+        let err = q.restore(&state).unwrap_err();
+        assert_eq!(err.to_string(), "the state of a scratch device cannot be given to a POST code port");
+        assert!(DebugExit.restore(&DeviceState::PostCode { last: 1 }).is_err());
+        assert_eq!(DebugExit.save(), DeviceState::DebugExit);
     }
 }

@@ -1,0 +1,284 @@
+//! The vCPU run loop: `KVM_RUN`, [`handle_exit`], the trace and the
+//! statistics, the watchdog, and the pause that hands a consistent state
+//! to the controller ([`crate::control`]).
+
+use std::io::Write;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO};
+use kvm_ioctls::VcpuFd;
+use sandbox::seccompiler::BpfProgram;
+
+use crate::bus::{BusKind, Placement};
+use crate::control::{Control, PauseReason, Paused, RunEnd, Verdict};
+use crate::kvmstate::{self, VcpuCaps};
+use crate::memory::GuestMemoryMmap;
+use crate::seccomp;
+use crate::snapshot::state::DeviceRecord;
+use crate::stats::ExitStats;
+use crate::trace::{self, CpuView, TraceLine};
+use crate::vcpu::{handle_exit, Buses, ExitKind, Handled, VcpuAction, VcpuError};
+use crate::vm::{Diagnosis, RunReport, VmError};
+use crate::watchdog::Watchdog;
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// The link from the vCPU thread to the controller.
+pub(crate) struct Link {
+    pub control: Arc<Control>,
+    pub events: Sender<Paused>,
+    pub caps: VcpuCaps,
+    /// Pause for a snapshot once this many exits are handled.
+    pub snapshot_after: Option<u64>,
+}
+
+/// One vCPU's run: what the loop borrows from the VM, and its counters.
+pub(crate) struct VcpuRun<'a, 't> {
+    pub vcpu: &'a mut VcpuFd,
+    pub buses: &'a mut Buses,
+    pub mem: &'a GuestMemoryMmap,
+    pub trace: Option<&'t mut (dyn Write + Send + 't)>,
+    pub stats: Option<ExitStats>,
+    pub timeout: Option<Duration>,
+    pub link: Option<Link>,
+    pub exits: u64,
+}
+
+/// What one pass of the loop decided.
+enum Step {
+    Continue,
+    End(RunEnd),
+}
+
+impl VcpuRun<'_, '_> {
+    /// The loop, on the vCPU thread: the watchdog (a thread started before
+    /// the filter, so outside it), the filter, then KVM_RUN until the end.
+    pub fn run(mut self, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
+        let watchdog = match self.timeout {
+            Some(timeout) => {
+                Some(Watchdog::start(timeout).map_err(|source| VmError::Thread { name: "watchdog", source })?)
+            }
+            None => None,
+        };
+        if let Some(link) = &self.link {
+            let flag = &mut self.vcpu.get_kvm_run().immediate_exit as *mut u8;
+            // SAFETY: the flag lies in the vCPU's kvm_run mapping, which lives
+            // as long as the VcpuFd borrowed for this whole run; from here on
+            // only `Control` touches it.
+            unsafe { link.control.attach(flag) };
+        }
+        if let Some(filter) = filter {
+            seccomp::apply(filter).map_err(VmError::Seccomp)?;
+        }
+        let start = Instant::now();
+        loop {
+            if watchdog.as_ref().is_some_and(Watchdog::expired) {
+                let timeout = self.timeout.unwrap_or_default();
+                return Err(VmError::Timeout { timeout, diagnosis: self.diagnose(ExitKind::Other, None) });
+            }
+            if let Some(reason) = self.pause_wanted() {
+                if let Step::End(end) = self.pause(reason, start)? {
+                    return Ok(self.report(end, start));
+                }
+                continue;
+            }
+            if let Step::End(end) = self.step(start)? {
+                return Ok(self.report(end, start));
+            }
+        }
+    }
+
+    fn report(&mut self, end: RunEnd, start: Instant) -> RunReport {
+        RunReport {
+            end,
+            exits: self.exits,
+            stats: self.stats.take(),
+            wall: start.elapsed(),
+            snapshots: Vec::new(),
+            snapshot_failures: Vec::new(),
+            migrations: Vec::new(),
+        }
+    }
+
+    fn pause_wanted(&self) -> Option<PauseReason> {
+        let link = self.link.as_ref()?;
+        if link.snapshot_after.is_some_and(|n| self.exits >= n) {
+            return Some(PauseReason::Snapshot);
+        }
+        link.control.pending_pause()
+    }
+
+    /// One KVM_RUN and the exit it returns.
+    fn step(&mut self, start: Instant) -> Result<Step, VmError> {
+        let entered = self.stats.as_ref().map(|_| Instant::now());
+        let handled = match self.vcpu.run() {
+            Ok(exit) => handle_exit(exit, self.buses),
+            // EINTR: a kick (watchdog, pause); EAGAIN: an AP's first KVM_RUN may say so.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => return Ok(Step::Continue),
+            Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
+        };
+        self.after_exit(handled, entered, start)
+    }
+
+    /// Counts, traces and acts on one handled exit.
+    fn after_exit(
+        &mut self,
+        handled: Result<Handled, VcpuError>,
+        entered: Option<Instant>,
+        start: Instant,
+    ) -> Result<Step, VmError> {
+        self.exits += 1;
+        if let Some(s) = self.stats.as_mut() {
+            let t1 = Instant::now();
+            s.guest += t1 - entered.unwrap_or(t1);
+            let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
+            let device =
+                handled.as_ref().ok().and_then(|h| h.access).map_or("-", |a| a.dispatch.device.unwrap_or("unclaimed"));
+            s.record(kind, device, t1.elapsed());
+        }
+        if self.trace.is_some() {
+            self.trace_exit(start.elapsed(), &handled);
+        }
+        let handled = match handled {
+            Ok(h) => h,
+            Err(error) => {
+                let note = if error == VcpuError::InternalError { self.internal_error_note() } else { None };
+                let diagnosis = self.diagnose(error.kind(), note);
+                return Err(VmError::Guest { error, diagnosis });
+            }
+        };
+        match handled.action {
+            VcpuAction::Resume => Ok(Step::Continue),
+            VcpuAction::Exit(status) => Ok(Step::End(RunEnd::Guest(status))),
+            VcpuAction::Halted => {
+                // Without an in-kernel irqchip nothing can raise an interrupt, so
+                // HLT with IF set is resumed at once; with IF clear it is final.
+                let rflags =
+                    self.vcpu.get_regs().map_err(|source| VmError::Kvm { call: "KVM_GET_REGS", source })?.rflags;
+                if rflags & RFLAGS_IF == 0 {
+                    return Err(VmError::HaltedForever { diagnosis: self.diagnose(ExitKind::Hlt, None) });
+                }
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    /// Re-enters KVM_RUN with `immediate_exit` until it returns EINTR (a
+    /// string I/O may still exit first, handled as usual), then hands the
+    /// consistent state to the controller and waits for its verdict.
+    fn pause(&mut self, reason: PauseReason, start: Instant) -> Result<Step, VmError> {
+        let at = Instant::now();
+        let Some(control) = self.link.as_ref().map(|l| l.control.clone()) else { return Ok(Step::Continue) };
+        loop {
+            control.set_immediate_exit(true);
+            let handled = match self.vcpu.run() {
+                Err(e) if e.errno() == libc::EINTR => break,
+                Err(e) if e.errno() == libc::EAGAIN => continue,
+                Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
+                // An exit before the pause point (the next element of a string
+                // I/O): handle it like any other.
+                Ok(exit) => handle_exit(exit, self.buses),
+            };
+            if let Step::End(end) = self.after_exit(handled, None, start)? {
+                return Ok(Step::End(end));
+            }
+        }
+        let Some(link) = self.link.as_mut() else { return Ok(Step::Continue) };
+        if reason == PauseReason::Snapshot {
+            link.snapshot_after = None; // taken: once per run
+        }
+        let vcpu = kvmstate::save_vcpu(self.vcpu, 0, &link.caps).map_err(VmError::State)?;
+        let devices = save_devices(self.buses);
+        let (reply, verdict) = mpsc::channel();
+        let paused = Paused { reason, vcpus: vec![vcpu], devices, exits: self.exits, at, reply };
+        // A controller that has gone away cannot answer: carry on.
+        let verdict = match link.events.send(paused) {
+            Ok(()) => verdict.recv().unwrap_or(Verdict::Resume),
+            Err(_) => Verdict::Resume,
+        };
+        control.clear_pause();
+        match verdict {
+            Verdict::Resume => Ok(Step::Continue),
+            Verdict::Stop(end) => Ok(Step::End(end)),
+        }
+    }
+
+    fn diagnose(&mut self, kind: ExitKind, note: Option<String>) -> Box<Diagnosis> {
+        diagnose(self.vcpu, self.mem, kind, note)
+    }
+
+    /// What KVM put in `kvm_run.internal` for an internal-error exit.
+    fn internal_error_note(&mut self) -> Option<String> {
+        let run = self.vcpu.get_kvm_run();
+        if run.exit_reason != KVM_EXIT_INTERNAL_ERROR {
+            return None;
+        }
+        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the kernel filled
+        // the `internal` member of the union.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let meaning = match internal.suberror {
+            1 => "emulation failure: KVM's instruction emulator could not emulate the instruction at RIP (on a nested, software-assisted KVM such as kvm_pvm this includes int n, int3, 32-bit iret and xgetbv; on hardware KVM, usually an MMIO access with an unusual instruction)",
+            2 => "a second exception arrived while KVM was delivering one (simultaneous exceptions)",
+            3 => "an exception or interrupt could not be delivered (bad IDT or stack)",
+            4 => "the hardware reported an exit reason KVM does not know",
+            _ => "unknown suberror",
+        };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        let data: Vec<String> = internal.data[..n].iter().map(|d| format!("{d:#x}")).collect();
+        Some(format!("suberror {}: {meaning}; data [{}]", internal.suberror, data.join(", ")))
+    }
+
+    /// Bytes per element of the last port-I/O exit (KVM's `io.size`).
+    fn io_size(&mut self) -> Option<u8> {
+        let run = self.vcpu.get_kvm_run();
+        if run.exit_reason != KVM_EXIT_IO {
+            return None;
+        }
+        // SAFETY: the `io` member of the union is valid when exit_reason is KVM_EXIT_IO.
+        Some(unsafe { run.__bindgen_anon_1.io.size })
+    }
+
+    fn trace_exit(&mut self, elapsed: Duration, handled: &Result<Handled, VcpuError>) {
+        let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
+        let access = handled.as_ref().ok().and_then(|h| h.access);
+        let io_size = self.io_size();
+        let regs = self.vcpu.get_regs().unwrap_or_default();
+        let sregs = self.vcpu.get_sregs().unwrap_or_default();
+        let view = CpuView::new(&regs, &sregs);
+        let size = match (io_size, access) {
+            (Some(s), _) => Some(usize::from(s)),
+            (None, Some(a)) => Some(a.len),
+            (None, None) => None,
+        };
+        let instruction = trace::trapping_instruction(self.mem, &view, kind, size);
+        let seq = self.exits;
+        let line = TraceLine { seq, elapsed, kind, rip: regs.rip, instruction: instruction.as_ref(), access, io_size };
+        // The trace is best effort: a closed stderr must not stop the guest.
+        if let Some(out) = self.trace.as_deref_mut() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// Registers, mode and instruction of `vcpu` now.
+pub(crate) fn diagnose(vcpu: &VcpuFd, mem: &GuestMemoryMmap, kind: ExitKind, note: Option<String>) -> Box<Diagnosis> {
+    let regs = vcpu.get_regs().unwrap_or_default();
+    let sregs = vcpu.get_sregs().unwrap_or_default();
+    let view = CpuView::new(&regs, &sregs);
+    let instruction = trace::trapping_instruction(mem, &view, kind, None);
+    Box::new(Diagnosis { regs, sregs, mode: view.mode_name(), instruction, note })
+}
+
+/// Every device's placement and state (the UART takes in arrived input).
+pub(crate) fn save_devices(buses: &mut Buses) -> Vec<DeviceRecord> {
+    let mut out = Vec::new();
+    for (kind, bus) in [(BusKind::Pio, &mut buses.pio), (BusKind::Mmio, &mut buses.mmio)] {
+        for (base, len, name, device) in bus.devices_mut() {
+            let placement = Placement { bus: kind, base, len, name: name.to_string() };
+            out.push(DeviceRecord { placement, state: device.save() });
+        }
+    }
+    out
+}
