@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use vmm::bus::{Bus, BusDevice, BusError, DeviceRequest};
+use vmm::devices::{DeviceError, DeviceState};
 
 const NAMES: [&str; 16] =
     ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12", "d13", "d14", "d15"];
@@ -65,6 +66,13 @@ impl BusDevice for Probe {
             Some(&b) if b == self.id as u8 => DeviceRequest::Exit(b),
             _ => DeviceRequest::None,
         }
+    }
+    // (the bus never saves or restores its devices itself)
+    fn save(&mut self) -> DeviceState {
+        DeviceState::Scratch { value: self.id as u64 }
+    }
+    fn restore(&mut self, _state: &DeviceState) -> Result<(), DeviceError> {
+        Ok(())
     }
 }
 

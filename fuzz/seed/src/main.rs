@@ -10,6 +10,14 @@
 //!   base image of the ELF mutator unedited (selector 2), every flat guest
 //!   as the bytes of a flat case (selector 1); 4 MiB of RAM.
 //!
+//! - `pvm_differential`: inputs of pseudo-random bytes (any bytes are a
+//!   program and a layout to the generator; seeds of 1 KiB let libFuzzer
+//!   start with inputs long enough for whole programs);
+//! - `vmm_snapshot`: the state files of snapshots of built-in guests, where
+//!   /dev/kvm can make them (else none);
+//! - `vmm_wire`: one frame of each kind of the migration protocol, the
+//!   state frames carrying those snapshots.
+//!
 //! Seeds over 64 KiB (the largest programs' images and disassemblies)
 //! are left out. The op-sequence targets (`vmm_serial`, `vmm_bus`, `vmm_exit`) start
 //! from an empty corpus: their input is decoded by `arbitrary`.
@@ -101,7 +109,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for base in 0..4u8 {
         put("vmm_loader", &format!("edit-base{base}"), &[2, MIB, base])?;
     }
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..16 {
+        let bytes: Vec<u8> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        put("pvm_differential", &format!("random-{n}"), &bytes)?;
+    }
+    let snapshots = snapshots(&dir);
+    for (name, state) in &snapshots {
+        put("vmm_snapshot", name, state)?;
+    }
+    for (name, frame) in frames(snapshots.first().map(|(_, s)| s.as_slice()).unwrap_or_default()) {
+        put("vmm_wire", name, &frame)?;
+    }
     std::fs::write(dir.join("pvm_asm.dict"), asm_dictionary())?;
     println!("wrote {count} seed files and pvm_asm.dict under {}", dir.display());
     Ok(())
+}
+
+/// State files of snapshots of a few built-in guests, taken by the real
+/// VMM at a few exits (none where /dev/kvm cannot run them).
+fn snapshots(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let tmp = dir.join("tmp-snapshot");
+    for (guest, exits) in [("hello", "3"), ("ticks", "20"), ("modes", "5"), ("exits", "10")] {
+        let path = tmp.to_string_lossy().into_owned();
+        let args = ["run", guest, "--snapshot", &path, "--snapshot-after-exits", exits, "--snapshot-and-stop", "--no-seccomp", "--timeout", "10"];
+        let status = vmm::cli::main_with(&args, None, Box::new(std::io::sink()), &mut std::io::sink());
+        if let (true, Ok(state)) = (status != 71, std::fs::read(&tmp)) {
+            out.push((format!("{guest}-{exits}"), state));
+        }
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp.with_extension("mem"));
+    }
+    let _ = std::fs::remove_file(dir.join("tmp-snapshot.mem"));
+    out
+}
+
+/// One frame of each kind of the migration protocol.
+fn frames(snapshot: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    use vmm::migration::{wire, Message};
+    let machine = vmm::snapshot::Machine { ram_mib: 128, timers: true, vcpus: 1 };
+    let page = [0x5au8; 4096];
+    let messages = [
+        ("hello", Message::Hello { machine }),
+        ("accept", Message::Accept),
+        ("refuse", Message::Refuse { reason: "another RAM size" }),
+        ("pages", Message::Pages { round: 2, first: 256, data: &page }),
+        ("state", Message::State { snapshot }),
+        ("done", Message::Done { pages: 4097 }),
+        ("ready", Message::Ready),
+        ("go", Message::Go),
+        ("resumed", Message::Resumed),
+    ];
+    messages
+        .into_iter()
+        .map(|(name, m)| {
+            let mut frame = Vec::new();
+            wire::encode(&m, &mut frame);
+            (name, frame)
+        })
+        .collect()
 }

@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use wire::{decode, Message, WireError};
+pub use wire::{decode, reseal, Message, WireError};
 
 /// How long a peer may stay silent before the other side gives up.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);

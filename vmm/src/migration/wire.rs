@@ -187,6 +187,17 @@ pub fn frame_len(header: &[u8]) -> Result<usize, WireError> {
     Ok(HEADER_LEN + len + 4)
 }
 
+/// Recomputes the checksum of the frame at the start of `bytes` after a
+/// deliberate change, so that the change reaches the payload's decoder
+/// (for tests and the fuzz target; any input, no panic).
+pub fn reseal(bytes: &mut [u8]) {
+    let Ok(total) = frame_len(bytes) else { return };
+    if let Some(frame) = bytes.get_mut(..total) {
+        let crc = crc32c(&frame[..total - 4]);
+        frame[total - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 /// Decodes the frame at the start of `bytes`; returns it and its length.
 /// Pure: any input gives a message or a named error.
 ///

@@ -13,7 +13,7 @@ pub mod file;
 pub mod format;
 pub mod state;
 
-pub use format::{parse, SnapshotError};
+pub use format::{parse, reseal, SnapshotError};
 pub use state::{Machine, Snapshot};
 
 /// Machine options a restore asks for; `None` takes the snapshot's.

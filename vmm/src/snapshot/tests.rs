@@ -56,24 +56,6 @@ pub(crate) fn sample(timers: bool) -> Snapshot {
     Snapshot { machine: Machine { ram_mib: 128, timers, vcpus: 1 }, vcpus: vec![vcpu], vm, devices, memory }
 }
 
-/// Recomputes every section CRC and the header CRC, so that a mutation
-/// inside a section reaches the section's decoder.
-fn reseal(bytes: &mut [u8]) {
-    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    for i in 0..count {
-        let e = 24 + 32 * i;
-        let off = u64::from_le_bytes(bytes[e + 8..e + 16].try_into().unwrap()) as usize;
-        let len = u64::from_le_bytes(bytes[e + 16..e + 24].try_into().unwrap()) as usize;
-        if let Some(body) = bytes.get(off..off.saturating_add(len)) {
-            let crc = crc32c(body);
-            bytes[e + 24..e + 28].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let table_end = 24 + 32 * count;
-    let crc = crate::codec::crc32c_append(crc32c(&bytes[..16]), &bytes[24..table_end]);
-    bytes[16..20].copy_from_slice(&crc.to_le_bytes());
-}
-
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -182,7 +164,7 @@ fn random_mutations_are_named_errors_and_never_panic() {
         if round % 4 < 2 && b.len() >= 24 {
             let count = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
             if count <= 16 && b.len() >= 24 + 32 * count {
-                reseal(&mut b);
+                super::format::reseal(&mut b);
             }
         }
         match parse(&b) {
