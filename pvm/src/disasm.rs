@@ -35,6 +35,10 @@ pub fn format_instr(i: &Instr) -> String {
         Format::LoadImm => format!("{m} {}, {}", reg(i.a), i.imm),
         Format::Load | Format::Store => format!("{m} {}, {}", reg(i.a), mem_operand(i.b, i.imm)),
         Format::Branch => format!("{m} {}, {}, {:#x}", reg(i.a), reg(i.b), i.imm as u32),
+        Format::BranchZ => format!("{m} {}, {:#x}", reg(i.a), i.imm as u32),
+        Format::LinearLoad | Format::LinearStore => {
+            format!("{m} {}, {}, {}", reg(i.a), mem_operand(i.b, i.imm), reg(i.c))
+        }
         Format::Jump => format!("{m} {:#x}", i.imm as u32),
         Format::Src | Format::Dst => format!("{m} {}", reg(i.a)),
         Format::Sys => format!("{m} {}", i.imm),
@@ -59,9 +63,16 @@ fn is_canonical(i: &Instr) -> bool {
         *field = r;
     }
     let shows_imm = match i.op.info().format {
-        Format::RI | Format::LoadImm | Format::Load | Format::Store | Format::Branch | Format::Jump | Format::Sys => {
-            true
-        }
+        Format::RI
+        | Format::LoadImm
+        | Format::Load
+        | Format::Store
+        | Format::LinearLoad
+        | Format::LinearStore
+        | Format::Branch
+        | Format::BranchZ
+        | Format::Jump
+        | Format::Sys => true,
         Format::None | Format::R2 | Format::R3 | Format::Src | Format::Dst => false,
     };
     [i.a, i.b, i.c] == shown && (shows_imm || i.imm == 0)
@@ -107,7 +118,7 @@ mod tests {
         assert_eq!(format_instr(&Instr::new(Opcode::Blt, 1, 2, 0, 0x1040)), "blt r1, r2, 0x1040");
         assert_eq!(format_instr(&Instr::new(Opcode::Ret, 0, 0, 0, 0)), "ret");
         assert_eq!(format_instr(&Instr::new(Opcode::Sys, 0, 0, 0, 3)), "sys 3");
-        assert_eq!(describe(Some([0xee, 0, 0, 0, 0, 0, 0, 0])), "unknown opcode 0xee");
+        assert_eq!(describe(Some([0xfe, 0, 0, 0, 0, 0, 0, 0])), "unknown opcode 0xfe");
     }
 
     #[test]

@@ -4,21 +4,23 @@
 //!
 //! The translator checks every access against a positive 32-bit limit, so
 //! the value it adds to the memory's base is below 2^31 (2^32 for a store,
-//! whose check starts at the code end); an access is at most 8 bytes wide;
-//! and a displacement is an imm32. So no translated access, even one whose
-//! check computed the wrong limit, can leave
-//! `[base - 2^31, base + 2^32 + 8)`: the reservation covers that, and any
-//! access outside the memory itself faults instead of reaching host
-//! memory. The translator turns such a fault back into the guest trap (see
+//! whose check starts at the code end); a linear-memory access (checked
+//! against its linear memory's end only) adds the low 32 bits of a register
+//! and an imm32, below 2^32 + 2^31; an access is at most 8 bytes wide; and
+//! a displacement is an imm32. So no translated access, even one whose
+//! check computed the wrong limit, can leave `[base - 2^31, base + 2^33)`:
+//! the reservation covers that, and any access outside the memory itself
+//! faults instead of reaching host memory. The translator turns such a fault back into the guest trap (see
 //! `jit::fault`). All the `unsafe` of guest memory is in this module.
 
 use std::ptr::NonNull;
 
 /// Bytes reserved below the memory: the most a negative imm32 reaches.
 pub const GUARD_BELOW: usize = 1 << 31;
-/// Bytes reserved above the memory's base: a checked value below 2^32
-/// plus the widest access, rounded up to a page.
-pub const GUARD_ABOVE: usize = (1 << 32) + PAGE;
+/// Bytes reserved above the memory's base: a linear-memory address (the
+/// low 32 bits of a register plus an imm32, below 2^32 + 2^31) plus the
+/// widest access, and any other checked address (below 2^32), rounded up.
+pub const GUARD_ABOVE: usize = (1 << 33) + PAGE;
 const PAGE: usize = 4096;
 
 /// Errors of guest memory.
@@ -211,8 +213,8 @@ mod tests {
         m[(1 << 20) - 1] = 2;
         assert_eq!((m[0], m[(1 << 20) - 1]), (1, 2));
         let base = m.as_ptr() as u64;
-        assert!(m.reserves(base - (1 << 31)) && m.reserves(base + (1 << 32) + 7));
-        assert!(!m.reserves(base - (1 << 31) - 1) && !m.reserves(base + (1 << 32) + PAGE as u64));
+        assert!(m.reserves(base - (1 << 31)) && m.reserves(base + (1 << 33) + 7));
+        assert!(!m.reserves(base - (1 << 31) - 1) && !m.reserves(base + (1 << 33) + PAGE as u64));
         // The guard pages are not mapped for access.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let above = maps.lines().find(|l| {

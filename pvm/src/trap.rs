@@ -10,13 +10,40 @@ use crate::isa::DecodeError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrapKind {
     DivisionByZero,
-    OutOfBounds { addr: u64, size: u64 },
+    OutOfBounds {
+        addr: u64,
+        size: u64,
+    },
     StackOverflow,
     FuelExhausted,
     BadSyscall(i32),
     InvalidInstruction(DecodeError),
     BadJumpTarget(u64),
+    /// A signed division of the minimum by -1 where it traps (`divs32`,
+    /// `divst`), or a truncation out of the integer's range.
+    IntegerOverflow,
+    /// A trapping truncation of NaN to an integer.
+    InvalidConversion,
+    /// A linear-memory access past the end of the linear memory
+    /// (WebAssembly's "out of bounds memory access").
+    LinearOutOfBounds {
+        addr: u64,
+        size: u64,
+    },
+    /// `trap n`: a trap the program raises (see [`RAISED`] for the codes
+    /// the WebAssembly front end uses).
+    Raised(u32),
 }
+
+/// The codes of `trap n` the WebAssembly front end raises, and what they
+/// mean.
+pub const RAISED: &[(u32, &str)] = &[
+    (0, "unreachable executed"),
+    (1, "indirect call type mismatch"),
+    (2, "undefined element"),
+    (3, "uninitialized element"),
+    (4, "call stack exhausted"),
+];
 
 impl TrapKind {
     /// Process exit status of `pvm run` for this trap.
@@ -29,6 +56,10 @@ impl TrapKind {
             TrapKind::BadSyscall(_) => 84,
             TrapKind::InvalidInstruction(_) => 85,
             TrapKind::BadJumpTarget(_) => 86,
+            TrapKind::IntegerOverflow => 87,
+            TrapKind::InvalidConversion => 88,
+            TrapKind::LinearOutOfBounds { .. } => 89,
+            TrapKind::Raised(_) => 90,
         }
     }
 }
@@ -47,6 +78,15 @@ impl fmt::Display for TrapKind {
             TrapKind::BadJumpTarget(t) => {
                 write!(f, "jump to {t:#x}, which is not an instruction of the code section")
             }
+            TrapKind::IntegerOverflow => write!(f, "integer overflow"),
+            TrapKind::InvalidConversion => write!(f, "invalid conversion to integer"),
+            TrapKind::LinearOutOfBounds { addr, size } => {
+                write!(f, "out of bounds memory access: {size} bytes at {addr:#x}, past the end of the linear memory")
+            }
+            TrapKind::Raised(code) => match RAISED.iter().find(|(c, _)| c == code) {
+                Some((_, what)) => write!(f, "{what} (trap {code})"),
+                None => write!(f, "trap {code} raised by the program"),
+            },
         }
     }
 }

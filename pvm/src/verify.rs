@@ -89,10 +89,10 @@ mod tests {
     #[test]
     fn rejects_each_kind_of_malformed_image() {
         let mut unknown = image(&[jmp(CODE_BASE)]);
-        unknown.code.bytes[0] = 0xee;
+        unknown.code.bytes[0] = 0xfe;
         assert!(matches!(
             verify(&unknown),
-            Err(VerifyError::BadInstruction { offset: 0x1000, reason: DecodeError::UnknownOpcode(0xee) })
+            Err(VerifyError::BadInstruction { offset: 0x1000, reason: DecodeError::UnknownOpcode(0xfe) })
         ));
         let mut reg = image(&[jmp(CODE_BASE)]);
         reg.code.bytes[1] = 16;

@@ -165,13 +165,13 @@ fn load_errors_have_their_own_statuses_and_positions() {
     let image = pvm::asm::assemble("x", "main: jmp main\n").unwrap();
     let mut bytes = image.to_bytes();
     let last = bytes.len() - 8;
-    bytes[last] = 0xee; // unknown opcode
+    bytes[last] = 0xfe; // unknown opcode
     let pbc = temp("bad.pbc");
     std::fs::write(&pbc, &bytes).unwrap();
     let o = pvm(&["run", pbc.to_str().unwrap()]);
     assert_eq!(o.status, 65);
     assert!(o.stderr.contains("rejected by the verifier"), "{}", o.stderr);
-    assert!(o.stderr.contains("at 0x1000: unknown opcode 0xee"), "{}", o.stderr);
+    assert!(o.stderr.contains("at 0x1000: unknown opcode 0xfe"), "{}", o.stderr);
 
     let unbalanced = temp("bad.b");
     std::fs::write(&unbalanced, "+[[-]").unwrap();

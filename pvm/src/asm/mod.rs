@@ -484,6 +484,18 @@ fn parse_operands(cur: &mut Cursor<'_>, op: Opcode, line: usize) -> Res<Item> {
             cur.comma()?;
             (b, imm) = cur.mem()?;
         }
+        Format::LinearLoad | Format::LinearStore => {
+            a = cur.reg()?;
+            cur.comma()?;
+            (b, imm) = cur.mem()?;
+            cur.comma()?;
+            c = cur.reg()?;
+        }
+        Format::BranchZ => {
+            a = cur.reg()?;
+            cur.comma()?;
+            imm = cur.expr()?;
+        }
         Format::Branch => {
             a = cur.reg()?;
             cur.comma()?;

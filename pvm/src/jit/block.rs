@@ -6,7 +6,7 @@
 
 use iced_x86::code_asm::*;
 
-use crate::isa::{Format, Instr, INSTR_SIZE, NUM_REGS, SP};
+use crate::isa::{Class, Instr, INSTR_SIZE, NUM_REGS, SP};
 use crate::machine::Machine;
 
 /// Most guest instructions in one block.
@@ -63,6 +63,9 @@ pub struct Layout {
     pub code_end: u64,
     pub stack_limit: u64,
     pub fuel_limited: bool,
+    /// What the host CPU has beyond x86-64's baseline (instructions the
+    /// translator uses only when they are there).
+    pub cpu: Cpu,
     /// Bytes every bounds check lets through past its limit: 0, unless a
     /// demonstration of the guard regions asks for more (`--bounds-slack`).
     pub bounds_slack: u64,
@@ -72,6 +75,30 @@ pub struct Layout {
     pub interpret_addr: u64,
     /// Shared handler of direct-exit stubs: rax = exit code << 32 | target pc.
     pub direct_addr: u64,
+}
+
+/// Host CPU features the translator can use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu {
+    /// `lzcnt` (ABM).
+    pub lzcnt: bool,
+    /// `tzcnt` (BMI1).
+    pub tzcnt: bool,
+    pub popcnt: bool,
+    /// `roundsd`/`roundss` (SSE4.1).
+    pub round: bool,
+}
+
+impl Cpu {
+    /// This machine's.
+    pub fn detect() -> Cpu {
+        Cpu {
+            lzcnt: std::arch::is_x86_feature_detected!("lzcnt"),
+            tzcnt: std::arch::is_x86_feature_detected!("bmi1"),
+            popcnt: std::arch::is_x86_feature_detected!("popcnt"),
+            round: std::arch::is_x86_feature_detected!("sse4.1"),
+        }
+    }
 }
 
 impl Layout {
@@ -119,9 +146,20 @@ pub struct Translated {
     /// floats, which a jump there would skip).
     pub body_offset: Option<usize>,
     pub exits: Vec<ExitSite>,
-    /// The trap table: (offset of each guest access, offset of its
-    /// instruction's interpret stub), sorted.
-    pub traps: Vec<(u32, u32)>,
+    /// The trap table, sorted by offset.
+    pub traps: Vec<TrapSite>,
+}
+
+/// A guest access in a block's code and where a fault there resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapSite {
+    /// Offset of the access in the block.
+    pub at: u32,
+    /// Offset of its instruction's interpret stub in the block.
+    pub stub: u32,
+    /// The access relies on the guard regions past guest memory (it was
+    /// checked against a linear memory's end only): a fault is expected.
+    pub guarded: bool,
 }
 
 /// Reads the block at `pc`: up to `MAX_BLOCK` instructions, ending at the
@@ -135,7 +173,7 @@ pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
     while out.len() < MAX_BLOCK && m.is_code_addr(at) {
         let Some(Ok(i)) = m.fetch(at).map(Instr::decode) else { break };
         out.push(i);
-        if i.op.info().ends_block && i.op.info().format != Format::Branch {
+        if i.op.info().ends_block && i.op.info().class != Class::Branch {
             break;
         }
         at += INSTR_SIZE;
@@ -147,3 +185,41 @@ pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
 pub(super) const HOST_POOL8: [AsmRegister8; 9] = [bl, bpl, sil, dil, r8b, r9b, r10b, r11b, r12b];
 pub(super) const HOST_POOL16: [AsmRegister16; 9] = [bx, bp, si, di, r8w, r9w, r10w, r11w, r12w];
 pub(super) const HOST_POOL32: [AsmRegister32; 9] = [ebx, ebp, esi, edi, r8d, r9d, r10d, r11d, r12d];
+
+/// The low 8 and 16 bits of a register the translator computes in.
+pub(super) fn low8(r: AsmRegister64) -> AsmRegister8 {
+    if r == rax {
+        al
+    } else if r == rcx {
+        cl
+    } else if r == rdx {
+        dl
+    } else {
+        HOST_POOL.iter().position(|&p| p == r).map_or(al, |i| HOST_POOL8[i])
+    }
+}
+pub(super) fn low16(r: AsmRegister64) -> AsmRegister16 {
+    if r == rax {
+        ax
+    } else if r == rcx {
+        cx
+    } else if r == rdx {
+        dx
+    } else {
+        HOST_POOL.iter().position(|&p| p == r).map_or(ax, |i| HOST_POOL16[i])
+    }
+}
+
+/// The low 32 bits of a register the translator computes in: a host
+/// register of the pool or a scratch one (rax, rcx, rdx).
+pub(super) fn r32(r: AsmRegister64) -> AsmRegister32 {
+    if r == rax {
+        eax
+    } else if r == rcx {
+        ecx
+    } else if r == rdx {
+        edx
+    } else {
+        HOST_POOL.iter().position(|&p| p == r).map_or(eax, |i| HOST_POOL32[i])
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::block::Translated;
+use super::block::{Translated, TrapSite};
 use super::code_memory::{CodeMemory, CodeMemoryError};
 use super::context::{lookup_slot, LookupEntry};
 use crate::isa::INSTR_SIZE;
@@ -22,9 +22,8 @@ pub struct Block {
     /// chained exits may go there (see `Translated::body_offset`).
     pub body: Option<usize>,
     pub host_len: usize,
-    /// Its trap table: (offset of a guest access, offset of the interpret
-    /// stub of its instruction), sorted by the first (see `jit::fault`).
-    pub traps: Vec<(u32, u32)>,
+    /// Its trap table, sorted by offset (see `jit::fault`).
+    pub traps: Vec<TrapSite>,
     /// Exit ids of its direct exits.
     pub exits: Vec<u32>,
     /// Exit ids (of other blocks) chained to this block.
@@ -162,16 +161,17 @@ impl BlockCache {
     }
 
     /// The executable address of the interpret stub for a fault of the
-    /// guest access at executable address `rip`, if a block has one there.
+    /// guest access at executable address `rip`, if a block has one there,
+    /// and whether the access relies on the guard regions.
     /// (No allocation, no lock: the fault handler calls it.)
-    pub fn stub_for_fault(&self, rip: u64) -> Option<u64> {
+    pub fn stub_for_fault(&self, rip: u64) -> Option<(u64, bool)> {
         let off = rip.checked_sub(self.mem.exec_addr(0))?;
         // Blocks lie in the buffer in the order they were inserted.
         let i = self.blocks.partition_point(|b| b.offset as u64 <= off).checked_sub(1)?;
         let b = &self.blocks[i];
         let within = u32::try_from(off - b.offset as u64).ok()?;
-        let t = b.traps.binary_search_by_key(&within, |&(at, _)| at).ok()?;
-        Some(self.mem.exec_addr(b.offset + b.traps[t].1 as usize))
+        let t = b.traps[b.traps.binary_search_by_key(&within, |t| t.at).ok()?];
+        Some((self.mem.exec_addr(b.offset + t.stub as usize), t.guarded))
     }
 
     /// Makes the block reachable from indirect jumps.
@@ -325,7 +325,7 @@ mod tests {
             entry_count: len,
             body_offset: Some(7),
             exits: vec![ExitSite { jump_offset: 7, stub_offset: 12, target: pc + 0x100, retired: Some(-2) }],
-            traps: vec![(0, 12)],
+            traps: vec![TrapSite { at: 0, stub: 12, guarded: false }],
         }
     }
 
@@ -356,7 +356,7 @@ mod tests {
         let b = c.insert(&counting(0x1100, 5)).unwrap();
         for id in [a, b] {
             let entry = c.entry(id);
-            assert_eq!(c.stub_for_fault(entry), Some(entry + 12));
+            assert_eq!(c.stub_for_fault(entry), Some((entry + 12, false)));
             assert_eq!(c.stub_for_fault(entry + 7), None, "the jump is no access");
         }
         assert_eq!(c.stub_for_fault(c.memory().exec_addr(0) - 1), None);
@@ -366,7 +366,7 @@ mod tests {
         let entry = c.entry(a);
         assert_eq!(
             super::super::fault::decide(&c, start, len, entry, start + 8),
-            super::super::fault::Decision::Resume(entry + 12)
+            super::super::fault::Decision::Resume(entry + 12, false)
         );
         assert_eq!(super::super::fault::decide(&c, start, len, entry, start - 8), super::super::fault::Decision::Bug);
         assert_eq!(super::super::fault::decide(&c, start, len, entry + 7, start), super::super::fault::Decision::Bug);

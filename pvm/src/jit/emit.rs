@@ -10,7 +10,7 @@ use super::block::{Layout, RegMap, HOST_POOL};
 use super::context::*;
 use super::ops::Cond;
 use super::plan::Plan;
-use crate::isa::{Format, Instr, Opcode, SP};
+use crate::isa::{Class, Instr, Opcode, SP};
 
 /// What a push stores.
 #[derive(Clone, Copy)]
@@ -86,15 +86,16 @@ pub(super) struct Emitter {
     /// retired-count adjustment before it)
     pub(super) exits: Vec<(usize, usize, u64, Option<i32>)>,
     /// (instruction index of a guest access; index of its instruction's
-    /// interpret stub): the block's trap table, once encoded.
-    pub(super) trap_sites: Vec<(usize, usize)>,
+    /// interpret stub; whether the access relies on the guard regions):
+    /// the block's trap table, once encoded.
+    pub(super) trap_sites: Vec<(usize, usize, bool)>,
 }
 
 /// Whether sp's pending move may wait past `i` (see `Emitter::sp_pending`):
 /// `i` does not name sp and cannot leave the block other than through a
 /// stub (pushes, pops, calls and returns handle the move themselves).
 pub(super) fn sp_may_wait(i: &Instr) -> bool {
-    let leaves = matches!(i.op.info().format, Format::Branch | Format::Sys)
+    let leaves = matches!(i.op.info().class, Class::Branch | Class::System)
         || matches!(i.op, Opcode::Jmp | Opcode::Jr | Opcode::CallR);
     !leaves && !i.named_regs().any(|g| g & 15 == SP)
 }
@@ -187,7 +188,15 @@ impl Emitter {
     /// k: a fault there resumes at k's interpret stub (see `jit::fault`).
     pub(super) fn guest_access(&mut self, k: usize) {
         let stub = self.interpret_stub_index(k);
-        self.trap_sites.push((self.a.instructions().len(), stub));
+        self.trap_sites.push((self.a.instructions().len(), stub, false));
+    }
+
+    /// The same for an access that relies on the guard regions past the
+    /// end of guest memory (a linear-memory access): a fault there is
+    /// expected, not a check gone wrong.
+    pub(super) fn guest_access_guarded(&mut self, k: usize) {
+        let stub = self.interpret_stub_index(k);
+        self.trap_sites.push((self.a.instructions().len(), stub, true));
     }
 
     /// Adds to the retired count the instructions from `from` through the

@@ -5,31 +5,29 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
+use super::block::r32;
 use super::context::{OFF_SP_BASE, OFF_SP_LIMIT};
 use super::emit::{Emitter, Pushed};
-use super::ops::Cond;
+use super::ops::{Compare, Cond, Width};
 use crate::isa::{BranchOp, CallOp, Instr, JumpOp, ReturnOp, SystemOp, INSTR_SIZE, SP};
 
 impl Emitter {
     /// Conditional branches: side exits, loops to the block's own start,
     /// the block's two last exits, conditional moves, deferred remainders.
     pub(super) fn branch_instr(&mut self, op: BranchOp, i: &Instr, k: usize, pc: u64) -> Result<(), IcedError> {
-        let (a, b) = (i.a, i.b);
         let step = self.plan.steps[k];
-        let cond = Cond::of_branch(op);
+        let (cond, compare) = Cond::of_branch(op);
         {
             {
                 if step.if_converted {
-                    return self.if_convert(cond, i, k);
+                    return self.if_convert(cond, compare, i, k);
                 }
                 if let Some((dividend, mask)) = step.remainder_test {
                     // (remainder == 0 exactly when these bits are)
                     let x = self.get(dividend, rax)?;
                     self.a.test(x, mask)?;
                 } else {
-                    let x = self.get(a, rax)?;
-                    let y = self.get(b, rcx)?;
-                    self.a.cmp(x, y)?;
+                    self.compare(compare, i)?;
                 }
                 let target = i.imm as u32 as u64;
                 if k > 0 && self.plan.steps[k - 1].deferred_remainder {
@@ -71,6 +69,21 @@ impl Emitter {
             }
         }
         Ok(())
+    }
+
+    /// Sets the flags for a branch (or a conditional move) on `i`.
+    pub(super) fn compare(&mut self, compare: Compare, i: &Instr) -> Result<(), IcedError> {
+        let x = self.get(i.a, rax)?;
+        match compare {
+            Compare::Zero => self.a.test(x, x),
+            Compare::Regs(width) => {
+                let y = self.get(i.b, rcx)?;
+                match width {
+                    Width::W64 => self.a.cmp(x, y),
+                    Width::W32 => self.a.cmp(r32(x), r32(y)),
+                }
+            }
+        }
     }
 
     /// `jmp` and `jr` (through the lookup table).
@@ -161,10 +174,10 @@ impl Emitter {
         Ok(())
     }
 
-    /// `sys`: the interpreter performs it.
+    /// `sys` and `trap`: the interpreter performs them.
     pub(super) fn system_instr(&mut self, op: SystemOp, k: usize) -> Result<(), IcedError> {
         match op {
-            SystemOp::Sys => {
+            SystemOp::Sys | SystemOp::Trap => {
                 let stub = self.interpret_stub(k);
                 self.a.jmp(stub)?;
             }

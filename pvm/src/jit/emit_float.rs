@@ -11,10 +11,27 @@ impl Emitter {
     /// Float arithmetic, in XMM registers.
     pub(super) fn float_instr(&mut self, op: FloatOp, i: &Instr, k: usize) -> Result<(), IcedError> {
         let (a, b, c) = (i.a, i.b, i.c);
-        if op == FloatOp::FSqrt {
+        let round = match op {
+            FloatOp::FFloor => Some(9),
+            FloatOp::FCeil => Some(10),
+            FloatOp::FTrunc => Some(11),
+            FloatOp::FNearest => Some(8),
+            FloatOp::FSqrt => Some(0),
+            _ => None,
+        };
+        if let Some(mode) = round {
+            // (rounding mode | 8: no precision exception)
+            if mode != 0 && !self.layout.cpu.round {
+                let stub = self.interpret_stub(k);
+                return self.a.jmp(stub);
+            }
             let x = self.fsrc(b, &[])?;
             let xd = self.xmm_alloc(a, &[x]);
-            self.a.sqrtsd(xd, x)?;
+            if mode == 0 {
+                self.a.sqrtsd(xd, x)?;
+            } else {
+                self.a.roundsd(xd, x, mode)?;
+            }
             return self.fput(a, xd, k);
         }
         let x1 = self.fsrc(b, &[])?;
@@ -34,7 +51,8 @@ impl Emitter {
             FloatOp::FSub => self.a.subsd(xd, x2)?,
             FloatOp::FMul => self.a.mulsd(xd, x2)?,
             FloatOp::FDiv => self.a.divsd(xd, x2)?,
-            FloatOp::FSqrt => {}
+            FloatOp::FMin | FloatOp::FMax => self.min_max(op == FloatOp::FMax, xd, x2)?,
+            FloatOp::FSqrt | FloatOp::FFloor | FloatOp::FCeil | FloatOp::FTrunc | FloatOp::FNearest => {}
         }
         if xd == xmm0 {
             self.a.movapd(x2, xmm0)?;
@@ -63,21 +81,61 @@ impl Emitter {
                 self.a.ucomisd(x2, x1)?;
                 self.a.setae(al)?;
             }
+            FloatCompareOp::FNe => {
+                self.a.ucomisd(x1, x2)?;
+                self.a.setne(al)?;
+                self.a.setp(cl)?;
+                self.a.or(al, cl)?;
+            }
         }
         self.a.movzx(rax, al)?;
         self.forget(i.a);
         self.put(i.a, rax)
     }
 
-    /// `fneg`: the sign bit, in an integer register.
+    /// `fneg`, `fabs`, `fcopysign`: the sign bit, in an integer register.
     pub(super) fn float_bits(&mut self, op: FloatBitsOp, i: &Instr) -> Result<(), IcedError> {
+        self.load(rax, i.b)?;
         match op {
-            FloatBitsOp::FNeg => {
-                self.load(rax, i.b)?;
-                self.a.btc(rax, 63)?;
-                self.put(i.a, rax)
+            FloatBitsOp::FNeg => self.a.btc(rax, 63)?,
+            FloatBitsOp::FAbs => self.a.btr(rax, 63)?,
+            FloatBitsOp::FCopysign => {
+                self.load(rcx, i.c)?;
+                self.a.btr(rax, 63)?;
+                self.a.shr(rcx, 63)?;
+                self.a.shl(rcx, 63)?;
+                self.a.or(rax, rcx)?;
             }
         }
+        self.put(i.a, rax)
+    }
+
+    /// xd = min(xd, x2) (or max) as WebAssembly's `fmin`/`fmax`: a NaN
+    /// operand wins, quieted (what `addsd` returns), and -0 < +0 (the or,
+    /// or the and, of equal operands' bits). `semantics::fmin` is the same.
+    fn min_max(&mut self, max: bool, xd: AsmRegisterXmm, x2: AsmRegisterXmm) -> Result<(), IcedError> {
+        let mut nan = self.a.create_label();
+        let mut equal = self.a.create_label();
+        let mut done = self.a.create_label();
+        self.a.ucomisd(xd, x2)?;
+        self.a.jp(nan)?;
+        self.a.je(equal)?;
+        if max {
+            self.a.maxsd(xd, x2)?;
+        } else {
+            self.a.minsd(xd, x2)?;
+        }
+        self.a.jmp(done)?;
+        self.bind(&mut equal)?;
+        if max {
+            self.a.andpd(xd, x2)?;
+        } else {
+            self.a.orpd(xd, x2)?;
+        }
+        self.a.jmp(done)?;
+        self.bind(&mut nan)?;
+        self.a.addsd(xd, x2)?;
+        self.bind(&mut done).map(|_| ())
     }
 
     /// `itof`: into the destination's XMM copy.

@@ -3,9 +3,10 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
+use super::block::{low16, low8, r32};
 use super::emit::{ctx_reg, Emitter};
 use super::magic;
-use super::ops::{Alu, IntForm};
+use super::ops::{Alu, Count, Ext, IntForm, Width};
 use crate::isa::{DivOp, Instr, IntOp, MoveOp};
 
 impl Emitter {
@@ -32,34 +33,105 @@ impl Emitter {
         }
     }
 
-    /// Integer arithmetic, logic, shifts and comparisons.
+    /// Integer arithmetic, logic, shifts, rotates, comparisons, bit counts
+    /// and extensions.
     pub(super) fn int_instr(&mut self, op: IntOp, i: &Instr, k: usize) -> Result<(), IcedError> {
         match IntForm::of(op) {
-            IntForm::Alu(alu, true) => self.alu_ri(alu, i, k),
-            IntForm::Alu(alu, false) => self.alu_rr(alu, i),
-            IntForm::Set(cond, imm) => {
+            IntForm::Alu(alu, true, Width::W64) => self.alu_ri(alu, i, k),
+            IntForm::Alu(alu, false, Width::W64) => self.alu_rr(alu, i),
+            IntForm::Alu(alu, imm, Width::W32) => self.alu32(alu, imm, i),
+            IntForm::Set(cond, imm, width) => {
                 self.load(rax, i.b)?;
-                if imm {
-                    self.a.cmp(rax, i.imm)?;
-                } else {
-                    let x = self.get(i.c, rcx)?;
-                    self.a.cmp(rax, x)?;
+                match (imm, width) {
+                    (true, Width::W64) => self.a.cmp(rax, i.imm)?,
+                    (true, Width::W32) => self.a.cmp(eax, i.imm)?,
+                    (false, Width::W64) => {
+                        let x = self.get(i.c, rcx)?;
+                        self.a.cmp(rax, x)?;
+                    }
+                    (false, Width::W32) => {
+                        let x = self.get(i.c, rcx)?;
+                        self.a.cmp(eax, r32(x))?;
+                    }
                 }
                 cond.setcc(&mut self.a, al)?;
                 self.a.movzx(rax, al)?;
                 self.put(i.a, rax)
             }
-            IntForm::Shift(shift, imm) => {
+            IntForm::Shift(shift, imm, width) => {
                 self.load(rax, i.b)?;
-                if imm {
-                    shift.by(&mut self.a, rax, (i.imm & 63) as u32)?;
-                } else {
-                    self.load(rcx, i.c)?;
-                    shift.by_cl(&mut self.a, rax)?;
+                match (imm, width) {
+                    (true, Width::W64) => shift.by(&mut self.a, rax, (i.imm & 63) as u32)?,
+                    (true, Width::W32) => shift.by32(&mut self.a, eax, (i.imm & 31) as u32)?,
+                    (false, w) => {
+                        self.load(rcx, i.c)?;
+                        if w == Width::W64 {
+                            shift.by_cl(&mut self.a, rax)?;
+                        } else {
+                            shift.by_cl32(&mut self.a, eax)?;
+                        }
+                    }
                 }
                 self.put(i.a, rax)
             }
+            IntForm::Count(count, width) => self.count(count, width, i, k),
+            IntForm::Ext(ext) => {
+                let x = self.get(i.b, rax)?;
+                let dst = self.host(i.a).unwrap_or(rax);
+                match ext {
+                    Ext::Sign8 => self.a.movsx(dst, low8(x))?,
+                    Ext::Sign16 => self.a.movsx(dst, low16(x))?,
+                    Ext::Sign32 => self.a.movsxd(dst, r32(x))?,
+                    Ext::Zero32 => self.a.mov(r32(dst), r32(x))?,
+                    Ext::Sign8To32 => self.a.movsx(r32(dst), low8(x))?,
+                    Ext::Sign16To32 => self.a.movsx(r32(dst), low16(x))?,
+                }
+                self.put(i.a, dst)
+            }
         }
+    }
+
+    /// The 32-bit ALU forms, in the destination's host register where it
+    /// is not the second source.
+    fn alu32(&mut self, alu: Alu, imm: bool, i: &Instr) -> Result<(), IcedError> {
+        let (a, b, c) = (i.a, i.b, i.c);
+        let dst = match self.host(a) {
+            Some(h) if imm || a == b || a != c => h,
+            _ => rax,
+        };
+        self.load(dst, b)?;
+        if imm {
+            alu.ri32(&mut self.a, r32(dst), i.imm)?;
+        } else {
+            let x = self.get(c, rcx)?;
+            alu.rr32(&mut self.a, r32(dst), r32(x))?;
+        }
+        // (an operation on a 32-bit register zero-extends it)
+        self.put(a, dst)
+    }
+
+    /// clz, ctz, popcnt: one instruction where the CPU has it, the
+    /// interpreter otherwise.
+    fn count(&mut self, count: Count, width: Width, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let has = match count {
+            Count::LeadingZeros => self.layout.cpu.lzcnt,
+            Count::TrailingZeros => self.layout.cpu.tzcnt,
+            Count::Ones => self.layout.cpu.popcnt,
+        };
+        if !has {
+            let stub = self.interpret_stub(k);
+            return self.a.jmp(stub);
+        }
+        let x = self.get(i.b, rcx)?;
+        match (count, width) {
+            (Count::LeadingZeros, Width::W64) => self.a.lzcnt(rax, x)?,
+            (Count::TrailingZeros, Width::W64) => self.a.tzcnt(rax, x)?,
+            (Count::Ones, Width::W64) => self.a.popcnt(rax, x)?,
+            (Count::LeadingZeros, Width::W32) => self.a.lzcnt(eax, r32(x))?,
+            (Count::TrailingZeros, Width::W32) => self.a.tzcnt(eax, r32(x))?,
+            (Count::Ones, Width::W32) => self.a.popcnt(eax, r32(x))?,
+        }
+        self.put(i.a, rax)
     }
 
     /// The register forms of add, sub, mul, and, or, xor.
@@ -138,6 +210,67 @@ impl Emitter {
                 }
                 self.div_signed_const(op == DivOp::RemSI, a, b, imm, k)
             }
+            DivOp::DivST => {
+                // MIN / -1 traps here: the interpreter reports it.
+                self.load(rcx, c)?;
+                let stub = self.interpret_stub(k);
+                self.a.test(rcx, rcx)?;
+                self.a.jz(stub)?;
+                self.load(rax, b)?;
+                let mut normal = self.a.create_label();
+                self.a.cmp(rcx, -1)?;
+                self.a.jne(normal)?;
+                self.a.mov(rdx, i64::MIN)?;
+                self.a.cmp(rax, rdx)?;
+                self.a.je(stub)?;
+                self.bind(&mut normal)?;
+                self.a.cqo()?;
+                self.a.idiv(rcx)?;
+                self.put(a, rax)
+            }
+            DivOp::DivS32 | DivOp::DivU32 | DivOp::RemS32 | DivOp::RemU32 => {
+                self.load(rcx, c)?;
+                let stub = self.interpret_stub(k);
+                self.a.test(ecx, ecx)?;
+                self.a.jz(stub)?;
+                self.load(rax, b)?;
+                self.divide32(op, a, stub)
+            }
+        }
+    }
+
+    /// eax / ecx (ecx != 0), 32 bits, into guest register d: a signed
+    /// `MIN / -1` goes to `overflow` (it traps), `MIN % -1` is 0.
+    fn divide32(&mut self, op: DivOp, d: u8, overflow: CodeLabel) -> Result<(), IcedError> {
+        let rem = matches!(op, DivOp::RemS32 | DivOp::RemU32);
+        if matches!(op, DivOp::DivS32 | DivOp::RemS32) {
+            let mut normal = self.a.create_label();
+            let mut done = self.a.create_label();
+            self.a.cmp(ecx, -1)?;
+            self.a.jne(normal)?;
+            if rem {
+                self.a.xor(edx, edx)?;
+            } else {
+                self.a.cmp(eax, i32::MIN)?;
+                self.a.je(overflow)?;
+                self.a.neg(eax)?;
+            }
+            self.a.jmp(done)?;
+            self.bind(&mut normal)?;
+            self.a.cdq()?;
+            self.a.idiv(ecx)?;
+            self.bind(&mut done)?;
+        } else {
+            self.a.xor(edx, edx)?;
+            self.a.div(ecx)?;
+        }
+        // (32-bit results, zero-extended by the operations that made them)
+        if rem {
+            self.a.mov(edx, edx)?;
+            self.put(d, rdx)
+        } else {
+            self.a.mov(eax, eax)?;
+            self.put(d, rax)
         }
     }
 

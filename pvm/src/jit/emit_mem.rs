@@ -4,9 +4,9 @@
 use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
-use super::block::{HOST_POOL, HOST_POOL16, HOST_POOL32, HOST_POOL8};
+use super::block::{low16, low8, r32, HOST_POOL, HOST_POOL16, HOST_POOL32, HOST_POOL8};
 use super::emit::{ctx_reg, Emitter, Pushed};
-use crate::isa::{Instr, LoadOp, StackOp, StoreOp, SP};
+use crate::isa::{Instr, LinearLoadOp, LinearStoreOp, LoadOp, StackOp, StoreOp, SP};
 
 impl Emitter {
     /// Loads, bounds-checked.
@@ -89,6 +89,88 @@ impl Emitter {
                     self.put(a, rcx)
                 }
             },
+        }
+    }
+
+    /// The address of a linear-memory access of n bytes at the low 32 bits
+    /// of b plus imm, checked against the linear memory's end in c (one
+    /// compare: the zero-extended base plus imm plus n is at most the end).
+    /// Past the end of guest memory there is no check: the access lands in
+    /// the guard regions (below 2^33 bytes above the base) and faults, and
+    /// the interpreter reports the trap. Stores below the code end go to
+    /// the interpreter (it stores and the dispatcher invalidates). rcx =
+    /// the zero-extended base; clobbers rax and rdx.
+    fn linear_address(
+        &mut self,
+        i: &Instr,
+        n: u64,
+        k: usize,
+        store: bool,
+    ) -> Result<Option<AsmMemoryOperand>, IcedError> {
+        let stub = self.interpret_stub(k);
+        let Ok(end_disp) = i32::try_from(i64::from(i.imm) + n as i64) else {
+            self.a.jmp(stub)?;
+            return Ok(None);
+        };
+        let base = self.get(i.b, rcx)?;
+        self.a.mov(ecx, r32(base))?;
+        self.a.lea(rax, qword_ptr(rcx + end_disp))?;
+        let end = self.get(i.c, rdx)?;
+        self.a.cmp(rax, end)?;
+        self.a.ja(stub)?;
+        // A store's lowest address is imm, the base being at least 0.
+        if store && i64::from(i.imm) < self.layout.code_end as i64 {
+            let Ok(disp) = i32::try_from(i64::from(i.imm) - self.layout.code_end as i64) else {
+                self.a.jmp(stub)?;
+                return Ok(None);
+            };
+            self.a.lea(rax, qword_ptr(rcx + disp))?;
+            self.a.test(rax, rax)?;
+            self.a.js(stub)?;
+        }
+        Ok(Some(qword_ptr(r14 + rcx + i.imm)))
+    }
+
+    /// Linear-memory loads (WebAssembly's).
+    pub(super) fn linear_load(&mut self, op: LinearLoadOp, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let n = match op {
+            LinearLoadOp::Lw8U | LinearLoadOp::Lw8S | LinearLoadOp::Lw8S32 => 1,
+            LinearLoadOp::Lw16U | LinearLoadOp::Lw16S | LinearLoadOp::Lw16S32 => 2,
+            LinearLoadOp::Lw32U | LinearLoadOp::Lw32S => 4,
+            LinearLoadOp::Lw64 => 8,
+        };
+        let Some(at) = self.linear_address(i, n, k, false)? else { return Ok(()) };
+        self.guest_access_guarded(k);
+        match op {
+            LinearLoadOp::Lw8U => self.a.movzx(eax, byte_ptr(at))?,
+            LinearLoadOp::Lw8S => self.a.movsx(rax, byte_ptr(at))?,
+            LinearLoadOp::Lw16U => self.a.movzx(eax, word_ptr(at))?,
+            LinearLoadOp::Lw16S => self.a.movsx(rax, word_ptr(at))?,
+            LinearLoadOp::Lw32U => self.a.mov(eax, dword_ptr(at))?,
+            LinearLoadOp::Lw32S => self.a.movsxd(rax, dword_ptr(at))?,
+            LinearLoadOp::Lw64 => self.a.mov(rax, qword_ptr(at))?,
+            LinearLoadOp::Lw8S32 => self.a.movsx(eax, byte_ptr(at))?,
+            LinearLoadOp::Lw16S32 => self.a.movsx(eax, word_ptr(at))?,
+        }
+        self.put(i.a, rax)
+    }
+
+    /// Linear-memory stores.
+    pub(super) fn linear_store(&mut self, op: LinearStoreOp, i: &Instr, k: usize) -> Result<(), IcedError> {
+        let n = match op {
+            LinearStoreOp::Sw8 => 1,
+            LinearStoreOp::Sw16 => 2,
+            LinearStoreOp::Sw32 => 4,
+            LinearStoreOp::Sw64 => 8,
+        };
+        let Some(at) = self.linear_address(i, n, k, true)? else { return Ok(()) };
+        let v = self.get(i.a, rax)?;
+        self.guest_access_guarded(k);
+        match op {
+            LinearStoreOp::Sw8 => self.a.mov(byte_ptr(at), low8(v)),
+            LinearStoreOp::Sw16 => self.a.mov(word_ptr(at), low16(v)),
+            LinearStoreOp::Sw32 => self.a.mov(dword_ptr(at), r32(v)),
+            LinearStoreOp::Sw64 => self.a.mov(qword_ptr(at), v),
         }
     }
 }

@@ -23,8 +23,10 @@ pub(super) struct Armed {
     /// The reservation of guest memory and its guards.
     guard_start: u64,
     guard_len: u64,
-    /// Faults turned into interpret stubs.
+    /// Faults turned into interpret stubs: at checked accesses, and at
+    /// accesses that rely on the guard regions.
     recovered: Cell<u64>,
+    guarded: Cell<u64>,
 }
 
 thread_local! {
@@ -42,7 +44,13 @@ impl Armed {
     /// For guest memory reserved at `[guard_start, guard_start + guard_len)`.
     pub(super) fn new(guard_start: u64, guard_len: u64) -> Self {
         install();
-        Armed { cache: Cell::new(std::ptr::null()), guard_start, guard_len, recovered: Cell::new(0) }
+        Armed {
+            cache: Cell::new(std::ptr::null()),
+            guard_start,
+            guard_len,
+            recovered: Cell::new(0),
+            guarded: Cell::new(0),
+        }
     }
 
     /// Runs `code` (generated code of `cache`) with the handler armed on
@@ -60,9 +68,15 @@ impl Armed {
         code()
     }
 
-    /// Faults recovered so far.
+    /// Faults at checked accesses recovered so far (0 unless a check is
+    /// loosened on purpose, or wrong).
     pub(super) fn recovered(&self) -> u64 {
         self.recovered.get()
+    }
+
+    /// Faults at accesses that rely on the guard regions.
+    pub(super) fn guarded(&self) -> u64 {
+        self.guarded.get()
     }
 }
 
@@ -88,8 +102,9 @@ fn install() {
 /// What the handler decides for a fault at host pc `rip` on address `addr`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Decision {
-    /// A guest access: resume at this interpret stub.
-    Resume(u64),
+    /// A guest access: resume at this interpret stub (`true`: an access
+    /// that relies on the guard regions, so the fault is expected).
+    Resume(u64, bool),
     /// Generated code faulted where it makes no guest access.
     Bug,
     /// Not generated code: not ours.
@@ -103,7 +118,7 @@ pub(super) fn decide(cache: &BlockCache, guard_start: u64, guard_len: u64, rip: 
     }
     let in_guard = addr.wrapping_sub(guard_start) < guard_len;
     match cache.stub_for_fault(rip) {
-        Some(stub) if in_guard => Decision::Resume(stub),
+        Some((stub, guarded)) if in_guard => Decision::Resume(stub, guarded),
         _ => Decision::Bug,
     }
 }
@@ -120,9 +135,10 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
         let addr = (*info).si_addr() as u64;
         if let Some(a) = armed.as_ref() {
             match decide(&*a.cache.get(), a.guard_start, a.guard_len, rip, addr) {
-                Decision::Resume(stub) => {
+                Decision::Resume(stub, guarded) => {
                     uc.uc_mcontext.gregs[libc::REG_RIP as usize] = stub as i64;
-                    a.recovered.set(a.recovered.get() + 1);
+                    let counter = if guarded { &a.guarded } else { &a.recovered };
+                    counter.set(counter.get() + 1);
                     return;
                 }
                 Decision::Bug => report_and_abort(rip, addr),

@@ -8,13 +8,19 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter};
-use super::ops::{Alu, Cond, IntForm};
+use super::ops::{Alu, Compare, Cond, IntForm};
 use crate::isa::{Instr, Kind, MoveOp};
 
 impl Emitter {
     /// Translates the branch at k together with instruction k + 1, which
     /// it skips (the plan found it convertible).
-    pub(super) fn if_convert(&mut self, cond: Cond, branch: &Instr, k: usize) -> Result<(), IcedError> {
+    pub(super) fn if_convert(
+        &mut self,
+        cond: Cond,
+        compare: Compare,
+        branch: &Instr,
+        k: usize,
+    ) -> Result<(), IcedError> {
         let i = self.plan.instrs[k + 1];
         // rdx = what instruction k + 1 would write (guest state untouched).
         match (i.op.kind(), IntForm::alu(i.op.kind())) {
@@ -36,9 +42,7 @@ impl Emitter {
             // (the plan converts only the instructions above)
             (_, None) => return Ok(()),
         }
-        let x = self.get(branch.a, rax)?;
-        let y = self.get(branch.b, rcx)?;
-        self.a.cmp(x, y)?;
+        self.compare(compare, branch)?;
         // Not taken: the instruction runs. Taken: one instruction fewer retired.
         self.forget(i.a);
         match self.host(i.a) {

@@ -15,6 +15,7 @@ pub mod code_memory;
 pub mod context;
 mod emit;
 mod emit_control;
+mod emit_f32;
 mod emit_float;
 mod emit_instr;
 mod emit_int;
@@ -110,6 +111,9 @@ pub struct JitStats {
     /// guard regions, turned into the interpreter's handling of their
     /// instruction (0 unless the checks are loosened on purpose).
     pub faults_recovered: u64,
+    /// Linear-memory accesses past the end of guest memory, which rely on
+    /// the guard regions: their faults became the interpreter's trap.
+    pub guard_faults: u64,
 }
 
 type EnterFn = unsafe extern "sysv64" fn(*mut JitContext, u64) -> u32;
@@ -174,6 +178,7 @@ impl Jit {
             code_end: m.code_end,
             stack_limit: m.stack_limit,
             fuel_limited: fuel.is_some(),
+            cpu: block::Cpu::detect(),
             bounds_slack: 0,
             exit_addr: enter_addr + offsets.exit as u64,
             interpret_addr: enter_addr + offsets.interpret as u64,
@@ -344,6 +349,7 @@ impl Jit {
             }
         };
         self.stats.faults_recovered += armed.recovered();
+        self.stats.guard_faults += armed.guarded();
         Ok(self.finish(outcome))
     }
 

@@ -8,63 +8,146 @@ use iced_x86::IcedError;
 
 use crate::isa::{BranchOp, IntOp, Kind};
 
-/// What an integer instruction does, and whether its second operand is an
-/// immediate: one exhaustive map of the class.
+/// The width an integer operation works on: 64 bits, or the low 32 bits
+/// with the result zero-extended (x86's 32-bit forms do exactly that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Width {
+    W64,
+    W32,
+}
+
+/// What an integer instruction does: one exhaustive map of the class, so a
+/// new integer opcode must say which form it has. `bool`: the second
+/// operand is the immediate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum IntForm {
-    Alu(Alu, bool),
-    Shift(Shift, bool),
+    Alu(Alu, bool, Width),
+    Shift(Shift, bool, Width),
     /// 1 if the condition holds, else 0.
-    Set(Cond, bool),
+    Set(Cond, bool, Width),
+    /// A bit count of the source.
+    Count(Count, Width),
+    /// A sign or zero extension of the source.
+    Ext(Ext),
 }
 
 impl IntForm {
     pub(super) const fn of(op: IntOp) -> IntForm {
-        use IntForm::{Alu as A, Set as C, Shift as S};
+        use IntForm::{Alu as A, Count as N, Ext as E, Set as C, Shift as S};
+        use Width::{W32, W64};
         match op {
-            IntOp::Add => A(Alu::Add, false),
-            IntOp::Sub => A(Alu::Sub, false),
-            IntOp::Mul => A(Alu::Mul, false),
-            IntOp::And => A(Alu::And, false),
-            IntOp::Or => A(Alu::Or, false),
-            IntOp::Xor => A(Alu::Xor, false),
-            IntOp::AddI => A(Alu::Add, true),
-            IntOp::SubI => A(Alu::Sub, true),
-            IntOp::MulI => A(Alu::Mul, true),
-            IntOp::AndI => A(Alu::And, true),
-            IntOp::OrI => A(Alu::Or, true),
-            IntOp::XorI => A(Alu::Xor, true),
-            IntOp::Shl => S(Shift::Left, false),
-            IntOp::Shr => S(Shift::Right, false),
-            IntOp::Sar => S(Shift::RightSigned, false),
-            IntOp::ShlI => S(Shift::Left, true),
-            IntOp::ShrI => S(Shift::Right, true),
-            IntOp::SarI => S(Shift::RightSigned, true),
-            IntOp::Seq => C(Cond::Eq, false),
-            IntOp::Sne => C(Cond::Ne, false),
-            IntOp::Slt => C(Cond::Lt, false),
-            IntOp::Sltu => C(Cond::Ltu, false),
-            IntOp::Sle => C(Cond::Le, false),
-            IntOp::Sleu => C(Cond::Leu, false),
-            IntOp::SeqI => C(Cond::Eq, true),
-            IntOp::SneI => C(Cond::Ne, true),
-            IntOp::SltI => C(Cond::Lt, true),
-            IntOp::SltuI => C(Cond::Ltu, true),
-            IntOp::SleI => C(Cond::Le, true),
-            IntOp::SleuI => C(Cond::Leu, true),
+            IntOp::Add => A(Alu::Add, false, W64),
+            IntOp::Sub => A(Alu::Sub, false, W64),
+            IntOp::Mul => A(Alu::Mul, false, W64),
+            IntOp::And => A(Alu::And, false, W64),
+            IntOp::Or => A(Alu::Or, false, W64),
+            IntOp::Xor => A(Alu::Xor, false, W64),
+            IntOp::AddI => A(Alu::Add, true, W64),
+            IntOp::SubI => A(Alu::Sub, true, W64),
+            IntOp::MulI => A(Alu::Mul, true, W64),
+            IntOp::AndI => A(Alu::And, true, W64),
+            IntOp::OrI => A(Alu::Or, true, W64),
+            IntOp::XorI => A(Alu::Xor, true, W64),
+            IntOp::Add32 => A(Alu::Add, false, W32),
+            IntOp::Sub32 => A(Alu::Sub, false, W32),
+            IntOp::Mul32 => A(Alu::Mul, false, W32),
+            IntOp::And32 => A(Alu::And, false, W32),
+            IntOp::Or32 => A(Alu::Or, false, W32),
+            IntOp::Xor32 => A(Alu::Xor, false, W32),
+            IntOp::AddI32 => A(Alu::Add, true, W32),
+            IntOp::SubI32 => A(Alu::Sub, true, W32),
+            IntOp::MulI32 => A(Alu::Mul, true, W32),
+            IntOp::AndI32 => A(Alu::And, true, W32),
+            IntOp::OrI32 => A(Alu::Or, true, W32),
+            IntOp::XorI32 => A(Alu::Xor, true, W32),
+            IntOp::Shl => S(Shift::Left, false, W64),
+            IntOp::Shr => S(Shift::Right, false, W64),
+            IntOp::Sar => S(Shift::RightSigned, false, W64),
+            IntOp::Rotl => S(Shift::RotateLeft, false, W64),
+            IntOp::Rotr => S(Shift::RotateRight, false, W64),
+            IntOp::ShlI => S(Shift::Left, true, W64),
+            IntOp::ShrI => S(Shift::Right, true, W64),
+            IntOp::SarI => S(Shift::RightSigned, true, W64),
+            IntOp::RotlI => S(Shift::RotateLeft, true, W64),
+            IntOp::Shl32 => S(Shift::Left, false, W32),
+            IntOp::Shr32 => S(Shift::Right, false, W32),
+            IntOp::Sar32 => S(Shift::RightSigned, false, W32),
+            IntOp::Rotl32 => S(Shift::RotateLeft, false, W32),
+            IntOp::Rotr32 => S(Shift::RotateRight, false, W32),
+            IntOp::ShlI32 => S(Shift::Left, true, W32),
+            IntOp::ShrI32 => S(Shift::Right, true, W32),
+            IntOp::SarI32 => S(Shift::RightSigned, true, W32),
+            IntOp::RotlI32 => S(Shift::RotateLeft, true, W32),
+            IntOp::Seq => C(Cond::Eq, false, W64),
+            IntOp::Sne => C(Cond::Ne, false, W64),
+            IntOp::Slt => C(Cond::Lt, false, W64),
+            IntOp::Sltu => C(Cond::Ltu, false, W64),
+            IntOp::Sle => C(Cond::Le, false, W64),
+            IntOp::Sleu => C(Cond::Leu, false, W64),
+            IntOp::SeqI => C(Cond::Eq, true, W64),
+            IntOp::SneI => C(Cond::Ne, true, W64),
+            IntOp::SltI => C(Cond::Lt, true, W64),
+            IntOp::SltuI => C(Cond::Ltu, true, W64),
+            IntOp::SleI => C(Cond::Le, true, W64),
+            IntOp::SleuI => C(Cond::Leu, true, W64),
+            IntOp::Seq32 => C(Cond::Eq, false, W32),
+            IntOp::Sne32 => C(Cond::Ne, false, W32),
+            IntOp::Slt32 => C(Cond::Lt, false, W32),
+            IntOp::Sltu32 => C(Cond::Ltu, false, W32),
+            IntOp::Sle32 => C(Cond::Le, false, W32),
+            IntOp::Sleu32 => C(Cond::Leu, false, W32),
+            IntOp::SeqI32 => C(Cond::Eq, true, W32),
+            IntOp::SneI32 => C(Cond::Ne, true, W32),
+            IntOp::SltI32 => C(Cond::Lt, true, W32),
+            IntOp::SltuI32 => C(Cond::Ltu, true, W32),
+            IntOp::SleI32 => C(Cond::Le, true, W32),
+            IntOp::SleuI32 => C(Cond::Leu, true, W32),
+            IntOp::Clz => N(Count::LeadingZeros, W64),
+            IntOp::Ctz => N(Count::TrailingZeros, W64),
+            IntOp::Popcnt => N(Count::Ones, W64),
+            IntOp::Clz32 => N(Count::LeadingZeros, W32),
+            IntOp::Ctz32 => N(Count::TrailingZeros, W32),
+            IntOp::Popcnt32 => N(Count::Ones, W32),
+            IntOp::Sext8 => E(Ext::Sign8),
+            IntOp::Sext16 => E(Ext::Sign16),
+            IntOp::Sext32 => E(Ext::Sign32),
+            IntOp::Zext32 => E(Ext::Zero32),
+            IntOp::Sext8To32 => E(Ext::Sign8To32),
+            IntOp::Sext16To32 => E(Ext::Sign16To32),
         }
     }
 
-    /// The ALU operation of an instruction of any class, if it is one.
+    /// The 64-bit ALU operation of an instruction of any class, if it is
+    /// one (what if-conversion and the multiply-add fusion take).
     pub(super) const fn alu(kind: Kind) -> Option<(Alu, bool)> {
         match kind {
             Kind::Int(op) => match IntForm::of(op) {
-                IntForm::Alu(alu, imm) => Some((alu, imm)),
-                IntForm::Shift(..) | IntForm::Set(..) => None,
+                IntForm::Alu(alu, imm, Width::W64) => Some((alu, imm)),
+                _ => None,
             },
             _ => None,
         }
     }
+}
+
+/// Bit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Count {
+    LeadingZeros,
+    TrailingZeros,
+    Ones,
+}
+
+/// Extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ext {
+    Sign8,
+    Sign16,
+    Sign32,
+    Zero32,
+    /// To 32 bits, zero-extended to 64.
+    Sign8To32,
+    Sign16To32,
 }
 
 /// dst = dst `op` src.
@@ -91,6 +174,30 @@ impl Alu {
         }
     }
 
+    /// The same on 32-bit registers (which zero-extend).
+    pub(super) fn rr32(self, a: &mut CodeAssembler, dst: AsmRegister32, src: AsmRegister32) -> Result<(), IcedError> {
+        match self {
+            Alu::Add => a.add(dst, src),
+            Alu::Sub => a.sub(dst, src),
+            Alu::Mul => a.imul_2(dst, src),
+            Alu::And => a.and(dst, src),
+            Alu::Or => a.or(dst, src),
+            Alu::Xor => a.xor(dst, src),
+        }
+    }
+
+    /// dst = dst `op` imm, on a 32-bit register.
+    pub(super) fn ri32(self, a: &mut CodeAssembler, dst: AsmRegister32, imm: i32) -> Result<(), IcedError> {
+        match self {
+            Alu::Add => a.add(dst, imm),
+            Alu::Sub => a.sub(dst, imm),
+            Alu::Mul => a.imul_3(dst, dst, imm),
+            Alu::And => a.and(dst, imm),
+            Alu::Or => a.or(dst, imm),
+            Alu::Xor => a.xor(dst, imm),
+        }
+    }
+
     /// dst = dst `op` imm.
     pub(super) fn ri(self, a: &mut CodeAssembler, dst: AsmRegister64, imm: i32) -> Result<(), IcedError> {
         match self {
@@ -104,7 +211,8 @@ impl Alu {
     }
 }
 
-/// A shift by a register's low 6 bits or by an immediate.
+/// A shift or rotate by a register's low bits (6, or 5 for 32-bit forms)
+/// or by an immediate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Shift {
     Left,
@@ -112,26 +220,62 @@ pub(super) enum Shift {
     Right,
     /// Arithmetic.
     RightSigned,
+    RotateLeft,
+    RotateRight,
 }
 
 impl Shift {
-    /// dst <<= cl (or >>=).
+    /// dst <<= cl (or >>=, rotates).
     pub(super) fn by_cl(self, a: &mut CodeAssembler, dst: AsmRegister64) -> Result<(), IcedError> {
         match self {
             Shift::Left => a.shl(dst, cl),
             Shift::Right => a.shr(dst, cl),
             Shift::RightSigned => a.sar(dst, cl),
+            Shift::RotateLeft => a.rol(dst, cl),
+            Shift::RotateRight => a.ror(dst, cl),
         }
     }
 
-    /// dst <<= n (or >>=).
+    /// The same on a 32-bit register (which zero-extends).
+    pub(super) fn by_cl32(self, a: &mut CodeAssembler, dst: AsmRegister32) -> Result<(), IcedError> {
+        match self {
+            Shift::Left => a.shl(dst, cl),
+            Shift::Right => a.shr(dst, cl),
+            Shift::RightSigned => a.sar(dst, cl),
+            Shift::RotateLeft => a.rol(dst, cl),
+            Shift::RotateRight => a.ror(dst, cl),
+        }
+    }
+
+    /// dst <<= n (or >>=, rotates).
     pub(super) fn by(self, a: &mut CodeAssembler, dst: AsmRegister64, n: u32) -> Result<(), IcedError> {
         match self {
             Shift::Left => a.shl(dst, n),
             Shift::Right => a.shr(dst, n),
             Shift::RightSigned => a.sar(dst, n),
+            Shift::RotateLeft => a.rol(dst, n),
+            Shift::RotateRight => a.ror(dst, n),
         }
     }
+
+    /// The same on a 32-bit register.
+    pub(super) fn by32(self, a: &mut CodeAssembler, dst: AsmRegister32, n: u32) -> Result<(), IcedError> {
+        match self {
+            Shift::Left => a.shl(dst, n),
+            Shift::Right => a.shr(dst, n),
+            Shift::RightSigned => a.sar(dst, n),
+            Shift::RotateLeft => a.rol(dst, n),
+            Shift::RotateRight => a.ror(dst, n),
+        }
+    }
+}
+
+/// What a branch compares: its two registers (64 or 32 bits), or its first
+/// register with zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Compare {
+    Regs(Width),
+    Zero,
 }
 
 /// A condition on the flags of `cmp x, y`.
@@ -152,15 +296,19 @@ pub(super) enum Cond {
 }
 
 impl Cond {
-    /// The condition a branch is taken on.
-    pub(super) const fn of_branch(op: BranchOp) -> Cond {
+    /// The condition a branch is taken on, and what it compares.
+    pub(super) const fn of_branch(op: BranchOp) -> (Cond, Compare) {
         match op {
-            BranchOp::Beq => Cond::Eq,
-            BranchOp::Bne => Cond::Ne,
-            BranchOp::Blt => Cond::Lt,
-            BranchOp::Bge => Cond::Ge,
-            BranchOp::Bltu => Cond::Ltu,
-            BranchOp::Bgeu => Cond::Geu,
+            BranchOp::Beq => (Cond::Eq, Compare::Regs(Width::W64)),
+            BranchOp::Bne => (Cond::Ne, Compare::Regs(Width::W64)),
+            BranchOp::Blt => (Cond::Lt, Compare::Regs(Width::W64)),
+            BranchOp::Bge => (Cond::Ge, Compare::Regs(Width::W64)),
+            BranchOp::Bltu => (Cond::Ltu, Compare::Regs(Width::W64)),
+            BranchOp::Bgeu => (Cond::Geu, Compare::Regs(Width::W64)),
+            BranchOp::Blt32 => (Cond::Lt, Compare::Regs(Width::W32)),
+            BranchOp::Bge32 => (Cond::Ge, Compare::Regs(Width::W32)),
+            BranchOp::Beqz => (Cond::Eq, Compare::Zero),
+            BranchOp::Bnez => (Cond::Ne, Compare::Zero),
         }
     }
 

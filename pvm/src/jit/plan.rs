@@ -8,7 +8,7 @@
 
 use super::block::Layout;
 use super::magic::{self, ConstDiv};
-use crate::isa::{Format, Instr, Kind, MoveOp, Opcode, INSTR_SIZE, NUM_REGS, SP};
+use crate::isa::{Class, Format, Instr, Kind, MoveOp, Opcode, INSTR_SIZE, NUM_REGS, SP};
 
 /// What the emitter does with one instruction of the block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl Plan {
         let mut steps = vec![Step::default(); instrs.len()];
         for k in 0..instrs.len() {
             let i = instrs[k];
-            let branch = i.op.info().format == Format::Branch;
+            let branch = i.op.info().class == Class::Branch;
             let converted = branch && convertible(&instrs, k, at(k));
             steps[k].if_converted = converted;
             steps[k].side_exit = branch && k + 1 < instrs.len() && layout.is_code(i.imm as u32 as u64) && !converted;

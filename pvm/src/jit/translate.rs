@@ -11,7 +11,7 @@
 
 use iced_x86::code_asm::*;
 
-use super::block::{scan, ExitSite, Layout, RegMap, TrampolineOffsets, Translated};
+use super::block::{scan, ExitSite, Layout, RegMap, TrampolineOffsets, Translated, TrapSite};
 use super::code_memory::rel32_at;
 use super::context::*;
 use super::emit::{ctx_reg, Emitter, StubKind};
@@ -178,9 +178,16 @@ pub fn translate(
     // (a chained jump past the start would skip the pinned loads or guards)
     let body_offset =
         (pinned.is_empty() && e.plan.known.iter().all(Option::is_none)).then(|| encoding.offsets[body_at]);
-    let mut traps: Vec<(u32, u32)> =
-        e.trap_sites.iter().map(|&(at, stub)| (encoding.offsets[at] as u32, stub_offsets[stub] as u32)).collect();
-    traps.sort_unstable();
+    let mut traps: Vec<TrapSite> = e
+        .trap_sites
+        .iter()
+        .map(|&(at, stub, guarded)| TrapSite {
+            at: encoding.offsets[at] as u32,
+            stub: stub_offsets[stub] as u32,
+            guarded,
+        })
+        .collect();
+    traps.sort_unstable_by_key(|t| t.at);
     let t = Translated { code, guest_start: pc, len: len as u32, entry_count, body_offset, exits, traps };
     Ok((Some(t), e.a))
 }

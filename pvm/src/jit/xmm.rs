@@ -7,7 +7,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::emit::{ctx_reg, Emitter};
-use crate::isa::{Format, Opcode};
+use crate::isa::{Class, Format, Opcode};
 
 /// XMM registers that cache guest registers used as floats (xmm0 and xmm1
 /// are scratch).
@@ -104,7 +104,7 @@ impl Emitter {
     fn needed_after(&self, g: u8, k: usize) -> bool {
         for i in self.plan.instrs.iter().skip(k + 1) {
             let info = i.op.info();
-            if info.ends_block || info.can_trap || info.format == Format::Branch {
+            if info.ends_block || info.can_trap || info.class == Class::Branch {
                 return true;
             }
             // (the registers read as integers: float operands are read from
@@ -117,7 +117,9 @@ impl Emitter {
                 Format::R2 | Format::RI | Format::Load => &[i.b],
                 Format::R3 => &[i.b, i.c],
                 Format::Store | Format::Branch => &[i.a, i.b],
-                Format::Src => &[i.a],
+                Format::LinearLoad => &[i.b, i.c],
+                Format::LinearStore => &[i.a, i.b, i.c],
+                Format::Src | Format::BranchZ => &[i.a],
                 Format::Sys => return true,
             };
             if int_reads.contains(&g) {
