@@ -24,6 +24,7 @@ struct Tally {
     outcomes: BTreeMap<String, u64>,
     layouts: BTreeMap<String, u64>,
     faults_recovered: u64,
+    guard_faults: u64,
     failures: Vec<String>,
 }
 
@@ -67,6 +68,7 @@ fn run_cases(cases: u64, seed: u64, slack: u64) -> Tally {
                 };
                 *t.outcomes.entry(key).or_default() += 1;
                 t.faults_recovered += stats.faults_recovered;
+                t.guard_faults += stats.guard_faults;
             }
             Ok(Verdict::Skipped(why)) => *t.outcomes.entry(format!("skipped: {why}")).or_default() += 1,
             Err(e) => {
@@ -88,7 +90,9 @@ fn generated_programs_in_varied_layouts_agree_on_both_engines() {
     // (a failure is a disagreement, or an access that got past its bounds
     // check and was caught by the guard regions)
     assert!(t.failures.is_empty(), "{} failures, the first:\n{}", t.failures.len(), t.failures.join("\n\n"));
-    eprintln!("outcomes: {outcomes:?}\nlayouts: {layouts:?}");
+    eprintln!("outcomes: {outcomes:?}\nlayouts: {layouts:?}\nguard faults: {}", t.guard_faults);
+    // Linear-memory accesses past guest memory reached the guard regions.
+    assert!(t.guard_faults > 0, "no linear access relied on the guard regions");
     // The generator reaches the outcomes and layouts it is for.
     for kind in ["exited", "OutOfBounds", "FuelExhausted", "BadJumpTarget", "StackOverflow", "DivisionByZero"] {
         assert!(outcomes.get(kind).copied().unwrap_or(0) * 100 >= cases, "{kind} in under 1% of cases: {outcomes:?}");

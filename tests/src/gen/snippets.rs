@@ -254,6 +254,10 @@ impl<'s> Gen<'s> {
                 self.li(r, v);
                 self.emit(Opcode::Jr, r, 0, 0, Val::Const(0));
             }
+            18 if control && self.chance(5) => {
+                let code = self.below(6) as i64;
+                self.emit(Opcode::Trap, 0, 0, 0, Val::Const(code));
+            }
             18 => self.division_edge(avoid),
             _ => self.alu(avoid),
         }
@@ -292,8 +296,20 @@ impl<'s> Gen<'s> {
     /// A load or store near a boundary: base and offset split the address
     /// one way or the other.
     fn memory(&mut self, avoid: &[u8]) {
-        let ops: Vec<Opcode> =
-            Opcode::ALL.iter().copied().filter(|op| matches!(op.info().class, Class::Load | Class::Store)).collect();
+        // (a linear-memory access also ends its linear memory near a boundary)
+        let linear = self.chance(30);
+        let ops: Vec<Opcode> = Opcode::ALL
+            .iter()
+            .copied()
+            .filter(|op| {
+                let c = op.info().class;
+                if linear {
+                    c.linear_memory()
+                } else {
+                    matches!(c, Class::Load | Class::Store)
+                }
+            })
+            .collect();
         let op = pick(self.src, &ops);
         let base = self.reg(&[avoid, &[SP]].concat());
         // (None: the base keeps whatever value it has)
@@ -306,8 +322,15 @@ impl<'s> Gen<'s> {
         if let Some(b) = b {
             self.li(base, b);
         }
-        let v = if op.info().class == Class::Load { self.reg(avoid) } else { self.reg(&[]) };
-        self.emit(op, v, base, 0, imm);
+        let loads = matches!(op.info().class, Class::Load | Class::LinearLoad);
+        let v = if loads { self.reg(avoid) } else { self.reg(&[]) };
+        let mut end = 0;
+        if linear {
+            end = self.reg(&[avoid, &[SP, base]].concat());
+            let at = self.interesting();
+            self.li(end, at);
+        }
+        self.emit(op, v, base, end, imm);
     }
 
     /// A run of pushes and pops (sp's move is pending across it), from
@@ -362,6 +385,9 @@ impl<'s> Gen<'s> {
         self.depth -= 1;
         if dead {
             self.emit(Opcode::Bne, rc, rc, 0, Val::Label(top, 0));
+        } else if self.chance(30) {
+            self.emit(Opcode::SubI32, rc, rc, 0, Val::Const(1));
+            self.emit(Opcode::Bnez, rc, 0, 0, Val::Label(top, 0));
         } else {
             self.emit(Opcode::SubI, rc, rc, 0, Val::Const(1));
             self.emit(Opcode::Bne, rc, rz, 0, Val::Label(top, 0));
@@ -476,10 +502,11 @@ impl<'s> Gen<'s> {
     /// A branch over one simple instruction (the translator's conditional
     /// moves).
     fn if_skip(&mut self, avoid: &[u8]) {
-        let ops = [Opcode::Beq, Opcode::Bne, Opcode::Blt, Opcode::Bge, Opcode::Bltu, Opcode::Bgeu];
+        let ops: Vec<Opcode> = Opcode::ALL.iter().copied().filter(|op| op.info().class == Class::Branch).collect();
         let op = pick(self.src, &ops);
         let (x, y) = (self.reg(&[]), self.reg(&[]));
         let skip = self.prog.label();
+        let y = if op.info().format == Format::BranchZ { 0 } else { y };
         self.emit(op, x, y, 0, Val::Label(skip, 0));
         self.alu(avoid);
         if self.chance(30) {
