@@ -48,8 +48,12 @@ pub fn suite(names: &[String]) -> Vec<(String, &'static Program, LoadOptions)> {
             continue;
         }
         if p.kind == "b" {
-            out.push((p.name.to_string(), p, LoadOptions { bf_optimize: true }));
-            out.push((format!("{} --no-bf-opt", p.name), p, LoadOptions { bf_optimize: false }));
+            out.push((p.name.to_string(), p, LoadOptions::default()));
+            out.push((
+                format!("{} --no-bf-opt", p.name),
+                p,
+                LoadOptions { bf_optimize: false, ..LoadOptions::default() },
+            ));
         } else {
             out.push((p.name.to_string(), p, LoadOptions::default()));
         }

@@ -72,9 +72,19 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 enum Command {
     /// List the built-in programs.
     List,
-    /// Run a program: a built-in name (default: demo), or a .pasm, .pbc or .b file.
+    /// Run a program: a built-in name (default: demo), or a .pasm, .pbc,
+    /// .b or .wasm file (a WASI command; arguments after --).
     Run {
         program: Option<String>,
+        /// Arguments of a WebAssembly program (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+        /// Environment variable NAME=VALUE of a WebAssembly program (repeatable).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// Most MiB a WebAssembly linear memory may grow to.
+        #[arg(long, default_value_t = crate::wasm::image::DEFAULT_MEMORY_MIB)]
+        wasm_memory: u64,
         /// interp or jit.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
@@ -116,6 +126,17 @@ enum Command {
     },
     /// Disassemble a .pbc image (or anything `run` accepts).
     Disasm { input: String },
+    /// Run WebAssembly scripts (.wast, the test suite's format) on one or
+    /// both engines; a directory means every .wast file in it.
+    Wast {
+        #[arg(long, value_enum, default_value_t = EngineArg::Both)]
+        engine: EngineArg,
+        /// Print each failed directive, not only the counts.
+        #[arg(long, short)]
+        verbose: bool,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
     /// Run the benchmark programs on both engines and compare them.
     Bench {
         #[arg(long, value_enum, default_value_t = EngineArg::Both)]
@@ -191,6 +212,9 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
         }
         Command::Run {
             program,
+            args,
+            env,
+            wasm_memory,
             engine,
             cache_size,
             dump_block,
@@ -218,16 +242,27 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 return STATUS_USAGE;
             }
             let spec = program.unwrap_or_else(|| programs::DEFAULT_PROGRAM.to_string());
-            let image = match run::load(&spec, LoadOptions { bf_optimize: !no_bf_opt }) {
-                Ok(i) => i,
+            let wasm = crate::wasm::Options { memory_mib: wasm_memory, ..Default::default() };
+            let loaded = match run::load_program(&spec, LoadOptions { bf_optimize: !no_bf_opt, wasm }) {
+                Ok(l) => l,
                 Err(e) => {
                     report(err, &e);
                     return load_status(&e);
                 }
             };
+            let image = loaded.image;
+            let mut wasi;
+            let io: &mut dyn SysIo = match loaded.wasm {
+                Some(w) => {
+                    let argv = std::iter::once(spec.clone()).chain(args).collect();
+                    wasi = crate::wasm::wasi::Wasi::new(io, argv, env, w.memory_desc);
+                    &mut wasi
+                }
+                None => io,
+            };
             let cfg = RunConfig {
                 engine,
-                mem_mib: mem,
+                mem_mib: loaded.wasm.map_or(mem, |w| w.mem_mib.max(mem)),
                 fuel,
                 stats,
                 cache_size,
@@ -256,6 +291,8 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             match result.outcome {
                 Outcome::Exited(status) => status,
+                // Nobody embeds a program run from the command line.
+                Outcome::Returned => 0,
                 Outcome::Trapped(trap) => {
                     let _ = writeln!(err, "pvm: {trap}");
                     trap.kind.exit_status()
@@ -294,6 +331,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 load_status(&e)
             }
         },
+        Command::Wast { engine, verbose, files } => wast_command(&engine.engines(), verbose, &files, out, err),
         Command::Bench { engine, programs, rounds, json, plot, compare, peers } => {
             let peers = if compare {
                 match crate::peers::Peers::discover(std::path::Path::new(&peers)) {
@@ -339,6 +377,77 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             status
         }
     }
+}
+
+/// The .wast files `specs` name (a directory: its .wast files, sorted).
+fn wast_files(specs: &[String]) -> Result<Vec<std::path::PathBuf>, LoadError> {
+    let mut out = Vec::new();
+    for s in specs {
+        let path = std::path::PathBuf::from(s);
+        if path.is_dir() {
+            let read = std::fs::read_dir(&path).map_err(|source| LoadError::Read { path: s.clone(), source })?;
+            let mut found: Vec<_> = read
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wast"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+fn wast_command(engines: &[Engine], verbose: bool, specs: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let files = match wast_files(specs) {
+        Ok(f) => f,
+        Err(e) => {
+            report(err, &e);
+            return STATUS_NO_INPUT;
+        }
+    };
+    let mut status = 0;
+    for &engine in engines {
+        let (mut passed, mut failed) = (0, 0);
+        for path in &files {
+            let name = path.display().to_string();
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(source) => {
+                    report(err, &LoadError::Read { path: name, source });
+                    return STATUS_NO_INPUT;
+                }
+            };
+            match crate::wasm::wast::run_script(&name, &text, engine) {
+                Ok(r) => {
+                    passed += r.passed;
+                    failed += r.failures.len();
+                    if verbose {
+                        let _ = writeln!(out, "{}: {r}", engine.name());
+                    } else {
+                        let _ = writeln!(
+                            out,
+                            "{}: {}: {} passed, {} failed",
+                            engine.name(),
+                            r.name,
+                            r.passed,
+                            r.failures.len()
+                        );
+                    }
+                }
+                Err(e) => {
+                    report(err, &e);
+                    failed += 1;
+                }
+            }
+        }
+        let _ = writeln!(out, "{}: total: {passed} passed, {failed} failed, in {} scripts", engine.name(), files.len());
+        if failed > 0 {
+            status = 1;
+        }
+    }
+    status
 }
 
 fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {

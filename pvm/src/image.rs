@@ -6,10 +6,11 @@
 //! 4       2     version (1)
 //! 6       2     number of sections (the first is the code section)
 //! 8       8     entry address
-//! 16      24*n  sections: kind u32 (1 code, 2 data), reserved u32, address u64, length u64
-//! ...           payloads, in section order
+//! 16      24*n  sections: kind u32 (1 code, 2 data, 3 reserved), reserved u32, address u64, length u64
+//! ...           payloads, in section order (a reserved range has none)
 //! ```
-//! All little-endian.
+//! All little-endian. A reserved range is memory the program owns, zero at
+//! the start (a WebAssembly linear memory): the stack may not grow into it.
 
 /// Where the assembler puts the code section.
 pub const CODE_BASE: u64 = 0x1000;
@@ -17,6 +18,7 @@ pub const MAGIC: &[u8; 4] = b"PVMB";
 pub const VERSION: u16 = 1;
 const KIND_CODE: u32 = 1;
 const KIND_DATA: u32 = 2;
+const KIND_RESERVED: u32 = 3;
 const HEADER: usize = 16;
 const SECTION_HEADER: usize = 24;
 
@@ -27,12 +29,21 @@ pub struct Section {
     pub bytes: Vec<u8>,
 }
 
-/// A program: entry, code section, data sections.
+/// A range of memory the program owns without initialising it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// A program: entry, code section, data sections, reserved ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
     pub entry: u64,
     pub code: Section,
     pub data: Vec<Section>,
+    /// Zero-filled ranges (data sections may lie inside them).
+    pub reserved: Vec<Reserved>,
 }
 
 /// Errors reading a `.pbc` file.
@@ -46,7 +57,7 @@ pub enum ImageError {
     Truncated(usize),
     #[error("section {index} has unknown kind {kind}")]
     BadSectionKind { index: usize, kind: u32 },
-    #[error("the first section must be the code section, and only it")]
+    #[error("the first section must be the code section, and only it; reserved ranges come last")]
     CodeSection,
     #[error("image has {0} bytes after its last section")]
     TrailingBytes(usize),
@@ -55,7 +66,14 @@ pub enum ImageError {
 impl Image {
     /// An image from its parts.
     pub fn new(entry: u64, code: Section, data: Vec<Section>) -> Self {
-        Image { entry, code, data }
+        Image { entry, code, data, reserved: Vec::new() }
+    }
+
+    /// The end of the highest section or reserved range: where the stack
+    /// must stop.
+    pub fn end(&self) -> u64 {
+        let sections = self.sections().map(|s| s.addr.saturating_add(s.bytes.len() as u64));
+        sections.chain(self.reserved.iter().map(|r| r.addr.saturating_add(r.len))).max().unwrap_or(0)
     }
 
     /// Code first, then data.
@@ -65,7 +83,7 @@ impl Image {
 
     /// The `.pbc` encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let n = 1 + self.data.len();
+        let n = 1 + self.data.len() + self.reserved.len();
         let mut out = Vec::new();
         out.extend(MAGIC);
         out.extend(VERSION.to_le_bytes());
@@ -76,6 +94,12 @@ impl Image {
             out.extend(0u32.to_le_bytes());
             out.extend(s.addr.to_le_bytes());
             out.extend((s.bytes.len() as u64).to_le_bytes());
+        }
+        for r in &self.reserved {
+            out.extend(KIND_RESERVED.to_le_bytes());
+            out.extend(0u32.to_le_bytes());
+            out.extend(r.addr.to_le_bytes());
+            out.extend(r.len.to_le_bytes());
         }
         for s in self.sections() {
             out.extend(&s.bytes);
@@ -106,11 +130,16 @@ impl Image {
         let entry = u64_at(8)?;
         let mut payload = HEADER + n * SECTION_HEADER;
         let mut sections = Vec::with_capacity(n);
+        let mut reserved = Vec::new();
         for index in 0..n {
             let h = HEADER + index * SECTION_HEADER;
             let kind = u32_at(h)?;
             match (index, kind) {
-                (0, KIND_CODE) | (1.., KIND_DATA) => {}
+                (1.., KIND_RESERVED) => {
+                    reserved.push(Reserved { addr: u64_at(h + 8)?, len: u64_at(h + 16)? });
+                    continue;
+                }
+                (0, KIND_CODE) | (1.., KIND_DATA) if reserved.is_empty() => {}
                 (_, KIND_CODE | KIND_DATA) => return Err(ImageError::CodeSection),
                 _ => return Err(ImageError::BadSectionKind { index, kind }),
             }
@@ -124,7 +153,7 @@ impl Image {
         }
         let mut sections = sections.into_iter();
         let code = sections.next().ok_or(ImageError::CodeSection)?;
-        Ok(Image { entry, code, data: sections.collect() })
+        Ok(Image { entry, code, data: sections.collect(), reserved })
     }
 }
 
@@ -145,6 +174,15 @@ mod tests {
         let bytes = sample().to_bytes();
         assert!(Image::is_image(&bytes));
         assert_eq!(Image::from_bytes(&bytes), Ok(sample()));
+    }
+
+    #[test]
+    fn reserved_ranges_round_trip_and_count_in_the_end() {
+        let mut image = sample();
+        image.reserved.push(Reserved { addr: 0x10000, len: 0x20000 });
+        assert_eq!(image.end(), 0x30000);
+        assert_eq!(Image::from_bytes(&image.to_bytes()), Ok(image));
+        assert_eq!(sample().end(), 0x2005);
     }
 
     #[test]

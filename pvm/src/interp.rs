@@ -30,6 +30,8 @@ const NO_TARGET: u32 = u32::MAX;
 pub enum Outcome {
     /// `sys exit` with this status.
     Exited(i32),
+    /// `sys return`: the embedder takes over (the machine can run on).
+    Returned,
     /// A trap.
     Trapped(Trap),
 }
@@ -445,13 +447,16 @@ impl Interpreter {
                 Opcode::Sys => {
                     m.pc = pc!();
                     match tryt!(m.syscall(io, slot.imm)) {
-                        Syscall::Exit(status) => {
+                        end @ (Syscall::Exit(_) | Syscall::Return) => {
                             m.retired = retired + 1;
                             if STATS {
                                 stats.histogram[op as usize] += 1;
                             }
                             stats.redecodes = self.redecodes;
-                            return Outcome::Exited(status);
+                            return match end {
+                                Syscall::Exit(status) => Outcome::Exited(status),
+                                _ => Outcome::Returned,
+                            };
                         }
                         // A read into the code section is a store into code.
                         Syscall::Wrote { addr, len } if m.touches_code(addr, len) => self.code_written(m, addr, len),

@@ -28,6 +28,13 @@ pub mod sys {
     pub const PRINT_FLOAT: i32 = 4;
     /// putc(r1): one byte.
     pub const PUTC: i32 = 5;
+    /// return: hands control back to the embedder, which may set registers
+    /// and a pc and run the machine on (how a WebAssembly store calls
+    /// functions).
+    pub const RETURN: i32 = 6;
+    /// `HOST + n`: host function `n` of the embedder ([`super::SysIo::host_call`]):
+    /// arguments in r0.., results in r0.. (WebAssembly imports).
+    pub const HOST: i32 = 0x1000;
 }
 
 /// What a syscall did, as far as the engine running it must know.
@@ -40,6 +47,8 @@ pub enum Syscall {
     Wrote { addr: u64, len: u64 },
     /// The program ends with this status.
     Exit(i32),
+    /// The program hands control back to its embedder (`sys return`).
+    Return,
 }
 
 /// Errors placing an image into memory.
@@ -60,6 +69,22 @@ pub trait SysIo {
     fn read(&mut self, buf: &mut [u8]) -> usize;
     /// Pushes buffered output out (before a report on stderr).
     fn flush(&mut self) {}
+    /// Writes to the program's stderr (WASI's fd 2).
+    fn write_err(&mut self, bytes: &[u8]) {
+        self.flush();
+        let _ = std::io::stderr().write_all(bytes);
+    }
+    /// Host function `n` (`sys HOST + n`): reads its arguments from
+    /// `regs`, writes its results there, may read and write `mem`. Without
+    /// an embedder that provides it, a bad syscall.
+    ///
+    /// # Errors
+    ///
+    /// The trap the call raises.
+    fn host_call(&mut self, n: u32, regs: &mut [u64; NUM_REGS], mem: &mut [u8]) -> Result<Syscall, TrapKind> {
+        let _ = (regs, mem);
+        Err(TrapKind::BadSyscall(sys::HOST.saturating_add_unsigned(n)))
+    }
 }
 
 /// Real stdin/stdout, buffered; flushed when dropped.
@@ -100,6 +125,8 @@ pub struct BufferIo {
     pub input: Vec<u8>,
     pub read_pos: usize,
     pub output: Vec<u8>,
+    /// What the program wrote to stderr.
+    pub errors: Vec<u8>,
 }
 
 impl SysIo for BufferIo {
@@ -112,6 +139,9 @@ impl SysIo for BufferIo {
         buf[..n].copy_from_slice(&rest[..n]);
         self.read_pos += n;
         n
+    }
+    fn write_err(&mut self, bytes: &[u8]) {
+        self.errors.extend_from_slice(bytes);
     }
 }
 
@@ -146,6 +176,11 @@ impl Machine {
             let end = s.addr.checked_add(len).filter(|&e| e <= size);
             let end = end.ok_or(MachineError::SectionTooLarge { addr: s.addr, len, mem: size })?;
             mem[s.addr as usize..end as usize].copy_from_slice(&s.bytes);
+            image_end = image_end.max(end);
+        }
+        for r in &image.reserved {
+            let end = r.addr.checked_add(r.len).filter(|&e| e <= size);
+            let end = end.ok_or(MachineError::SectionTooLarge { addr: r.addr, len: r.len, mem: size })?;
             image_end = image_end.max(end);
         }
         let mut regs = [0u64; NUM_REGS];
@@ -258,6 +293,8 @@ impl Machine {
             sys::PRINT_INT => io.write((r1 as i64).to_string().as_bytes()),
             sys::PRINT_FLOAT => io.write(f64::from_bits(r1).to_string().as_bytes()),
             sys::PUTC => io.write(&[r1 as u8]),
+            sys::RETURN => return Ok(Syscall::Return),
+            sys::HOST.. => return io.host_call((n - sys::HOST) as u32, &mut self.regs, &mut self.mem),
             _ => return Err(TrapKind::BadSyscall(n)),
         }
         Ok(Syscall::Done)
@@ -316,6 +353,8 @@ mod tests {
         assert_eq!(m.syscall(&mut io, sys::READ), Ok(Syscall::Wrote { addr: 0x4000, len: 0 }));
         assert_eq!(m.regs[0], 0);
         assert_eq!(m.syscall(&mut io, 99), Err(TrapKind::BadSyscall(99)));
+        assert_eq!(m.syscall(&mut io, sys::RETURN), Ok(Syscall::Return));
+        assert_eq!(m.syscall(&mut io, sys::HOST + 3), Err(TrapKind::BadSyscall(sys::HOST + 3)));
         (m.regs[1], m.regs[2]) = (u64::MAX, 2);
         assert!(matches!(m.syscall(&mut io, sys::WRITE), Err(TrapKind::OutOfBounds { .. })));
         m.regs[1] = 300;

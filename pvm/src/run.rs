@@ -8,7 +8,7 @@ use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::sandbox::{self, SandboxError};
 use crate::verify::{verify, VerifyError};
-use crate::{asm, bf, programs};
+use crate::{asm, bf, programs, wasm};
 
 /// Errors before a program runs.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,12 @@ pub enum LoadError {
         #[source]
         source: VerifyError,
     },
+    #[error("{path}: WebAssembly")]
+    Wasm {
+        path: String,
+        #[source]
+        source: crate::wasm::WasmError,
+    },
     #[error("cannot load the program into memory")]
     Machine(#[from] MachineError),
     #[error("the translator failed")]
@@ -52,32 +58,75 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// Optimise Brainfuck (fold runs, `[-]` to a store).
     pub bf_optimize: bool,
+    /// How to compile WebAssembly.
+    pub wasm: wasm::Options,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { bf_optimize: true }
+        LoadOptions { bf_optimize: true, wasm: wasm::Options::default() }
     }
+}
+
+/// A loaded program: its image and, if it was WebAssembly, what running
+/// it needs besides.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub image: Image,
+    pub wasm: Option<WasmInfo>,
+}
+
+/// A compiled WebAssembly command: the memory it needs (MiB), where its
+/// linear memory's descriptor is (for the WASI host), and what compiling it
+/// took.
+#[derive(Clone, Copy, Debug)]
+pub struct WasmInfo {
+    pub mem_mib: u64,
+    pub memory_desc: Option<u64>,
+    pub wasm_ops: u64,
+    pub instructions: u64,
+    pub compile_time: Duration,
 }
 
 /// Turns source text of the given kind (`pasm` or `b`) into a verified image.
 pub fn build(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -> Result<Image, LoadError> {
+    build_program(path, kind, source, opts).map(|l| l.image)
+}
+
+/// [`build`], keeping what a WebAssembly program needs to run.
+pub fn build_program(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -> Result<Loaded, LoadError> {
+    let mut info = None;
     let image = if kind == "b" {
         bf::compile(source, opts.bf_optimize).map_err(|source| LoadError::Bf { path: path.into(), source })?
+    } else if wasm::is_wasm(source) {
+        let c = wasm::compile(source, &opts.wasm).map_err(|source| LoadError::Wasm { path: path.into(), source })?;
+        info = Some(WasmInfo {
+            mem_mib: c.mem_mib,
+            memory_desc: c.memory_desc,
+            wasm_ops: c.wasm_ops,
+            instructions: c.instructions,
+            compile_time: c.compile_time,
+        });
+        c.image
     } else if Image::is_image(source) {
         Image::from_bytes(source).map_err(|source| LoadError::Image { path: path.into(), source })?
     } else {
         asm::assemble(path, &String::from_utf8_lossy(source))?
     };
     verify(&image).map_err(|source| LoadError::Verify { path: path.into(), source })?;
-    Ok(image)
+    Ok(Loaded { image, wasm: info })
 }
 
 /// Loads a built-in program by name, or a `.pasm`, `.pbc` or `.b` file.
 pub fn load(spec: &str, opts: LoadOptions) -> Result<Image, LoadError> {
+    load_program(spec, opts).map(|l| l.image)
+}
+
+/// [`load`], for any program, WebAssembly too (a `.wasm` file).
+pub fn load_program(spec: &str, opts: LoadOptions) -> Result<Loaded, LoadError> {
     if let Some(p) = programs::find(spec) {
         if !std::path::Path::new(spec).exists() {
-            return build(p.name, p.kind, p.source.as_bytes(), opts);
+            return build_program(p.name, p.kind, p.source.as_bytes(), opts);
         }
     }
     let bytes = std::fs::read(spec).map_err(|source| {
@@ -89,7 +138,7 @@ pub fn load(spec: &str, opts: LoadOptions) -> Result<Image, LoadError> {
         LoadError::Read { path: format!("{spec}{hint}"), source }
     })?;
     let kind = if spec.ends_with(".b") || spec.ends_with(".bf") { "b" } else { "pasm" };
-    build(spec, kind, &bytes, opts)
+    build_program(spec, kind, &bytes, opts)
 }
 
 /// Which engine runs the program.

@@ -63,6 +63,13 @@ pub fn verify(image: &Image) -> Result<(), VerifyError> {
             return Err(VerifyError::Overlap { a: w[0].0, b: w[1].0 });
         }
     }
+    // Data may lie in a reserved range (it initialises part of it); code may not.
+    for r in &image.reserved {
+        let r_end = r.addr.checked_add(r.len).ok_or(VerifyError::Overlap { a: r.addr, b: r.addr })?;
+        if r.addr < end && r_end > start {
+            return Err(VerifyError::Overlap { a: start, b: r.addr });
+        }
+    }
     Ok(())
 }
 
@@ -115,5 +122,11 @@ mod tests {
         let mut overlap = image(&[jmp(CODE_BASE)]);
         overlap.data.push(Section { addr: CODE_BASE + 4, bytes: vec![1] });
         assert!(matches!(verify(&overlap), Err(VerifyError::Overlap { .. })));
+        let mut reserved = image(&[jmp(CODE_BASE)]);
+        reserved.reserved.push(crate::image::Reserved { addr: 0, len: CODE_BASE + 1 });
+        assert!(matches!(verify(&reserved), Err(VerifyError::Overlap { .. })));
+        reserved.reserved[0].len = CODE_BASE;
+        reserved.data.push(Section { addr: 0x10, bytes: vec![1] });
+        assert_eq!(verify(&reserved), Ok(()));
     }
 }

@@ -15,7 +15,9 @@ fn every_program_agrees_on_both_engines() {
             if !bf_optimize && p.kind != "b" {
                 continue;
             }
-            let image = run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions { bf_optimize }).unwrap();
+            let image =
+                run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions { bf_optimize, ..LoadOptions::default() })
+                    .unwrap();
             let fuel = p
                 .expectation()
                 .args
