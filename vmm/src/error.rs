@@ -103,6 +103,8 @@ pub enum VmError {
     Memory(#[source] MemoryError),
     #[error("cannot load the guest image")]
     Loader(#[source] LoaderError),
+    #[error("cannot boot the guest image")]
+    Boot(#[source] crate::boot::BootError),
     #[error("cannot place a device on the bus")]
     Bus(#[source] BusError),
     #[error("cannot sandbox the vCPU thread")]
@@ -139,7 +141,7 @@ impl VmError {
             | VmError::Bus(_)
             | VmError::Seccomp(_)
             | VmError::Thread { .. } => ExitCode::Internal,
-            VmError::Loader(_) => ExitCode::BadImage,
+            VmError::Loader(_) | VmError::Boot(_) => ExitCode::BadImage,
             VmError::Guest { error, .. } => match error {
                 VcpuError::Shutdown => ExitCode::TripleFault,
                 VcpuError::InternalError => ExitCode::EmulationFailure,

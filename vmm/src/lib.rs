@@ -23,6 +23,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod boot;
 pub mod bus;
 pub mod cli;
 pub mod codec;
@@ -31,9 +32,11 @@ pub mod controller;
 pub mod devices;
 pub mod error;
 pub mod kvmstate;
+pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod migration;
+pub mod multiboot;
 pub mod runloop;
 pub mod seccomp;
 pub mod snapshot;

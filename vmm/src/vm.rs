@@ -14,14 +14,12 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 pub use crate::error::{Diagnosis, ExitCode, VmError};
 
 use crate::arch::x86_64::layout::*;
-use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
-use crate::arch::x86_64::{gdt, paging, pvh};
+use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::control::{self, Control, RunEnd};
 use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
 use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
 use crate::kvmstate::{self, StatePart, VcpuCaps};
-use crate::loader::{self, ImageEntry};
-use crate::memory::{self, GuestMemoryMmap, MemoryError, PageSet};
+use crate::memory::{self, GuestMemoryMmap, PageSet};
 use crate::runloop::{self, Link, VcpuRun};
 use crate::seccomp::{self, KvmFds};
 use crate::snapshot::state::{Machine, Snapshot};
@@ -38,6 +36,9 @@ pub enum Image<'a> {
     Flat { bytes: &'a [u8], mode: EntryMode, load: u64, entry: u64 },
     /// An ELF: PVH note, or ELF64 entry.
     Elf(&'a [u8]),
+    /// A kernel file, booted by the protocol it speaks as QEMU's `-kernel`
+    /// would ([`crate::boot::detect`]): Linux, Multiboot or ELF/PVH.
+    Kernel(&'a [u8]),
 }
 
 /// Machine configuration.
@@ -47,13 +48,20 @@ pub struct VmConfig {
     pub mem_mib: u64,
     /// Create KVM's in-kernel irqchip (PIC, IOAPIC, LAPIC) and PIT.
     pub timers: bool,
-    /// PVH command line.
+    /// The kernel's command line (PVH, Multiboot, Linux).
     pub cmdline: String,
+    /// Initrd, kernel name, CPUID mask.
+    pub boot: crate::boot::BootOptions,
 }
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { mem_mib: DEFAULT_MEM_MIB, timers: false, cmdline: String::new() }
+        VmConfig {
+            mem_mib: DEFAULT_MEM_MIB,
+            timers: false,
+            cmdline: String::new(),
+            boot: crate::boot::BootOptions::default(),
+        }
     }
 }
 
@@ -163,6 +171,8 @@ pub struct Vm {
     /// `Some` once dirty logging is on.
     written: Option<PageSet>,
     dirty_logging: bool,
+    /// What the boot placed where (empty for a restored VM).
+    boot_report: crate::boot::BootReport,
 }
 
 impl fmt::Debug for Vm {
@@ -210,12 +220,9 @@ impl Vm {
     pub fn boot(config: &VmConfig, image: &Image<'_>, serial: SerialIo) -> Result<Self, VmError> {
         let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
         let mut vm = Self::create(config, mem, serial)?;
-        let entry = match *image {
-            Image::Flat { bytes, mode, load, entry } => loader::load_flat(&vm.mem, bytes, load, entry, mode),
-            Image::Elf(bytes) => loader::load_elf(&vm.mem, bytes),
-        }
-        .map_err(VmError::Loader)?;
-        let entry_point = write_boot_structures(&vm.mem, &entry, &config.cmdline).map_err(VmError::Memory)?;
+        let booted = crate::boot::prepare(&vm.mem, image, config).map_err(VmError::Boot)?;
+        let entry_point = booted.entry;
+        vm.boot_report = booted.report;
 
         let mut cpuid =
             vm.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -223,6 +230,7 @@ impl Vm {
             let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|j| HYPERVISOR_SIGNATURE[i * 4 + j]));
             (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
         }
+        crate::arch::x86_64::cpuid::apply_mask(cpuid.as_mut_slice(), &config.boot.cpuid_mask);
         vm.vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         vm.cpuid = cpuid.as_slice().to_vec();
         if config.timers {
@@ -252,7 +260,7 @@ impl Vm {
         omit: &[StatePart],
     ) -> Result<Self, VmError> {
         let config =
-            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, cmdline: String::new() };
+            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, ..VmConfig::default() };
         let mut vm = Self::create(&config, mem, serial)?;
         vm.load_state(snapshot, omit)?;
         vm.written = Some(crate::snapshot::file::layout_pages(&snapshot.memory, snapshot.machine.ram_pages()));
@@ -266,7 +274,7 @@ impl Vm {
     ///
     /// A failed KVM call or memory set-up.
     pub fn blank(machine: &Machine, serial: SerialIo) -> Result<Self, VmError> {
-        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, cmdline: String::new() };
+        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, ..VmConfig::default() };
         let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
         Self::create(&config, mem, serial)
     }
@@ -297,6 +305,7 @@ impl Vm {
             tsc_khz,
             written: None,
             dirty_logging: false,
+            boot_report: crate::boot::BootReport::default(),
         })
     }
 
@@ -356,6 +365,11 @@ impl Vm {
     /// Marks pages as written (a migration's destination, for its own snapshots).
     pub fn set_written(&mut self, pages: PageSet) {
         self.written = Some(pages);
+    }
+
+    /// What the boot placed where, and its notes for the user.
+    pub fn boot_report(&self) -> &crate::boot::BootReport {
+        &self.boot_report
     }
 
     /// The VM's guest memory.
@@ -494,22 +508,4 @@ fn device_difference(ours: &[&crate::bus::Placement], theirs: &[&crate::bus::Pla
         }
     }
     (ours != theirs).then(|| "the snapshot lists the same devices in another order".to_string())
-}
-
-/// Writes the GDT, the page tables and (for PVH) the start info; returns
-/// the entry registers.
-fn write_boot_structures(mem: &GuestMemoryMmap, entry: &ImageEntry, cmdline: &str) -> Result<EntryPoint, MemoryError> {
-    let mut point = EntryPoint { mode: entry.mode, rip: entry.rip, rsp: BOOT_STACK_TOP, rbx: 0 };
-    match entry.mode {
-        EntryMode::Real => point.rsp = REAL_MODE_LOAD,
-        EntryMode::Protected => memory::write(mem, GDT_START, &gdt::gdt_bytes())?,
-        EntryMode::Long => {
-            memory::write(mem, GDT_START, &gdt::gdt_bytes())?;
-            paging::write_identity_tables(mem)?;
-        }
-    }
-    if entry.pvh {
-        point.rbx = pvh::write_start_info(mem, cmdline)?;
-    }
-    Ok(point)
 }

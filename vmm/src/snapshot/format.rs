@@ -141,13 +141,16 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 /// file after a deliberate change, so that the change reaches the section
 /// decoders (tests and the fuzz target use it; any input, no panic).
 pub fn reseal(bytes: &mut [u8]) {
-    let field = |b: &[u8], at: usize, n: usize| b.get(at..at + n).map(|f| f.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)));
+    let field = |b: &[u8], at: usize, n: usize| {
+        b.get(at..at + n).map(|f| f.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+    };
     let Some(count) = field(bytes, 12, 4) else { return };
     let count = (count as usize).min(bytes.len() / ENTRY_LEN);
     for i in 0..count {
         let e = HEADER_LEN + ENTRY_LEN * i;
         let (Some(off), Some(len)) = (field(bytes, e + 8, 8), field(bytes, e + 16, 8)) else { break };
-        let body = usize::try_from(off).ok().zip(usize::try_from(len).ok()).and_then(|(o, l)| bytes.get(o..o.checked_add(l)?));
+        let body =
+            usize::try_from(off).ok().zip(usize::try_from(len).ok()).and_then(|(o, l)| bytes.get(o..o.checked_add(l)?));
         if let (Some(body), true) = (body, e + 28 <= bytes.len()) {
             let crc = crc32c(body);
             bytes[e + 24..e + 28].copy_from_slice(&crc.to_le_bytes());
