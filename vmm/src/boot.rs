@@ -249,6 +249,7 @@ fn boot_multiboot(mem: &GuestMemoryMmap, bytes: &[u8], config: &VmConfig) -> Res
         .map_err(|_| mb(MultibootError::InfoTooLarge { room: room as u64 }))?;
     memory::write(mem, MULTIBOOT_INFO_START, &info).map_err(BootError::Memory)?;
     memory::write(mem, GDT_START, &gdt::gdt_bytes()).map_err(BootError::Memory)?;
+    write_bios_ivt(mem).map_err(BootError::Memory)?;
     report
         .placed
         .push(format!("Multiboot information at {MULTIBOOT_INFO_START:#x}, command line {:?}", cmdline.trim_end()));
@@ -262,6 +263,14 @@ fn boot_multiboot(mem: &GuestMemoryMmap, bytes: &[u8], config: &VmConfig) -> Res
         gdt: GdtLayout::Vmm,
     };
     Ok(Booted { entry, report })
+}
+
+/// The real-mode IVT a BIOS leaves: every vector at an `iret` ([`BIOS_IRET`]).
+fn write_bios_ivt(mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
+    let vector = (0xf000u32 << 16) | (BIOS_IRET - 0xf_0000) as u32;
+    let ivt: Vec<u8> = (0..256).flat_map(|_| vector.to_le_bytes()).collect();
+    memory::write(mem, 0, &ivt)?;
+    memory::write(mem, BIOS_IRET, &[0xcf])
 }
 
 #[cfg(test)]
@@ -283,5 +292,17 @@ mod tests {
         assert_eq!(detect(guests::find("hello").unwrap().image), Protocol::Elf);
         assert_eq!(detect(&[0xf4]), Protocol::Flat);
         assert!(Protocol::Multiboot.wants_pc() && !Protocol::Elf.wants_pc());
+    }
+
+    #[test]
+    fn every_real_mode_vector_points_at_the_bios_iret() {
+        let mem = memory::create(2).unwrap();
+        write_bios_ivt(&mem).unwrap();
+        let mut ivt = [0u8; 1024];
+        memory::read(&mem, 0, &mut ivt).unwrap();
+        assert!(ivt.chunks(4).all(|v| v == [0x53, 0xff, 0x00, 0xf0]), "F000:FF53 in every entry");
+        let mut iret = [0u8; 1];
+        memory::read(&mem, 0xf_ff53, &mut iret).unwrap();
+        assert_eq!(iret, [0xcf]);
     }
 }

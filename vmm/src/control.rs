@@ -38,6 +38,8 @@ pub enum RunEnd {
     Snapshotted,
     /// The guest now runs on the migration's destination.
     Migrated,
+    /// The guest reset the machine (the i8042's reset line).
+    Reset,
 }
 
 /// What the controller tells a paused vCPU.

@@ -48,6 +48,8 @@ pub enum ExitCode {
     Snapshot = 81,
     /// `vmm receive`: no guest arrived whole; nothing runs here.
     NotReceived = 82,
+    /// The guest reset the machine: the i8042's reset line (Linux's `reboot=k`).
+    GuestReset = 90,
 }
 
 /// Registers, mode and instruction at the moment a run went wrong.

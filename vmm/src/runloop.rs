@@ -152,6 +152,7 @@ impl VcpuRun<'_, '_> {
         match handled.action {
             VcpuAction::Resume => Ok(Step::Continue),
             VcpuAction::Exit(status) => Ok(Step::End(RunEnd::Guest(status))),
+            VcpuAction::Reset => Ok(Step::End(RunEnd::Reset)),
             VcpuAction::Halted => {
                 // Without an in-kernel irqchip nothing can raise an interrupt, so
                 // HLT with IF set is resumed at once; with IF clear it is final.

@@ -17,7 +17,8 @@ use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::control::{self, Control, RunEnd};
 use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
-use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
+use crate::devices::pc::TESTDEV_IRQ_LINES;
+use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial, TestDevIrq, I8042};
 use crate::kvmstate::{self, StatePart, VcpuCaps};
 use crate::memory::{self, GuestMemoryMmap, PageSet};
 use crate::runloop::{self, Link, VcpuRun};
@@ -83,6 +84,18 @@ impl IrqLine for KvmIrq {
     }
 }
 
+/// Holds the in-kernel irqchip's lines high or low (`pc-testdev`).
+struct KvmIrqLevels {
+    vm: Arc<VmFd>,
+}
+
+impl crate::devices::IrqLevels for KvmIrqLevels {
+    fn set(&self, gsi: u32, level: bool) {
+        // A failed KVM_IRQ_LINE loses the level change; the test that asked for it then fails visibly.
+        let _ = self.vm.set_irq_line(gsi, level);
+    }
+}
+
 /// What one run returns.
 #[derive(Clone, Debug)]
 pub struct RunReport {
@@ -109,6 +122,7 @@ impl RunReport {
             RunEnd::Guest(status) => i32::from(status),
             RunEnd::Snapshotted => ExitCode::Snapshotted as i32,
             RunEnd::Migrated => ExitCode::Migrated as i32,
+            RunEnd::Reset => ExitCode::GuestReset as i32,
         }
     }
 }
@@ -322,6 +336,12 @@ impl Vm {
         buses.pio.insert(COM1_BASE, 8, "uart", Box::new(serial)).map_err(VmError::Bus)?;
         buses.pio.insert(DEBUG_EXIT_PORT, 4, "debug-exit", Box::new(DebugExit)).map_err(VmError::Bus)?;
         buses.pio.insert(POST_PORT, 1, "post", Box::new(PostCode::default())).map_err(VmError::Bus)?;
+        if config.timers {
+            // The PC's reset line and QEMU's pc-testdev IRQ ports, for the kernels that expect them.
+            buses.pio.insert(I8042_DATA_PORT, I8042_PORT_SPAN, "i8042", Box::new(I8042)).map_err(VmError::Bus)?;
+            let lines = Box::new(TestDevIrq::new(Box::new(KvmIrqLevels { vm: vm.clone() })));
+            buses.pio.insert(TESTDEV_IRQ_BASE, TESTDEV_IRQ_LINES, "pc-testdev", lines).map_err(VmError::Bus)?;
+        }
         buses
             .pio
             .insert(PIO_SCRATCH_BASE, SCRATCH_PIO_LEN, "scratch", Box::new(Scratch::default()))

@@ -93,6 +93,14 @@ pub const I8042_DATA_PORT: u64 = 0x60;
 /// Port distance from the i8042's data port to its command port.
 pub const I8042_PORT_SPAN: u64 = 5;
 
+/// Where a PC BIOS keeps its dummy interrupt handler, an `iret` (F000:FF53):
+/// every real-mode IVT vector of a Multiboot boot points there, as after a
+/// BIOS, so an interrupt taken in real mode returns instead of running zeros.
+pub const BIOS_IRET: u64 = 0xf_ff53;
+
+/// QEMU's `pc-testdev` IRQ ports: 0x2000 + n drives GSI n.
+pub const TESTDEV_IRQ_BASE: u64 = 0x2000;
+
 /// A range of guest memory the VMM writes at boot, which a kernel's
 /// segments must not overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
