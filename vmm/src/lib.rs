@@ -59,8 +59,10 @@ pub fn builtin_image(guest: &guests::Guest) -> (Image<'static>, VmConfig) {
         guests::Boot::Protected { load } => flat(EntryMode::Protected, load),
         guests::Boot::Long { load } => flat(EntryMode::Long, load),
         guests::Boot::Elf => Image::Elf(guest.image),
+        guests::Boot::Kernel => Image::Kernel(guest.image),
     };
-    (image, VmConfig { timers: guest.timers, ..VmConfig::default() })
+    let pc = guest.boot == guests::Boot::Kernel;
+    (image, VmConfig { timers: guest.timers || pc, ..VmConfig::default() })
 }
 
 /// Default load address of a flat binary started in `mode`.

@@ -6,8 +6,13 @@
 pub const E820_RAM: u32 = 1;
 /// E820 type of reserved memory.
 pub const E820_RESERVED: u32 = 2;
-/// End of conventional memory, below the VGA hole.
-pub const LOW_RAM_END: u64 = 0xa_0000;
+/// End of conventional memory: the extended BIOS data area follows, as
+/// on a PC, QEMU's SeaBIOS and Firecracker.
+pub const LOW_RAM_END: u64 = 0x9_fc00;
+/// End of the EBDA: the VGA hole starts here.
+pub const EBDA_END: u64 = 0xa_0000;
+/// The system BIOS area (the dummy `iret` of a Multiboot boot lies there).
+pub const BIOS_START: u64 = 0xf_0000;
 /// Start of extended memory.
 pub const HIGH_RAM_START: u64 = 0x10_0000;
 
@@ -20,11 +25,14 @@ pub struct E820Entry {
 }
 
 /// The memory map of a guest with `ram_size` bytes of RAM from address 0:
-/// conventional memory up to 640 KiB, the legacy hole (VGA, option ROMs,
-/// BIOS) reserved, and RAM from 1 MiB to the end.
+/// conventional memory up to the EBDA (639 KiB), the EBDA and the system
+/// BIOS area reserved (the VGA hole and option ROMs are not listed), and
+/// RAM from 1 MiB to the end.
 pub fn memory_map(ram_size: u64) -> Vec<E820Entry> {
     let mut map = vec![E820Entry { addr: 0, size: LOW_RAM_END.min(ram_size), kind: E820_RAM }];
     if ram_size > HIGH_RAM_START {
+        map.push(E820Entry { addr: LOW_RAM_END, size: EBDA_END - LOW_RAM_END, kind: E820_RESERVED });
+        map.push(E820Entry { addr: BIOS_START, size: HIGH_RAM_START - BIOS_START, kind: E820_RESERVED });
         map.push(E820Entry { addr: HIGH_RAM_START, size: ram_size - HIGH_RAM_START, kind: E820_RAM });
     }
     map
@@ -38,7 +46,7 @@ pub fn lower_upper_kib(map: &[E820Entry]) -> (u32, u32) {
             .find(|e| e.kind == E820_RAM && e.addr == addr)
             .map_or(0, |e| u32::try_from(e.size / 1024).unwrap_or(u32::MAX))
     };
-    (kib(0).min(640), kib(HIGH_RAM_START))
+    (kib(0), kib(HIGH_RAM_START))
 }
 
 #[cfg(test)]
@@ -51,11 +59,13 @@ mod tests {
         assert_eq!(
             map,
             vec![
-                E820Entry { addr: 0, size: 0xa_0000, kind: E820_RAM },
+                E820Entry { addr: 0, size: 0x9_fc00, kind: E820_RAM },
+                E820Entry { addr: 0x9_fc00, size: 0x400, kind: E820_RESERVED },
+                E820Entry { addr: 0xf_0000, size: 0x1_0000, kind: E820_RESERVED },
                 E820Entry { addr: 0x10_0000, size: (128 << 20) - 0x10_0000, kind: E820_RAM },
             ]
         );
-        assert_eq!(lower_upper_kib(&map), (640, 127 * 1024));
+        assert_eq!(lower_upper_kib(&map), (639, 127 * 1024));
     }
 
     #[test]

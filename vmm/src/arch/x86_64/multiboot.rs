@@ -132,16 +132,16 @@ mod tests {
         let modules = [ModuleEntry { start: 0x40_1000, end: 0x40_1020, string: "env.txt".into() }];
         let b = info_bytes(base, 0x4000, &map, "kernel.elf arg=1", &modules).unwrap();
         assert_eq!(word(&b, 0), INFO_MEMORY | INFO_CMDLINE | INFO_MODS | INFO_MMAP | INFO_LOADER_NAME);
-        assert_eq!((word(&b, 4), word(&b, 8)), (640, 127 * 1024));
+        assert_eq!((word(&b, 4), word(&b, 8)), (639, 127 * 1024));
         assert_eq!(string_at(&b, base, word(&b, 16)), "kernel.elf arg=1");
         assert_eq!(string_at(&b, base, word(&b, 64)), BOOT_LOADER_NAME);
-        assert_eq!((word(&b, 20), word(&b, 44)), (1, 48));
+        assert_eq!((word(&b, 20), word(&b, 44)), (1, 4 * 24));
         let m = (u64::from(word(&b, 24)) - base) as usize;
         assert_eq!((word(&b, m), word(&b, m + 4)), (0x40_1000, 0x40_1020));
         assert_eq!(string_at(&b, base, word(&b, m + 8)), "env.txt");
         let mmap = (u64::from(word(&b, 48)) - base) as usize;
-        // second entry: size 20, base 1 MiB, length 127 MiB, type 1
-        let e = mmap + MMAP_ENTRY_SIZE;
+        // fourth entry: size 20, base 1 MiB, length 127 MiB, type 1
+        let e = mmap + 3 * MMAP_ENTRY_SIZE;
         assert_eq!(word(&b, e), 20);
         assert_eq!(u64::from_le_bytes(b[e + 4..e + 12].try_into().unwrap()), 0x10_0000);
         assert_eq!(u64::from_le_bytes(b[e + 12..e + 20].try_into().unwrap()), 127 << 20);

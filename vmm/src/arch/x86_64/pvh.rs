@@ -111,9 +111,9 @@ mod tests {
         memory::read(&mem, ebx, &mut info).unwrap();
         assert_eq!(u32::from_le_bytes(info[0..4].try_into().unwrap()), HVM_START_MAGIC);
         assert_eq!(u64::from_le_bytes(info[24..32].try_into().unwrap()), PVH_CMDLINE_START);
-        // second memmap entry: 1 MiB .. 4 MiB
-        assert_eq!(memory::read_u64(&mem, PVH_MEMMAP_START + 24).unwrap(), e820::HIGH_RAM_START);
-        assert_eq!(memory::read_u64(&mem, PVH_MEMMAP_START + 32).unwrap(), 3 << 20);
+        // fourth memmap entry (after low RAM, the EBDA and the BIOS area): 1 MiB .. 4 MiB
+        assert_eq!(memory::read_u64(&mem, PVH_MEMMAP_START + 3 * 24).unwrap(), e820::HIGH_RAM_START);
+        assert_eq!(memory::read_u64(&mem, PVH_MEMMAP_START + 3 * 24 + 8).unwrap(), 3 << 20);
         let mut cmd = [0u8; 14];
         memory::read(&mem, PVH_CMDLINE_START, &mut cmd).unwrap();
         assert_eq!(&cmd, b"console=ttyS0\0");

@@ -86,9 +86,10 @@ mod tests {
             ZeroPageInputs { load: 0x100_0000, map: &map, cmdline: 0x2_0000, initrd: Some((0xf00_0000, 0x1234)) };
         let b = zero_page_bytes(&zero_page(&hdr, &inputs));
         assert_eq!(b.len(), 4096);
-        assert_eq!(b[0x1e8], 2, "e820_entries");
-        assert_eq!(u64::from_le_bytes(field(&b, 0x2d0 + 20)), 0x10_0000, "second e820 entry's address");
-        assert_eq!(u32::from_le_bytes(field(&b, 0x2d0 + 20 + 16)), 1, "its type");
+        assert_eq!(b[0x1e8], 4, "e820_entries");
+        assert_eq!(u64::from_le_bytes(field(&b, 0x2d0 + 3 * 20)), 0x10_0000, "RAM from 1 MiB, the fourth entry");
+        assert_eq!(u32::from_le_bytes(field(&b, 0x2d0 + 3 * 20 + 16)), 1, "its type");
+        assert_eq!(u32::from_le_bytes(field(&b, 0x2d0 + 20 + 16)), 2, "the EBDA, reserved");
         assert_eq!(u32::from_le_bytes(field(&b, 0x202)), 0x5372_6448, "HdrS");
         assert_eq!(b[0x210], LOADER_TYPE_UNDEFINED, "type_of_loader");
         assert_eq!(b[0x211] & 0x81, 0x81, "loadflags");
