@@ -99,3 +99,17 @@ fn the_pvh_guests_print_the_same_under_vmm_and_qemu_microvm() {
         assert!(!o.stdout.is_empty(), "{name} printed nothing");
     }
 }
+
+#[test]
+fn the_i8042_reset_line_ends_the_run_with_status_90() {
+    if !kvm_available() {
+        return;
+    }
+    // mov al, 0xfe; out 0x64, al; hlt: what Linux's reboot=k does.
+    let image = temp_file("i8042-reset.bin", &[0xb0, 0xfe, 0xe6, 0x64, 0xf4]);
+    let o = vmm(&["run", image.to_str().unwrap(), "--timers", "--timeout", TIMEOUT]);
+    assert_eq!(o.status, 90, "{}", o.stderr);
+    // Without the PC devices the port is unclaimed and the guest halts for good.
+    let o = vmm(&["run", image.to_str().unwrap(), "--timeout", "2"]);
+    assert_eq!(o.status, 77, "{}", o.stderr);
+}
