@@ -166,6 +166,18 @@ struct RunFlags {
     /// Also write the migration report as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "migrate_to")]
     json: Option<PathBuf>,
+    /// Serve the GDB remote protocol on HOST:PORT (gdb: target remote HOST:PORT), like QEMU's -s.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_socket, conflicts_with_all = ["snapshot", "migrate_to"])]
+    gdb: Option<std::net::SocketAddr>,
+    /// With --gdb: hold the guest before its first instruction until gdb resumes it, like QEMU's -S.
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
+}
+
+fn parse_socket(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s.to_socket_addrs().map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{s:?} names no address"))
 }
 
 fn parse_address(s: &str) -> Result<Address, String> {
@@ -327,6 +339,11 @@ fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32,
         seccomp: !flags.no_seccomp,
         snapshot: snapshot.clone(),
         migrate,
+        gdb: flags.gdb.map(|listen| crate::gdb::GdbPlan {
+            listen,
+            wait: flags.gdb_wait,
+            notes: Box::new(std::io::stderr()),
+        }),
     };
     let result = vm.run(opts)?;
     report_run(&result, snapshot.as_ref(), err);

@@ -50,6 +50,8 @@ pub enum ExitCode {
     NotReceived = 82,
     /// The guest reset the machine: the i8042's reset line (Linux's `reboot=k`).
     GuestReset = 90,
+    /// The gdb stub ended the run: it cannot listen, or gdb killed the guest.
+    Debugger = 91,
 }
 
 /// Registers, mode and instruction at the moment a run went wrong.
@@ -131,6 +133,8 @@ pub enum VmError {
     Incompatible(String),
     #[error("no guest was received, nothing runs here")]
     Receive(#[source] crate::migration::MigrationError),
+    #[error("the gdb stub ended the run")]
+    Gdb(#[source] crate::gdb::GdbError),
 }
 
 impl VmError {
@@ -155,6 +159,7 @@ impl VmError {
             VmError::Snapshot(_) | VmError::Incompatible(_) => ExitCode::Snapshot,
             VmError::State(_) => ExitCode::Internal,
             VmError::Receive(_) => ExitCode::NotReceived,
+            VmError::Gdb(_) => ExitCode::Debugger,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod control;
 pub mod controller;
 pub mod devices;
 pub mod error;
+pub mod gdb;
 pub mod kvmstate;
 pub mod linux;
 pub mod loader;

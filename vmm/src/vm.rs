@@ -143,6 +143,8 @@ pub struct RunOptions<'a> {
     pub snapshot: Option<SnapshotPlan>,
     /// Migrate the guest live, after a delay or on SIGUSR2.
     pub migrate: Option<crate::migration::source::MigratePlan>,
+    /// Serve gdb's remote protocol ([`crate::gdb`]).
+    pub gdb: Option<crate::gdb::GdbPlan>,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -154,6 +156,7 @@ impl fmt::Debug for RunOptions<'_> {
             .field("seccomp", &self.seccomp)
             .field("snapshot", &self.snapshot)
             .field("migrate", &self.migrate)
+            .field("gdb", &self.gdb)
             .finish()
     }
 }
@@ -427,13 +430,20 @@ impl Vm {
     /// a failed KVM call, a filter that cannot be installed, a snapshot that
     /// cannot be written with `--snapshot-and-stop`.
     pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate } = opts;
+        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, gdb } = opts;
         let controlled = snapshot.is_some() || migrate.is_some();
         let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
         // Compiled here, so that the vCPU thread only has to install it.
-        let filter =
-            if seccomp { Some(seccomp::vcpu_filter(fds, controlled).map_err(VmError::Seccomp)?) } else { None };
+        let filter = match seccomp {
+            true => Some(seccomp::vcpu_filter_for(fds, controlled, gdb.is_some()).map_err(VmError::Seccomp)?),
+            false => None,
+        };
         let stats = stats.then(ExitStats::default);
+        if let Some(plan) = gdb {
+            let parts =
+                crate::gdb::VmParts { kvm: &self.kvm, vcpu: &mut self.vcpu, buses: &mut self.buses, mem: &self.mem };
+            return crate::gdb::run(parts, plan, trace, stats, timeout, filter.as_ref());
+        }
         if !controlled {
             let run = VcpuRun {
                 vcpu: &mut self.vcpu,
@@ -444,6 +454,7 @@ impl Vm {
                 timeout,
                 link: None,
                 exits: 0,
+                debug: None,
             };
             let Some(filter) = filter else { return run.run(None) };
             return std::thread::scope(|scope| {
@@ -464,7 +475,7 @@ impl Vm {
         let machine = self.machine();
         let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
         let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
-        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0 };
+        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0, debug: None };
         std::thread::scope(|scope| {
             let vcpu = std::thread::Builder::new()
                 .name("vcpu0".into())
