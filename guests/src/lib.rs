@@ -125,6 +125,15 @@ pub const GUESTS: &[Guest] = &[
         )
     },
     Guest {
+        timers: true,
+        ..guest!(
+            "uartirq",
+            "uartirq.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "the UART's THR-empty interrupt on IRQ 4, through the in-kernel PIC"
+        )
+    },
+    Guest {
         expected_status: STATUS_TRIPLE_FAULT,
         ..guest!(
             "triple",
