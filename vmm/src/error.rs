@@ -75,6 +75,11 @@ impl fmt::Display for Diagnosis {
         if let Some(note) = &self.note {
             writeln!(f, "  {note}")?;
         }
+        let feature =
+            self.instruction.as_ref().and_then(|i| crate::arch::x86_64::cpuid::feature_of_instruction(&i.text));
+        if let Some(feature) = feature {
+            writeln!(f, "  the guest uses {feature}, which CPUID offered it; if this KVM cannot run it, hide it: --cpuid-mask {feature}")?;
+        }
         writeln!(f, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", r.rax, r.rbx, r.rcx, r.rdx)?;
         writeln!(f, "  rsi={:#018x} rdi={:#018x} rsp={:#018x} rbp={:#018x}", r.rsi, r.rdi, r.rsp, r.rbp)?;
         writeln!(f, "  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}", r.r8, r.r9, r.r10, r.r11)?;
@@ -195,5 +200,20 @@ mod tests {
         let text = guest(VcpuError::FailEntry { reason: 0x21 }).to_string();
         assert!(text.contains("hardware entry failure reason 0x21"), "{text}");
         assert!(text.contains("instruction not readable") && text.contains("suberror 1"), "{text}");
+    }
+
+    #[test]
+    fn an_instruction_of_a_cpuid_feature_names_the_mask_that_hides_it() {
+        let (_, text) = crate::trace::disassemble(&[0x0f, 0x01, 0xd0], 64, 0);
+        let instruction = Some(crate::trace::Instruction { bytes: vec![0x0f, 0x01, 0xd0], text, access_size: 0 });
+        let d = Diagnosis {
+            regs: kvm_regs::default(),
+            sregs: kvm_sregs::default(),
+            mode: "64-bit long mode",
+            instruction,
+            note: None,
+        };
+        let shown = d.to_string();
+        assert!(shown.contains("xgetbv") && shown.contains("--cpuid-mask xsave"), "{shown}");
     }
 }

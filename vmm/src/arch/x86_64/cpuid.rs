@@ -130,9 +130,39 @@ pub fn apply_mask(entries: &mut [kvm_cpuid_entry2], masked: &[&'static Feature])
     }
 }
 
+/// The `--cpuid-mask` feature an instruction belongs to, for the
+/// diagnosis of a run that failed on it: a nested KVM may offer a feature
+/// in CPUID whose instructions its emulator cannot run. `text` is the
+/// disassembled instruction.
+pub fn feature_of_instruction(text: &str) -> Option<&'static str> {
+    let mnemonic = text.split_whitespace().next()?;
+    match mnemonic {
+        "xgetbv" | "xsetbv" => Some("xsave"),
+        m if m.starts_with("xsave") || m.starts_with("xrstor") => Some("xsave"),
+        m if m.starts_with("cmpxchg16b") => Some("cx16"),
+        "rdrand" => Some("rdrand"),
+        "rdseed" => Some("rdseed"),
+        "rdpid" => Some("rdpid"),
+        "rdtscp" => Some("rdtscp"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instructions_name_the_feature_to_mask() {
+        assert_eq!(feature_of_instruction("xgetbv"), Some("xsave"));
+        assert_eq!(feature_of_instruction("xsaveopt [rsp]"), Some("xsave"));
+        assert_eq!(feature_of_instruction("cmpxchg16b [rdi]"), Some("cx16"));
+        assert_eq!(feature_of_instruction("mov eax,1"), None);
+        assert_eq!(feature_of_instruction(""), None);
+        for name in ["xsave", "cx16", "rdrand", "rdseed", "rdpid", "rdtscp"] {
+            assert!(FEATURES.iter().any(|f| f.name == name), "{name}");
+        }
+    }
 
     fn entry(function: u32, ecx: u32) -> kvm_cpuid_entry2 {
         kvm_cpuid_entry2 { function, ecx, ebx: u32::MAX, eax: 7, ..Default::default() }
