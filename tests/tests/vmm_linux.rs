@@ -11,7 +11,8 @@
 //!
 //! - The vmlinux inside the bzImage (decompressed here with `xz`, `zstd`
 //!   or `gzip`) boots through its PVH note and prints its first printk
-//!   lines: its version, our command line, our e820 map.
+//!   lines: its version, our command line, our e820 map, and where it found
+//!   our initrd (`--initrd`, PVH module 0).
 //! - The bzImage itself boots through the 64-bit boot protocol: its
 //!   decompressor prints its first line (it reads the command line from
 //!   our zero page); decompressing 8 MB in the emulator takes too long to
@@ -77,10 +78,11 @@ fn extract_vmlinux(bzimage: &[u8]) -> PathBuf {
 /// line of `wanted` (each a substring of a line), or it ends, or [`BOUND`]
 /// passes; then kills it. Returns the lines seen and how long the last
 /// wanted one took, or panics with what was seen.
-fn boot_until(kernel: &str, cmdline: &str, wanted: &[&str]) -> (Vec<String>, Duration) {
+fn boot_until(kernel: &str, cmdline: &str, extra: &[&str], wanted: &[&str]) -> (Vec<String>, Duration) {
     let mut child = Command::new(binary("vmm"))
         .args(["run", kernel, "--mem", "512", "--cmdline", cmdline, "--cpuid-mask", "cx16,xsave"])
         .args(["--timeout", &(BOUND.as_secs() + 30).to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -135,8 +137,12 @@ fn the_vmlinux_inside_debians_kernel_prints_its_first_printk_lines_through_pvh()
         // our e820 map, as Linux prints it (it merges the EBDA and BIOS ranges with the hole between)
         "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
         "BIOS-e820: [mem 0x0000000000100000-0x000000001fffffff] usable",
+        // the initrd, PVH module 0, as high in the 512 MiB as it fits
+        "RAMDISK: [mem 0x1fff0000-0x1fffffff]",
     ];
-    let (seen, _) = boot_until(vmlinux.to_str().unwrap(), cmdline, &wanted);
+    let initrd = tests::temp_file("initrd-64k.bin", &[0x5a; 0x1_0000]);
+    let extra = ["--initrd", initrd.to_str().unwrap()];
+    let (seen, _) = boot_until(vmlinux.to_str().unwrap(), cmdline, &extra, &wanted);
     let e820: Vec<&String> = seen.iter().filter(|l| l.contains("BIOS-e820:")).collect();
     assert_eq!(e820.len(), 3, "{e820:?}");
 }
@@ -148,5 +154,5 @@ fn debians_bzimage_boots_through_the_64_bit_protocol_and_its_decompressor_reads_
     }
     let Some(bzimage) = kernel() else { return };
     let wanted = ["KASLR disabled: 'nokaslr' on cmdline."];
-    boot_until(bzimage.to_str().unwrap(), "earlyprintk=ttyS0 nokaslr", &wanted);
+    boot_until(bzimage.to_str().unwrap(), "earlyprintk=ttyS0 nokaslr", &[], &wanted);
 }
