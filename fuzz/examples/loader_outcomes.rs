@@ -7,14 +7,20 @@
 
 use std::collections::BTreeMap;
 
+use vmm::arch::x86_64::layout::{self, Region};
 use vmm::loader::{load_elf, LoaderError};
 
-fn outcome(r: Result<vmm::loader::ImageEntry, LoaderError>) -> String {
+/// The regions `vmm::boot` keeps ELF segments clear of.
+const RESERVED: [Region; 4] = [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
+
+fn outcome(r: Result<vmm::loader::LoadedElf, LoaderError>) -> String {
     match r {
-        Ok(e) if e.pvh => "ok: PVH note entry".into(),
-        Ok(e) => format!("ok: e_entry, {:?} mode", e.mode),
+        Ok(l) if l.entry.pvh => "ok: PVH note entry".into(),
+        Ok(l) => format!("ok: e_entry, {:?} mode", l.entry.mode),
         Err(LoaderError::MalformedElf(why)) => format!("malformed: {why}"),
-        Err(LoaderError::SegmentOutsideRam { .. }) => "segment outside RAM".into(),
+        Err(LoaderError::SegmentOutsideRam { .. }) => "segment partly outside RAM".into(),
+        Err(LoaderError::NothingInRam { .. }) => "no segment in RAM".into(),
+        Err(LoaderError::SegmentOverVmm { .. }) => "segment over the VMM's structures".into(),
         Err(LoaderError::WrongMachine(_)) => "not x86".into(),
         Err(e) => e.to_string(),
     }
@@ -36,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 _ => continue,
             };
-            *counts.entry((kind, outcome(load_elf(&mem, &image)))).or_default() += 1;
+            *counts.entry((kind, outcome(load_elf(&mem, &image, &RESERVED)))).or_default() += 1;
         }
     }
     for ((kind, outcome), n) in counts {

@@ -21,6 +21,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use virtlab_fuzz::elf::{self, PT_LOAD};
+use vmm::arch::x86_64::layout::{self, Region};
 use vmm::arch::x86_64::regs::EntryMode;
 use vmm::loader::{self, ImageEntry, LoaderError};
 use vmm::memory;
@@ -84,17 +85,33 @@ fn flat(case: FlatCase, mem: &memory::GuestMemoryMmap, ram: u64) {
     }
 }
 
+/// The regions the VMM writes for an ELF entry (as `vmm::boot` passes them).
+const RESERVED: [Region; 4] = [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
+
 fn elf_file(bytes: &[u8], mem: &memory::GuestMemoryMmap, ram: u64) {
-    let Ok(entry) = loader::load_elf(mem, bytes) else { return };
+    let Ok(loaded) = loader::load_elf(mem, bytes, &RESERVED) else { return };
+    let entry = loaded.entry;
     assert!(loader::is_elf(bytes), "no magic");
     assert!(matches!(bytes[4], 1 | 2), "class {}", bytes[4]);
     let machine = u16::from_le_bytes([bytes[0x12], bytes[0x13]]);
     assert!(machine == 3 || machine == 62, "machine {machine}");
     let segments = elf::segments(bytes);
-    let loads: Vec<elf::Segment> = segments.iter().copied().filter(|s| s.kind == PT_LOAD).collect();
-    assert!(!loads.is_empty(), "loaded without a PT_LOAD");
+    let loads: Vec<elf::Segment> =
+        segments.iter().copied().filter(|s| s.kind == PT_LOAD && (s.memsz > 0 || s.filesz > 0)).collect();
+    assert_eq!(loads.len(), loaded.segments.len(), "every sized PT_LOAD is listed");
+    assert!(loaded.segments.iter().any(|s| s.loaded), "loaded without a segment in RAM");
+    let loads: Vec<elf::Segment> = loads
+        .into_iter()
+        .zip(&loaded.segments)
+        .filter(|(s, l)| {
+            assert_eq!((l.addr, l.memsz, l.loaded), (s.paddr, s.memsz, s.paddr < ram), "{s:?} listed as {l:?}");
+            l.loaded
+        })
+        .map(|(s, _)| s)
+        .collect();
     for (i, s) in loads.iter().enumerate() {
         assert!(s.filesz <= s.memsz && s.paddr.checked_add(s.memsz).is_some_and(|e| e <= ram), "{s:?}");
+        assert!(!RESERVED.iter().any(|r| r.overlaps(s.paddr, s.memsz)), "{s:?} over the VMM's regions");
         let later_overlaps =
             loads[i + 1..].iter().any(|t| t.paddr < s.paddr + s.filesz && s.paddr < t.paddr.saturating_add(t.filesz));
         if later_overlaps {

@@ -22,6 +22,9 @@ pub enum Boot {
     Long { load: u64 },
     /// An ELF file: PVH entry if it has the note, else its ELF64 entry.
     Elf,
+    /// A kernel booted by the protocol it speaks, as QEMU's `-kernel` would
+    /// (here: Multiboot), on a PC with its interrupt controllers and timer.
+    Kernel,
 }
 
 /// Exit status the VMM uses when the guest triple-faults (see `vmm::ExitCode`).
@@ -57,6 +60,9 @@ macro_rules! image {
 macro_rules! expected {
     ($name:literal) => {
         include_str!(concat!("../asm/", $name, ".out"))
+    };
+    ($dir:literal, $name:literal) => {
+        include_str!(concat!("../", $dir, "/", $name, ".out"))
     };
 }
 
@@ -119,6 +125,15 @@ pub const GUESTS: &[Guest] = &[
         )
     },
     Guest {
+        timers: true,
+        ..guest!(
+            "uartirq",
+            "uartirq.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "the UART's THR-empty interrupt on IRQ 4, through the in-kernel PIC"
+        )
+    },
+    Guest {
         expected_status: STATUS_TRIPLE_FAULT,
         ..guest!(
             "triple",
@@ -149,7 +164,22 @@ pub const GUESTS: &[Guest] = &[
         Boot::Elf,
         "PVH ELF: prints and checks its hvm_start_info (also boots on QEMU microvm)"
     ),
+    Guest {
+        name: "mbkernel",
+        description: "Multiboot kernel in C: checks the handshake, prints its info block (also boots on QEMU -M pc)",
+        boot: Boot::Kernel,
+        timers: false,
+        image: image!("mbkernel.elf"),
+        expected_output: expected!("c", "mbkernel"),
+        expected_status: 0,
+        input: "",
+    },
 ];
+
+/// `hello` linked with `ld -m elf_i386 -Ttext=0x100000` and no script, as
+/// a new user links a PVH kernel: its note's own PT_LOAD lies at 0x80480b4,
+/// outside 128 MiB of RAM, which QEMU skips and so does the VMM.
+pub const HELLO_PLAIN_LD_ELF: &[u8] = image!("hello-plain-ld.elf");
 
 /// `hello64` linked as a plain ELF64 (no PVH note), for the ELF64 loader.
 pub const HELLO64_ELF: &[u8] = image!("hello64.elf");

@@ -38,6 +38,28 @@ fn kvm_device_usable(device: &Path, skip: bool) -> bool {
     false
 }
 
+/// True if `program` (a peer such as `qemu-system-x86_64` or `gdb`) runs
+/// with `--version`. Where it does not, a test that compares with it is
+/// skipped with a line saying so, except in CI (`CI` set), where it fails:
+/// `.ci/run` installs the peers, so CI never skips them silently.
+pub fn peer_available(program: &str, package: &str) -> bool {
+    let runs = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is not installed and CI must run this test: apt-get install {package}"
+    );
+    eprintln!("skipped: {program} is not installed (apt-get install {package})");
+    false
+}
+
 /// What one `vmm` command line did.
 #[derive(Debug)]
 pub struct Outcome {

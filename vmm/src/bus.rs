@@ -13,6 +13,8 @@ pub enum DeviceRequest {
     None,
     /// End the run with this guest status (the debug-exit port).
     Exit(u8),
+    /// The guest pulsed the reset line (the i8042's 0xfe): end the run.
+    Reset,
 }
 
 /// A device model: knows nothing of KVM, only offsets within its range.

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::arch::x86_64::regs::EntryMode;
+use crate::boot::{self, Module, Protocol};
 use crate::controller::SnapshotPlan;
 use crate::kvmstate::StatePart;
-use crate::loader::{self, LoaderError};
+use crate::loader::LoaderError;
 use crate::migration::destination::{self, Listener};
 use crate::migration::source::MigratePlan;
 use crate::migration::Address;
@@ -76,11 +77,25 @@ struct RunArgs {
     /// Give the guest KVM's in-kernel interrupt controller and PIT.
     #[arg(long)]
     timers: bool,
-    /// PVH command line for ELF guests with a PVH note.
+    /// The kernel's command line (PVH, Multiboot, Linux).
     #[arg(long, default_value = "")]
     cmdline: String,
+    /// A file for the guest: Linux's initramfs, Multiboot's module 0, PVH's module 0.
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// CPUID features to hide from the guest, comma-separated (e.g. cx16,xsave).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpuid_mask)]
+    cpuid_mask: Option<CpuidMask>,
     #[command(flatten)]
     flags: RunFlags,
+}
+
+/// The parsed `--cpuid-mask`.
+#[derive(Clone, Debug)]
+struct CpuidMask(Vec<&'static crate::arch::x86_64::cpuid::Feature>);
+
+fn parse_cpuid_mask(s: &str) -> Result<CpuidMask, String> {
+    crate::arch::x86_64::cpuid::parse_mask(s).map(CpuidMask).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -151,6 +166,18 @@ struct RunFlags {
     /// Also write the migration report as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "migrate_to")]
     json: Option<PathBuf>,
+    /// Serve the GDB remote protocol on HOST:PORT (gdb: target remote HOST:PORT), like QEMU's -s.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_socket, conflicts_with_all = ["snapshot", "migrate_to"])]
+    gdb: Option<std::net::SocketAddr>,
+    /// With --gdb: hold the guest before its first instruction until gdb resumes it, like QEMU's -S.
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
+}
+
+fn parse_socket(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s.to_socket_addrs().map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{s:?} names no address"))
 }
 
 fn parse_address(s: &str) -> Result<Address, String> {
@@ -215,22 +242,27 @@ pub fn report(err: &mut dyn Write, error: &dyn std::error::Error) {
     }
 }
 
-fn boot(args: RunArgs, serial: SerialIo) -> Result<(Vm, RunFlags), VmError> {
+fn read_file(name: &str) -> Result<Vec<u8>, VmError> {
+    std::fs::read(name).map_err(|source| {
+        let path = if guests::GUESTS.iter().all(|g| g.name != name) && !name.contains('/') {
+            format!("{name} (not a file, nor a built-in guest: see `vmm list`)")
+        } else {
+            name.to_string()
+        };
+        VmError::Loader(LoaderError::Read { path, source })
+    })
+}
+
+fn boot(args: RunArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
     let name = args.guest.unwrap_or_else(|| guests::DEFAULT_GUEST.to_string());
     let file_bytes;
     let (image, mut config) = match guests::find(&name) {
         Some(g) if !Path::new(&name).exists() => crate::builtin_image(g),
         _ => {
-            file_bytes = std::fs::read(&name).map_err(|source| {
-                let path = if guests::GUESTS.iter().all(|g| g.name != name) && !name.contains('/') {
-                    format!("{name} (not a file, nor a built-in guest: see `vmm list`)")
-                } else {
-                    name.clone()
-                };
-                VmError::Loader(LoaderError::Read { path, source })
-            })?;
-            let image = if loader::is_elf(&file_bytes) {
-                Image::Elf(&file_bytes)
+            file_bytes = read_file(&name)?;
+            let protocol = boot::detect(&file_bytes);
+            let image = if protocol != Protocol::Flat {
+                Image::Kernel(&file_bytes)
             } else {
                 let mode = match args.mode {
                     Mode::Real => EntryMode::Real,
@@ -240,13 +272,26 @@ fn boot(args: RunArgs, serial: SerialIo) -> Result<(Vm, RunFlags), VmError> {
                 let load = args.load_addr.unwrap_or_else(|| crate::default_load_addr(mode));
                 Image::Flat { bytes: &file_bytes, mode, load, entry: args.entry.unwrap_or(load) }
             };
-            (image, VmConfig::default())
+            // PC kernels (Linux, Multiboot) expect a PC's interrupt controllers and timer.
+            (image, VmConfig { timers: protocol.wants_pc(), ..VmConfig::default() })
         }
     };
     config.mem_mib = args.mem;
     config.timers |= args.timers;
     config.cmdline = args.cmdline;
-    Ok((Vm::boot(&config, &image, serial)?, args.flags))
+    config.boot.kernel_name = name;
+    config.boot.cpuid_mask = args.cpuid_mask.map(|m| m.0).unwrap_or_default();
+    if let Some(path) = args.initrd {
+        let name = path.to_string_lossy().into_owned();
+        config.boot.initrd = Some(Module { bytes: read_file(&name)?.into(), name });
+    }
+    let vm = Vm::boot(&config, &image, serial)?;
+    let report = vm.boot_report();
+    let listed = if args.flags.trace { &report.placed } else { &report.notes };
+    for line in listed {
+        let _ = writeln!(err, "vmm: boot: {line}");
+    }
+    Ok((vm, args.flags))
 }
 
 fn restore(args: RestoreArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, RunFlags), VmError> {
@@ -294,6 +339,11 @@ fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32,
         seccomp: !flags.no_seccomp,
         snapshot: snapshot.clone(),
         migrate,
+        gdb: flags.gdb.map(|listen| crate::gdb::GdbPlan {
+            listen,
+            wait: flags.gdb_wait,
+            notes: Box::new(std::io::stderr()),
+        }),
     };
     let result = vm.run(opts)?;
     report_run(&result, snapshot.as_ref(), err);
@@ -418,7 +468,7 @@ pub fn main_with(
             0
         }
         Command::Run(args) => {
-            let result = boot(args, SerialIo { out, input }).and_then(|(vm, flags)| run(vm, flags, err));
+            let result = boot(args, SerialIo { out, input }, err).and_then(|(vm, flags)| run(vm, flags, err));
             exit_status(result, err)
         }
         Command::Restore(args) => {

@@ -27,6 +27,8 @@ pub enum PauseReason {
     Snapshot,
     /// Stop-and-copy: the last step of a live migration.
     Migration,
+    /// The gdb stub wants the vCPU stopped (Ctrl-C, gdb connecting).
+    Debug,
 }
 
 /// How a run ended, when it ended without an error.
@@ -38,6 +40,8 @@ pub enum RunEnd {
     Snapshotted,
     /// The guest now runs on the migration's destination.
     Migrated,
+    /// The guest reset the machine (the i8042's reset line).
+    Reset,
 }
 
 /// What the controller tells a paused vCPU.
@@ -66,6 +70,7 @@ pub struct Paused {
 const NO_PAUSE: u8 = 0;
 const PAUSE_SNAPSHOT: u8 = 1;
 const PAUSE_MIGRATION: u8 = 2;
+const PAUSE_DEBUG: u8 = 3;
 
 /// The shared state of one run between the vCPU thread and the controller.
 #[derive(Debug, Default)]
@@ -110,6 +115,7 @@ impl Control {
         let code = match reason {
             PauseReason::Snapshot => PAUSE_SNAPSHOT,
             PauseReason::Migration => PAUSE_MIGRATION,
+            PauseReason::Debug => PAUSE_DEBUG,
         };
         self.pause.store(code, Ordering::SeqCst);
         self.set_immediate_exit(true);
@@ -128,6 +134,7 @@ impl Control {
         match self.pause.load(Ordering::SeqCst) {
             PAUSE_SNAPSHOT => Some(PauseReason::Snapshot),
             PAUSE_MIGRATION => Some(PauseReason::Migration),
+            PAUSE_DEBUG => Some(PauseReason::Debug),
             _ => None,
         }
     }

@@ -48,6 +48,10 @@ pub enum ExitCode {
     Snapshot = 81,
     /// `vmm receive`: no guest arrived whole; nothing runs here.
     NotReceived = 82,
+    /// The guest reset the machine: the i8042's reset line (Linux's `reboot=k`).
+    GuestReset = 90,
+    /// The gdb stub ended the run: it cannot listen, or gdb killed the guest.
+    Debugger = 91,
 }
 
 /// Registers, mode and instruction at the moment a run went wrong.
@@ -70,6 +74,11 @@ impl fmt::Display for Diagnosis {
         }
         if let Some(note) = &self.note {
             writeln!(f, "  {note}")?;
+        }
+        let feature =
+            self.instruction.as_ref().and_then(|i| crate::arch::x86_64::cpuid::feature_of_instruction(&i.text));
+        if let Some(feature) = feature {
+            writeln!(f, "  the guest uses {feature}, which CPUID offered it; if this KVM cannot run it, hide it: --cpuid-mask {feature}")?;
         }
         writeln!(f, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", r.rax, r.rbx, r.rcx, r.rdx)?;
         writeln!(f, "  rsi={:#018x} rdi={:#018x} rsp={:#018x} rbp={:#018x}", r.rsi, r.rdi, r.rsp, r.rbp)?;
@@ -103,6 +112,8 @@ pub enum VmError {
     Memory(#[source] MemoryError),
     #[error("cannot load the guest image")]
     Loader(#[source] LoaderError),
+    #[error("cannot boot the guest image")]
+    Boot(#[source] crate::boot::BootError),
     #[error("cannot place a device on the bus")]
     Bus(#[source] BusError),
     #[error("cannot sandbox the vCPU thread")]
@@ -127,6 +138,8 @@ pub enum VmError {
     Incompatible(String),
     #[error("no guest was received, nothing runs here")]
     Receive(#[source] crate::migration::MigrationError),
+    #[error("the gdb stub ended the run")]
+    Gdb(#[source] crate::gdb::GdbError),
 }
 
 impl VmError {
@@ -139,7 +152,7 @@ impl VmError {
             | VmError::Bus(_)
             | VmError::Seccomp(_)
             | VmError::Thread { .. } => ExitCode::Internal,
-            VmError::Loader(_) => ExitCode::BadImage,
+            VmError::Loader(_) | VmError::Boot(_) => ExitCode::BadImage,
             VmError::Guest { error, .. } => match error {
                 VcpuError::Shutdown => ExitCode::TripleFault,
                 VcpuError::InternalError => ExitCode::EmulationFailure,
@@ -151,6 +164,7 @@ impl VmError {
             VmError::Snapshot(_) | VmError::Incompatible(_) => ExitCode::Snapshot,
             VmError::State(_) => ExitCode::Internal,
             VmError::Receive(_) => ExitCode::NotReceived,
+            VmError::Gdb(_) => ExitCode::Debugger,
         }
     }
 }
@@ -186,5 +200,20 @@ mod tests {
         let text = guest(VcpuError::FailEntry { reason: 0x21 }).to_string();
         assert!(text.contains("hardware entry failure reason 0x21"), "{text}");
         assert!(text.contains("instruction not readable") && text.contains("suberror 1"), "{text}");
+    }
+
+    #[test]
+    fn an_instruction_of_a_cpuid_feature_names_the_mask_that_hides_it() {
+        let (_, text) = crate::trace::disassemble(&[0x0f, 0x01, 0xd0], 64, 0);
+        let instruction = Some(crate::trace::Instruction { bytes: vec![0x0f, 0x01, 0xd0], text, access_size: 0 });
+        let d = Diagnosis {
+            regs: kvm_regs::default(),
+            sregs: kvm_sregs::default(),
+            mode: "64-bit long mode",
+            instruction,
+            note: None,
+        };
+        let shown = d.to_string();
+        assert!(shown.contains("xgetbv") && shown.contains("--cpuid-mask xsave"), "{shown}");
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod boot;
 pub mod bus;
 pub mod cli;
 pub mod codec;
@@ -30,10 +31,13 @@ pub mod control;
 pub mod controller;
 pub mod devices;
 pub mod error;
+pub mod gdb;
 pub mod kvmstate;
+pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod migration;
+pub mod multiboot;
 pub mod runloop;
 pub mod seccomp;
 pub mod snapshot;
@@ -56,8 +60,10 @@ pub fn builtin_image(guest: &guests::Guest) -> (Image<'static>, VmConfig) {
         guests::Boot::Protected { load } => flat(EntryMode::Protected, load),
         guests::Boot::Long { load } => flat(EntryMode::Long, load),
         guests::Boot::Elf => Image::Elf(guest.image),
+        guests::Boot::Kernel => Image::Kernel(guest.image),
     };
-    (image, VmConfig { timers: guest.timers, ..VmConfig::default() })
+    let pc = guest.boot == guests::Boot::Kernel;
+    (image, VmConfig { timers: guest.timers || pc, ..VmConfig::default() })
 }
 
 /// Default load address of a flat binary started in `mode`.

@@ -2,6 +2,9 @@
 //! (entered in long mode), and ELF files with a PVH note (entered in 32-bit
 //! protected mode with EBX pointing at `hvm_start_info`).
 
+use std::fmt;
+
+use crate::arch::x86_64::layout::Region;
 use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::memory::{self, GuestMemoryMmap};
 
@@ -29,8 +32,12 @@ pub enum LoaderError {
     MalformedElf(&'static str),
     #[error("ELF for machine {0} is not x86: this VMM runs x86 guests only")]
     WrongMachine(u16),
-    #[error("ELF segment at {addr:#x}+{len:#x} lies outside guest RAM ({ram} bytes): raise --mem")]
-    SegmentOutsideRam { addr: u64, len: u64, ram: u64 },
+    #[error("ELF segment {index} at {addr:#x}+{len:#x} runs past the end of guest RAM ({ram} bytes): raise --mem to at least {} MiB", (addr.saturating_add(*len)).div_ceil(1 << 20))]
+    SegmentOutsideRam { index: usize, addr: u64, len: u64, ram: u64 },
+    #[error("ELF segment {index} at {addr:#x}+{len:#x} overlaps the VMM's {what} at {start:#x}..{end:#x}: link the kernel at 1 MiB or above (ld -Ttext=0x100000)")]
+    SegmentOverVmm { index: usize, addr: u64, len: u64, what: &'static str, start: u64, end: u64 },
+    #[error("every loadable ELF segment lies outside guest RAM ({ram} bytes; the lowest at {lowest:#x}): raise --mem or link the kernel lower")]
+    NothingInRam { lowest: u64, ram: u64 },
     #[error("entry point {entry:#x} is outside the loaded image")]
     EntryOutside { entry: u64 },
     #[error("entry point {entry:#x} is beyond what 16-bit real mode reaches ({max:#x}): lower --load-addr or --entry, or use --mode protected or long")]
@@ -189,15 +196,46 @@ fn pvh_entry(file: &Bytes<'_>, segs: &[Segment]) -> Result<Option<u64>, LoaderEr
     Ok(None)
 }
 
-/// Loads every PT_LOAD segment at its physical address; picks the entry:
-/// the PVH note if present, else `e_entry` (long mode for ELF64, protected
-/// mode for ELF32).
-pub fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<ImageEntry, LoaderError> {
-    if image.is_empty() {
-        return Err(LoaderError::Empty);
+/// What became of one PT_LOAD segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLoad {
+    /// Its index among the program headers.
+    pub index: usize,
+    pub addr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+    /// False if it lies wholly outside guest RAM and was skipped.
+    pub loaded: bool,
+}
+
+impl fmt::Display for SegmentLoad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.loaded { "loaded" } else { "skipped: wholly outside guest RAM, as QEMU skips it" };
+        write!(
+            f,
+            "ELF segment {} at {:#x}+{:#x} ({:#x} from the file): {what}",
+            self.index, self.addr, self.memsz, self.filesz
+        )
     }
-    let file = Bytes(image);
-    if !is_elf(image) {
+}
+
+/// An ELF image in guest memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedElf {
+    /// The PVH note's entry, else `e_entry` (see [`load_elf`]).
+    pub entry: ImageEntry,
+    /// `e_entry` of the file, whatever the note says.
+    pub e_entry: u64,
+    /// True for ELF64.
+    pub is64: bool,
+    /// Every PT_LOAD segment with a size, in file order, loaded or skipped.
+    pub segments: Vec<SegmentLoad>,
+    /// End of the highest loaded segment (its memory size included).
+    pub end: u64,
+}
+
+fn elf_header(file: &Bytes<'_>) -> Result<bool, LoaderError> {
+    if !is_elf(file.0) {
         return Err(LoaderError::MalformedElf("no ELF magic"));
     }
     let is64 = match file.get::<1>(4)?[0] {
@@ -212,253 +250,91 @@ pub fn load_elf(mem: &GuestMemoryMmap, image: &[u8]) -> Result<ImageEntry, Loade
     if machine != EM_386 && machine != EM_X86_64 {
         return Err(LoaderError::WrongMachine(machine));
     }
-    let e_entry = file.word(0x18, is64)?;
-    let segs = segments(&file, is64)?;
+    Ok(is64)
+}
+
+/// Copies one PT_LOAD segment, or skips it if it lies wholly outside RAM
+/// (QEMU's `-kernel` does not load those either). A segment partly outside
+/// RAM, or over one of the VMM's `reserved` regions, is an error.
+fn load_segment(
+    mem: &GuestMemoryMmap,
+    file: &Bytes<'_>,
+    index: usize,
+    seg: &Segment,
+    reserved: &[Region],
+) -> Result<SegmentLoad, LoaderError> {
     let ram = memory::ram_size(mem);
-    let mut loaded = false;
-    for seg in segs.iter().filter(|s| s.kind == PT_LOAD) {
-        if seg.filesz > seg.memsz {
-            return Err(LoaderError::MalformedElf("segment file size exceeds its memory size"));
-        }
-        let end = seg.paddr.checked_add(seg.memsz);
-        if end.is_none_or(|e| e > ram) {
-            return Err(LoaderError::SegmentOutsideRam { addr: seg.paddr, len: seg.memsz, ram });
-        }
-        let data = file.slice(seg.offset, seg.filesz)?;
-        memory::write(mem, seg.paddr, data).map_err(|_| LoaderError::SegmentOutsideRam {
+    if seg.filesz > seg.memsz {
+        return Err(LoaderError::MalformedElf("segment file size exceeds its memory size"));
+    }
+    let data = file.slice(seg.offset, seg.filesz)?;
+    let load = SegmentLoad { index, addr: seg.paddr, filesz: seg.filesz, memsz: seg.memsz, loaded: false };
+    if seg.paddr >= ram {
+        return Ok(load);
+    }
+    let end = seg.paddr.checked_add(seg.memsz);
+    if end.is_none_or(|e| e > ram) {
+        return Err(LoaderError::SegmentOutsideRam { index, addr: seg.paddr, len: seg.memsz, ram });
+    }
+    if let Some(r) = reserved.iter().find(|r| r.overlaps(seg.paddr, seg.memsz)) {
+        return Err(LoaderError::SegmentOverVmm {
+            index,
             addr: seg.paddr,
             len: seg.memsz,
-            ram,
-        })?;
-        loaded = true;
+            what: r.name,
+            start: r.start,
+            end: r.start + r.len,
+        });
     }
-    if !loaded {
+    memory::write(mem, seg.paddr, data).map_err(|_| LoaderError::SegmentOutsideRam {
+        index,
+        addr: seg.paddr,
+        len: seg.memsz,
+        ram,
+    })?;
+    Ok(SegmentLoad { loaded: true, ..load })
+}
+
+/// Loads every PT_LOAD segment at its physical address, as QEMU's `-kernel`
+/// does: a segment wholly outside RAM is skipped (and listed in the result),
+/// one partly outside RAM or over one of the VMM's `reserved` regions is an
+/// error. Picks the entry: the PVH note if present, else `e_entry` (long
+/// mode for ELF64, protected mode for ELF32).
+///
+/// # Errors
+///
+/// A [`LoaderError`] naming what is wrong with the file or which segment
+/// does not fit, and how to fix it.
+pub fn load_elf(mem: &GuestMemoryMmap, image: &[u8], reserved: &[Region]) -> Result<LoadedElf, LoaderError> {
+    if image.is_empty() {
+        return Err(LoaderError::Empty);
+    }
+    let file = Bytes(image);
+    let is64 = elf_header(&file)?;
+    let e_entry = file.word(0x18, is64)?;
+    let segs = segments(&file, is64)?;
+    let mut loads = Vec::new();
+    for (index, seg) in segs.iter().enumerate().filter(|(_, s)| s.kind == PT_LOAD) {
+        if seg.memsz == 0 && seg.filesz == 0 {
+            continue;
+        }
+        loads.push(load_segment(mem, &file, index, seg, reserved)?);
+    }
+    if loads.is_empty() {
         return Err(LoaderError::MalformedElf("no loadable segment"));
     }
-    match pvh_entry(&file, &segs)? {
-        Some(rip) => Ok(ImageEntry { mode: EntryMode::Protected, rip, pvh: true }),
-        None if is64 => Ok(ImageEntry { mode: EntryMode::Long, rip: e_entry, pvh: false }),
-        None => Ok(ImageEntry { mode: EntryMode::Protected, rip: e_entry, pvh: false }),
-    }
+    let Some(end) = loads.iter().filter(|l| l.loaded).map(|l| l.addr + l.memsz).max() else {
+        let ram = memory::ram_size(mem);
+        let lowest = loads.iter().map(|l| l.addr).min().unwrap_or(0);
+        return Err(LoaderError::NothingInRam { lowest, ram });
+    };
+    let entry = match pvh_entry(&file, &segs)? {
+        Some(rip) => ImageEntry { mode: EntryMode::Protected, rip, pvh: true },
+        None if is64 => ImageEntry { mode: EntryMode::Long, rip: e_entry, pvh: false },
+        None => ImageEntry { mode: EntryMode::Protected, rip: e_entry, pvh: false },
+    };
+    Ok(LoadedElf { entry, e_entry, is64, segments: loads, end })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mem() -> GuestMemoryMmap {
-        memory::create(4).unwrap()
-    }
-
-    #[test]
-    fn pvh_elf_gets_its_note_entry() {
-        let m = mem();
-        let e = load_elf(&m, guests::find("hello").unwrap().image).unwrap();
-        assert_eq!(e, ImageEntry { mode: EntryMode::Protected, rip: 0x10_0000, pvh: true });
-        let mut first = [0u8; 2];
-        memory::read(&m, 0x10_0000, &mut first).unwrap();
-        assert_eq!(first, [0x89, 0xdf], "mov %ebx,%edi at the entry");
-    }
-
-    #[test]
-    fn elf64_without_note_enters_long_mode() {
-        let e = load_elf(&mem(), guests::HELLO64_ELF).unwrap();
-        assert_eq!((e.mode, e.rip, e.pvh), (EntryMode::Long, 0x10_0000, false));
-    }
-
-    #[test]
-    fn flat_images_are_checked() {
-        let m = mem();
-        assert!(matches!(load_flat(&m, &[], 0x7c00, 0x7c00, EntryMode::Real), Err(LoaderError::Empty)));
-        let big = vec![0u8; 5 << 20];
-        assert!(matches!(load_flat(&m, &big, 0, 0, EntryMode::Real), Err(LoaderError::TooLarge { .. })));
-        assert!(matches!(
-            load_flat(&m, &[0x90], 0x1000, 0x2000, EntryMode::Real),
-            Err(LoaderError::EntryOutside { .. })
-        ));
-        assert!(load_flat(&m, &[0x90], u64::MAX, u64::MAX, EntryMode::Real).is_err());
-        assert!(load_flat(&m, &[0xf4], 0x7c00, 0x7c00, EntryMode::Real).is_ok());
-        assert!(load_flat(&m, &[0xf4], 0x10_ffef, 0x10_ffef, EntryMode::Real).is_ok());
-        assert!(matches!(
-            load_flat(&m, &[0xf4], 0x10_fff0, 0x10_fff0, EntryMode::Real),
-            Err(LoaderError::EntryUnreachable { entry: 0x10_fff0, max: 0x10_ffef })
-        ));
-        assert!(load_flat(&m, &[0xf4], 0x20_0000, 0x20_0000, EntryMode::Protected).is_ok());
-    }
-
-    #[test]
-    fn malformed_elves_are_rejected_not_panicked_on() {
-        let m = mem();
-        let good = guests::find("hello").unwrap().image;
-        for cut in [4, 5, 16, 0x20, 0x34, 60, 100] {
-            assert!(load_elf(&m, &good[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut bad_class = good.to_vec();
-        bad_class[4] = 9;
-        assert!(matches!(load_elf(&m, &bad_class), Err(LoaderError::MalformedElf(_))));
-        let mut arm = good.to_vec();
-        arm[0x12] = 40;
-        assert!(matches!(load_elf(&m, &arm), Err(LoaderError::WrongMachine(40))));
-        let mut far = good.to_vec();
-        // first program header's p_paddr (ELF32, at e_phoff + 12) far above RAM
-        let phoff = u32::from_le_bytes(far[0x1c..0x20].try_into().unwrap()) as usize;
-        far[phoff + 12..phoff + 16].copy_from_slice(&0x8000_0000u32.to_le_bytes());
-        assert!(matches!(load_elf(&m, &far), Err(LoaderError::SegmentOutsideRam { .. })));
-    }
-
-    /// A xorshift generator: reproducible mutations without a crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    /// Where the fields a mutation aims at sit in a valid image.
-    struct Layout {
-        is64: bool,
-        phoff: usize,
-        phentsize: usize,
-        phnum: usize,
-        /// File offset of the PT_NOTE segment's contents, if any.
-        note: Option<usize>,
-    }
-
-    fn le(bytes: &[u8], at: usize, n: usize) -> u64 {
-        bytes[at..at + n].iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
-    }
-
-    fn layout(image: &[u8]) -> Layout {
-        let is64 = image[4] == 2;
-        let (phoff, phentsize, phnum) = if is64 {
-            (le(image, 0x20, 8), le(image, 0x36, 2), le(image, 0x38, 2))
-        } else {
-            (le(image, 0x1c, 4), le(image, 0x2a, 2), le(image, 0x2c, 2))
-        };
-        let (phoff, phentsize, phnum) = (phoff as usize, phentsize as usize, phnum as usize);
-        let note = (0..phnum).map(|i| phoff + i * phentsize).find(|&h| le(image, h, 4) == u64::from(PT_NOTE));
-        let note = note.map(|h| le(image, h + if is64 { 8 } else { 4 }, if is64 { 8 } else { 4 }) as usize);
-        Layout { is64, phoff, phentsize, phnum, note }
-    }
-
-    fn put(image: &mut [u8], at: usize, width: usize, value: u64) {
-        if let Some(field) = image.get_mut(at..at + width) {
-            field.copy_from_slice(&value.to_le_bytes()[..width]);
-        }
-    }
-
-    /// Values that sit on the edges the parsers check.
-    fn interesting(rng: &mut Rng, original: u64, file_len: usize) -> u64 {
-        let edges = [0, 1, 3, 4, 8, 12, 0x20, 0x38, 0x80, 0xfff, 0x1000, 0xffff, 0x3f_ffff, 0x40_0000, 0x7fff_ffff];
-        let more = [0xffff_ffff, u64::MAX, u64::MAX - 7, file_len as u64, file_len as u64 - 1];
-        match rng.below(3) {
-            0 => edges[rng.below(edges.len())],
-            1 => more[rng.below(more.len())],
-            _ => original.wrapping_add(rng.below(9) as u64).wrapping_sub(4),
-        }
-    }
-
-    /// One mutation of a header field, a program header field, a note field,
-    /// a byte in one of those, or the file's length.
-    fn mutate(rng: &mut Rng, image: &mut Vec<u8>, l: &Layout) {
-        let len = image.len();
-        // (offset, width) of the field to set
-        let field = match rng.below(7) {
-            0 => Some(if l.is64 { (0x20, 8) } else { (0x1c, 4) }), // e_phoff
-            1 => Some(if l.is64 { (0x36, 2) } else { (0x2a, 2) }), // e_phentsize
-            2 => Some(if l.is64 { (0x38, 2) } else { (0x2c, 2) }), // e_phnum
-            3 => {
-                // p_type, p_offset, p_paddr, p_filesz, p_memsz of one program header
-                let h = l.phoff + rng.below(l.phnum) * l.phentsize;
-                let fields: [(usize, usize); 5] = if l.is64 {
-                    [(0, 4), (8, 8), (24, 8), (32, 8), (40, 8)]
-                } else {
-                    [(0, 4), (4, 4), (12, 4), (16, 4), (20, 4)]
-                };
-                let (at, width) = fields[rng.below(fields.len())];
-                Some((h + at, width))
-            }
-            // namesz, descsz, type of the PVH note
-            4 => l.note.map(|n| (n + 4 * rng.below(3), 4)),
-            5 => None,
-            _ => {
-                image.truncate(rng.below(len));
-                return;
-            }
-        };
-        match field {
-            Some((at, width)) if at + width <= len => {
-                let value = interesting(rng, le(image, at, width), len);
-                put(image, at, width, value);
-            }
-            _ => {
-                // a byte of the ELF header, the program headers or the note
-                let regions = [(0, 0x40), (l.phoff, l.phnum * l.phentsize), (l.note.unwrap_or(0), 24)];
-                let (start, n) = regions[rng.below(regions.len())];
-                let at = (start + rng.below(n)).min(len - 1);
-                image[at] ^= 1 << rng.below(8);
-            }
-        }
-    }
-
-    fn outcome(result: &Result<ImageEntry, LoaderError>) -> String {
-        match result {
-            Ok(e) if e.pvh => "loaded: PVH entry".into(),
-            Ok(e) => format!("loaded: {:?} entry", e.mode),
-            Err(LoaderError::MalformedElf(why)) => format!("malformed: {why}"),
-            Err(LoaderError::SegmentOutsideRam { .. }) => "segment outside RAM".into(),
-            Err(LoaderError::WrongMachine(_)) => "wrong machine".into(),
-            Err(LoaderError::Empty) => "empty".into(),
-            Err(e) => format!("other: {e}"),
-        }
-    }
-
-    #[test]
-    fn mutated_elf_and_pvh_images_reach_every_parser_and_never_panic() {
-        let m = mem();
-        let originals =
-            [guests::find("hello").unwrap().image, guests::find("exits").unwrap().image, guests::HELLO64_ELF];
-        let mut seen = std::collections::BTreeMap::<String, u32>::new();
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        for case in 0..6000 {
-            let original = originals[case % originals.len()];
-            let l = layout(original);
-            let mut image = original.to_vec();
-            for _ in 0..1 + rng.below(3) {
-                if !image.is_empty() {
-                    mutate(&mut rng, &mut image, &l);
-                }
-            }
-            *seen.entry(outcome(&load_elf(&m, &image))).or_default() += 1;
-        }
-        // Each of these is only reached past the class, endianness and machine
-        // checks: in the program-header parser, the segment loader or the note parser.
-        let must_reach = [
-            "loaded: PVH entry",
-            "loaded: Long entry",
-            "loaded: Protected entry",
-            "malformed: truncated file",
-            "malformed: no program headers",
-            "malformed: program header entries too small",
-            "malformed: segment extends past the end of the file",
-            "malformed: segment file size exceeds its memory size",
-            "malformed: no loadable segment",
-            "malformed: PVH entry note has a bad size",
-            "segment outside RAM",
-            "malformed: unknown ELF class",
-            "malformed: not little-endian",
-            "wrong machine",
-        ];
-        for want in must_reach {
-            assert!(seen.get(want).copied().unwrap_or(0) > 0, "no case reached {want:?}: {seen:#?}");
-        }
-        assert!(!seen.keys().any(|k| k.starts_with("other")), "unexpected outcomes: {seen:#?}");
-    }
-}
+mod tests;

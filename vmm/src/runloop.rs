@@ -23,6 +23,17 @@ use crate::vcpu::{handle_exit, Buses, ExitKind, Handled, VcpuAction, VcpuError};
 use crate::vm::{Diagnosis, RunReport, VmError};
 use crate::watchdog::Watchdog;
 
+use crate::gdb::vcpu::{Ending, Resumed, Stop, VcpuDebug};
+use kvm_bindings::kvm_debug_exit_arch;
+use kvm_ioctls::VcpuExit;
+
+/// What one `KVM_RUN` gave, owned (so the vCPU is free again).
+enum Ran {
+    Handled(Result<Handled, VcpuError>),
+    Debug(kvm_debug_exit_arch),
+    Interrupted,
+}
+
 const RFLAGS_IF: u64 = 1 << 9;
 
 /// The link from the vCPU thread to the controller.
@@ -44,6 +55,8 @@ pub(crate) struct VcpuRun<'a, 't> {
     pub timeout: Option<Duration>,
     pub link: Option<Link>,
     pub exits: u64,
+    /// The gdb stub's link, with `--gdb`.
+    pub debug: Option<VcpuDebug>,
 }
 
 /// What one pass of the loop decided.
@@ -56,23 +69,39 @@ impl VcpuRun<'_, '_> {
     /// The loop, on the vCPU thread: the watchdog (a thread started before
     /// the filter, so outside it), the filter, then KVM_RUN until the end.
     pub fn run(mut self, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
+        let result = self.run_loop(filter);
+        if let Some(debug) = &self.debug {
+            debug.ended(match &result {
+                Ok(report) => Ending::Exited(report.status()),
+                Err(e) => Ending::Failed(crate::cli::chain(e)),
+            });
+        }
+        result
+    }
+
+    fn run_loop(&mut self, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
         let watchdog = match self.timeout {
             Some(timeout) => {
                 Some(Watchdog::start(timeout).map_err(|source| VmError::Thread { name: "watchdog", source })?)
             }
             None => None,
         };
-        if let Some(link) = &self.link {
+        if let Some(control) = self.control() {
             let flag = &mut self.vcpu.get_kvm_run().immediate_exit as *mut u8;
             // SAFETY: the flag lies in the vCPU's kvm_run mapping, which lives
             // as long as the VcpuFd borrowed for this whole run; from here on
             // only `Control` touches it.
-            unsafe { link.control.attach(flag) };
+            unsafe { control.attach(flag) };
         }
         if let Some(filter) = filter {
             seccomp::apply(filter).map_err(VmError::Seccomp)?;
         }
         let start = Instant::now();
+        if self.debug.as_ref().is_some_and(|d| d.wait_first) {
+            if let Step::End(end) = self.debug_stop(Stop::Start)? {
+                return Ok(self.report(end, start));
+            }
+        }
         loop {
             if watchdog.as_ref().is_some_and(Watchdog::expired) {
                 let timeout = self.timeout.unwrap_or_default();
@@ -102,7 +131,65 @@ impl VcpuRun<'_, '_> {
         }
     }
 
+    /// The pause control of the controller or of the gdb stub.
+    fn control(&self) -> Option<Arc<Control>> {
+        let debug = self.debug.as_ref().map(|d| d.control.clone());
+        self.link.as_ref().map(|l| l.control.clone()).or(debug)
+    }
+
+    /// Hands a stop to the gdb stub and waits until it resumes the vCPU.
+    fn debug_stop(&mut self, stop: Stop) -> Result<Step, VmError> {
+        let Some(debug) = self.debug.as_mut() else { return Ok(Step::Continue) };
+        match debug.stop(self.vcpu, stop) {
+            Resumed::Run => Ok(Step::Continue),
+            Resumed::Kill => Err(VmError::Gdb(crate::gdb::GdbError::Killed)),
+        }
+    }
+
+    /// After a single step exited for port I/O or MMIO: completes the
+    /// access with `immediate_exit` and stops there, whether or not this
+    /// KVM reports the step's own debug exit.
+    fn finish_step(&mut self, start: Instant) -> Result<Step, VmError> {
+        let Some(control) = self.control() else { return Ok(Step::Continue) };
+        control.set_immediate_exit(true);
+        let stop = loop {
+            match self.run_once() {
+                Ok(Ran::Interrupted) => break Stop::StepDone,
+                Ok(Ran::Debug(arch)) => break Stop::Debug(arch),
+                Ok(Ran::Handled(handled)) => {
+                    if let Step::End(end) = self.after_exit(handled, None, start)? {
+                        control.set_immediate_exit(false);
+                        return Ok(Step::End(end));
+                    }
+                }
+                Err(e) => {
+                    control.set_immediate_exit(false);
+                    return Err(e);
+                }
+            }
+        };
+        control.set_immediate_exit(false);
+        self.debug_stop(stop)
+    }
+
+    /// One KVM_RUN: a handled exit, a debug exit for the stub, or EINTR.
+    fn run_once(&mut self) -> Result<Ran, VmError> {
+        let debugging = self.debug.is_some();
+        match self.vcpu.run() {
+            Ok(VcpuExit::Debug(arch)) if debugging => Ok(Ran::Debug(arch)),
+            Ok(exit) => Ok(Ran::Handled(handle_exit(exit, self.buses))),
+            // EINTR: a kick (watchdog, pause); EAGAIN: an AP's first KVM_RUN may say so.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(Ran::Interrupted),
+            Err(source) => Err(VmError::Kvm { call: "KVM_RUN", source }),
+        }
+    }
+
     fn pause_wanted(&self) -> Option<PauseReason> {
+        if let Some(debug) = &self.debug {
+            if debug.control.pending_pause() == Some(PauseReason::Debug) {
+                return Some(PauseReason::Debug);
+            }
+        }
         let link = self.link.as_ref()?;
         if link.snapshot_after.is_some_and(|n| self.exits >= n) {
             return Some(PauseReason::Snapshot);
@@ -113,13 +200,19 @@ impl VcpuRun<'_, '_> {
     /// One KVM_RUN and the exit it returns.
     fn step(&mut self, start: Instant) -> Result<Step, VmError> {
         let entered = self.stats.as_ref().map(|_| Instant::now());
-        let handled = match self.vcpu.run() {
-            Ok(exit) => handle_exit(exit, self.buses),
-            // EINTR: a kick (watchdog, pause); EAGAIN: an AP's first KVM_RUN may say so.
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => return Ok(Step::Continue),
-            Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
+        let handled = match self.run_once()? {
+            Ran::Handled(handled) => handled,
+            Ran::Debug(arch) => return self.debug_stop(Stop::Debug(arch)),
+            Ran::Interrupted => return Ok(Step::Continue),
         };
-        self.after_exit(handled, entered, start)
+        let accessed = handled.as_ref().is_ok_and(|h| h.access.is_some());
+        let step = self.after_exit(handled, entered, start)?;
+        if accessed && self.debug.as_ref().is_some_and(|d| d.stepping) {
+            if let Step::Continue = step {
+                return self.finish_step(start);
+            }
+        }
+        Ok(step)
     }
 
     /// Counts, traces and acts on one handled exit.
@@ -152,6 +245,7 @@ impl VcpuRun<'_, '_> {
         match handled.action {
             VcpuAction::Resume => Ok(Step::Continue),
             VcpuAction::Exit(status) => Ok(Step::End(RunEnd::Guest(status))),
+            VcpuAction::Reset => Ok(Step::End(RunEnd::Reset)),
             VcpuAction::Halted => {
                 // Without an in-kernel irqchip nothing can raise an interrupt, so
                 // HLT with IF set is resumed at once; with IF clear it is final.
@@ -170,7 +264,7 @@ impl VcpuRun<'_, '_> {
     /// consistent state to the controller and waits for its verdict.
     fn pause(&mut self, reason: PauseReason, start: Instant) -> Result<Step, VmError> {
         let at = Instant::now();
-        let Some(control) = self.link.as_ref().map(|l| l.control.clone()) else { return Ok(Step::Continue) };
+        let Some(control) = self.control() else { return Ok(Step::Continue) };
         loop {
             control.set_immediate_exit(true);
             let handled = match self.vcpu.run() {
@@ -184,6 +278,10 @@ impl VcpuRun<'_, '_> {
             if let Step::End(end) = self.after_exit(handled, None, start)? {
                 return Ok(Step::End(end));
             }
+        }
+        if reason == PauseReason::Debug {
+            control.clear_pause();
+            return self.debug_stop(Stop::Interrupted);
         }
         let Some(link) = self.link.as_mut() else { return Ok(Step::Continue) };
         if reason == PauseReason::Snapshot {

@@ -59,6 +59,18 @@ pub const KVM_GET_XSAVE: u64 = ioc(IOC_READ, 0xa4, std::mem::size_of::<kvm_bindi
 /// `KVM_GET_XCRS`, `_IOR(KVMIO, 0xa6, struct kvm_xcrs)`.
 pub const KVM_GET_XCRS: u64 = ioc(IOC_READ, 0xa6, std::mem::size_of::<kvm_bindings::kvm_xcrs>());
 
+/// `KVM_SET_REGS`, `_IOW(KVMIO, 0x82, struct kvm_regs)`.
+pub const KVM_SET_REGS: u64 = ioc(IOC_WRITE, 0x82, std::mem::size_of::<kvm_regs>());
+/// `KVM_SET_SREGS`, `_IOW(KVMIO, 0x84, struct kvm_sregs)`.
+pub const KVM_SET_SREGS: u64 = ioc(IOC_WRITE, 0x84, std::mem::size_of::<kvm_sregs>());
+/// `KVM_SET_GUEST_DEBUG`, `_IOW(KVMIO, 0x9b, struct kvm_guest_debug)`.
+pub const KVM_SET_GUEST_DEBUG: u64 = ioc(IOC_WRITE, 0x9b, std::mem::size_of::<kvm_bindings::kvm_guest_debug>());
+
+/// The vCPU ioctls a vCPU stopped for gdb makes (gdb writes registers, sets
+/// breakpoints and single-steps), allowed only with `--gdb`.
+pub const DEBUG_IOCTLS: &[(u64, &str)] =
+    &[(KVM_SET_GUEST_DEBUG, "KVM_SET_GUEST_DEBUG"), (KVM_SET_REGS, "KVM_SET_REGS"), (KVM_SET_SREGS, "KVM_SET_SREGS")];
+
 /// The read-only vCPU ioctls a paused vCPU makes to save its state, allowed
 /// only in runs that snapshot or migrate ([`vcpu_filter`] with `snapshots`).
 pub const SNAPSHOT_IOCTLS: &[(u64, &str)] = &[
@@ -76,7 +88,7 @@ pub const SNAPSHOT_IOCTLS: &[(u64, &str)] = &[
 /// `ioctl`, `mmap`, `mprotect` and `tgkill` are allowed only with the arguments
 /// [`vcpu_filter`] names.
 pub const ALLOWED: &[(i64, &str, &str)] = &[
-    (libc::SYS_ioctl, "ioctl", "KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS on the vCPU; KVM_IRQ_LINE on the VM; the SNAPSHOT_IOCTLS on the vCPU in runs that snapshot or migrate"),
+    (libc::SYS_ioctl, "ioctl", "KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS on the vCPU; KVM_IRQ_LINE on the VM; the SNAPSHOT_IOCTLS on the vCPU in runs that snapshot or migrate; the DEBUG_IOCTLS on the vCPU with --gdb"),
     (libc::SYS_write, "write", "guest serial output on stdout, the trace on stderr"),
     (libc::SYS_futex, "futex", "locks: stdout, the serial input channel, the watchdog's join"),
     (libc::SYS_mmap, "mmap", "allocation (never executable)"),
@@ -110,7 +122,7 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, seccompiler::B
 
 /// The ioctl rules: each allowed request, on its file descriptor only;
 /// with `snapshots`, also the read-only requests that save a vCPU's state.
-fn ioctl_rules(fds: KvmFds, snapshots: bool) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+fn ioctl_rules(fds: KvmFds, snapshots: bool, debug: bool) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
     let on = |fd: RawFd, request: u64| {
         rule(vec![sandbox::arg(0, SeccompCmpOp::Eq, fd as u64)?, sandbox::arg(1, SeccompCmpOp::Eq, request)?])
     };
@@ -125,6 +137,11 @@ fn ioctl_rules(fds: KvmFds, snapshots: bool) -> Result<Vec<SeccompRule>, seccomp
             rules.push(on(fds.vcpu, request)?);
         }
     }
+    if debug {
+        for &(request, _) in DEBUG_IOCTLS {
+            rules.push(on(fds.vcpu, request)?);
+        }
+    }
     Ok(rules)
 }
 
@@ -136,10 +153,19 @@ fn ioctl_rules(fds: KvmFds, snapshots: bool) -> Result<Vec<SeccompRule>, seccomp
 /// [`SeccompError::Build`] if seccompiler rejects the rules (a bug here,
 /// not a property of the machine).
 pub fn vcpu_filter(fds: KvmFds, snapshots: bool) -> Result<BpfProgram, SeccompError> {
+    vcpu_filter_for(fds, snapshots, false)
+}
+
+/// [`vcpu_filter`], with the [`DEBUG_IOCTLS`] too when `debug` (`--gdb`).
+///
+/// # Errors
+///
+/// As [`vcpu_filter`].
+pub fn vcpu_filter_for(fds: KvmFds, snapshots: bool, debug: bool) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(nr, _, _) in ALLOWED {
         let conditions = match nr {
-            libc::SYS_ioctl => ioctl_rules(fds, snapshots),
+            libc::SYS_ioctl => ioctl_rules(fds, snapshots, debug),
             libc::SYS_mmap | libc::SYS_mprotect => sandbox::never_executable(2),
             libc::SYS_tgkill => sandbox::any_of(2, &[libc::SIGSYS, libc::SIGABRT]),
             _ => Ok(Vec::new()),

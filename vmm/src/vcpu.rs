@@ -67,6 +67,8 @@ pub enum VcpuAction {
     Halted,
     /// End the run with this guest status.
     Exit(u8),
+    /// The guest reset the machine: end the run.
+    Reset,
 }
 
 /// The outcome of one exit.
@@ -116,6 +118,7 @@ fn access(kind: ExitKind, addr: u64, data: &[u8], dispatch: Dispatch) -> Handled
     let action = match dispatch.request {
         DeviceRequest::None => VcpuAction::Resume,
         DeviceRequest::Exit(status) => VcpuAction::Exit(status),
+        DeviceRequest::Reset => VcpuAction::Reset,
     };
     let access = Access { addr, len: data.len(), value: first_bytes(data), dispatch };
     Handled { kind, access: Some(access), action }

@@ -14,14 +14,13 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 pub use crate::error::{Diagnosis, ExitCode, VmError};
 
 use crate::arch::x86_64::layout::*;
-use crate::arch::x86_64::regs::{self, EntryMode, EntryPoint};
-use crate::arch::x86_64::{gdt, paging, pvh};
+use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::control::{self, Control, RunEnd};
 use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
-use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial};
+use crate::devices::pc::TESTDEV_IRQ_LINES;
+use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial, TestDevIrq, I8042};
 use crate::kvmstate::{self, StatePart, VcpuCaps};
-use crate::loader::{self, ImageEntry};
-use crate::memory::{self, GuestMemoryMmap, MemoryError, PageSet};
+use crate::memory::{self, GuestMemoryMmap, PageSet};
 use crate::runloop::{self, Link, VcpuRun};
 use crate::seccomp::{self, KvmFds};
 use crate::snapshot::state::{Machine, Snapshot};
@@ -38,6 +37,9 @@ pub enum Image<'a> {
     Flat { bytes: &'a [u8], mode: EntryMode, load: u64, entry: u64 },
     /// An ELF: PVH note, or ELF64 entry.
     Elf(&'a [u8]),
+    /// A kernel file, booted by the protocol it speaks as QEMU's `-kernel`
+    /// would ([`crate::boot::detect`]): Linux, Multiboot or ELF/PVH.
+    Kernel(&'a [u8]),
 }
 
 /// Machine configuration.
@@ -47,13 +49,20 @@ pub struct VmConfig {
     pub mem_mib: u64,
     /// Create KVM's in-kernel irqchip (PIC, IOAPIC, LAPIC) and PIT.
     pub timers: bool,
-    /// PVH command line.
+    /// The kernel's command line (PVH, Multiboot, Linux).
     pub cmdline: String,
+    /// Initrd, kernel name, CPUID mask.
+    pub boot: crate::boot::BootOptions,
 }
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { mem_mib: DEFAULT_MEM_MIB, timers: false, cmdline: String::new() }
+        VmConfig {
+            mem_mib: DEFAULT_MEM_MIB,
+            timers: false,
+            cmdline: String::new(),
+            boot: crate::boot::BootOptions::default(),
+        }
     }
 }
 
@@ -72,6 +81,18 @@ impl IrqLine for KvmIrq {
         // A failed KVM_IRQ_LINE loses one interrupt; the guest's driver polls LSR too.
         let _ = self.vm.set_irq_line(self.gsi, true);
         let _ = self.vm.set_irq_line(self.gsi, false);
+    }
+}
+
+/// Holds the in-kernel irqchip's lines high or low (`pc-testdev`).
+struct KvmIrqLevels {
+    vm: Arc<VmFd>,
+}
+
+impl crate::devices::IrqLevels for KvmIrqLevels {
+    fn set(&self, gsi: u32, level: bool) {
+        // A failed KVM_IRQ_LINE loses the level change; the test that asked for it then fails visibly.
+        let _ = self.vm.set_irq_line(gsi, level);
     }
 }
 
@@ -101,6 +122,7 @@ impl RunReport {
             RunEnd::Guest(status) => i32::from(status),
             RunEnd::Snapshotted => ExitCode::Snapshotted as i32,
             RunEnd::Migrated => ExitCode::Migrated as i32,
+            RunEnd::Reset => ExitCode::GuestReset as i32,
         }
     }
 }
@@ -121,6 +143,8 @@ pub struct RunOptions<'a> {
     pub snapshot: Option<SnapshotPlan>,
     /// Migrate the guest live, after a delay or on SIGUSR2.
     pub migrate: Option<crate::migration::source::MigratePlan>,
+    /// Serve gdb's remote protocol ([`crate::gdb`]).
+    pub gdb: Option<crate::gdb::GdbPlan>,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -132,6 +156,7 @@ impl fmt::Debug for RunOptions<'_> {
             .field("seccomp", &self.seccomp)
             .field("snapshot", &self.snapshot)
             .field("migrate", &self.migrate)
+            .field("gdb", &self.gdb)
             .finish()
     }
 }
@@ -163,6 +188,8 @@ pub struct Vm {
     /// `Some` once dirty logging is on.
     written: Option<PageSet>,
     dirty_logging: bool,
+    /// What the boot placed where (empty for a restored VM).
+    boot_report: crate::boot::BootReport,
 }
 
 impl fmt::Debug for Vm {
@@ -210,12 +237,9 @@ impl Vm {
     pub fn boot(config: &VmConfig, image: &Image<'_>, serial: SerialIo) -> Result<Self, VmError> {
         let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
         let mut vm = Self::create(config, mem, serial)?;
-        let entry = match *image {
-            Image::Flat { bytes, mode, load, entry } => loader::load_flat(&vm.mem, bytes, load, entry, mode),
-            Image::Elf(bytes) => loader::load_elf(&vm.mem, bytes),
-        }
-        .map_err(VmError::Loader)?;
-        let entry_point = write_boot_structures(&vm.mem, &entry, &config.cmdline).map_err(VmError::Memory)?;
+        let booted = crate::boot::prepare(&vm.mem, image, config).map_err(VmError::Boot)?;
+        let entry_point = booted.entry;
+        vm.boot_report = booted.report;
 
         let mut cpuid =
             vm.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -223,6 +247,7 @@ impl Vm {
             let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|j| HYPERVISOR_SIGNATURE[i * 4 + j]));
             (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
         }
+        crate::arch::x86_64::cpuid::apply_mask(cpuid.as_mut_slice(), &config.boot.cpuid_mask);
         vm.vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         vm.cpuid = cpuid.as_slice().to_vec();
         if config.timers {
@@ -252,7 +277,7 @@ impl Vm {
         omit: &[StatePart],
     ) -> Result<Self, VmError> {
         let config =
-            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, cmdline: String::new() };
+            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, ..VmConfig::default() };
         let mut vm = Self::create(&config, mem, serial)?;
         vm.load_state(snapshot, omit)?;
         vm.written = Some(crate::snapshot::file::layout_pages(&snapshot.memory, snapshot.machine.ram_pages()));
@@ -266,7 +291,7 @@ impl Vm {
     ///
     /// A failed KVM call or memory set-up.
     pub fn blank(machine: &Machine, serial: SerialIo) -> Result<Self, VmError> {
-        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, cmdline: String::new() };
+        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, ..VmConfig::default() };
         let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
         Self::create(&config, mem, serial)
     }
@@ -297,6 +322,7 @@ impl Vm {
             tsc_khz,
             written: None,
             dirty_logging: false,
+            boot_report: crate::boot::BootReport::default(),
         })
     }
 
@@ -313,6 +339,12 @@ impl Vm {
         buses.pio.insert(COM1_BASE, 8, "uart", Box::new(serial)).map_err(VmError::Bus)?;
         buses.pio.insert(DEBUG_EXIT_PORT, 4, "debug-exit", Box::new(DebugExit)).map_err(VmError::Bus)?;
         buses.pio.insert(POST_PORT, 1, "post", Box::new(PostCode::default())).map_err(VmError::Bus)?;
+        if config.timers {
+            // The PC's reset line and QEMU's pc-testdev IRQ ports, for the kernels that expect them.
+            buses.pio.insert(I8042_DATA_PORT, I8042_PORT_SPAN, "i8042", Box::new(I8042)).map_err(VmError::Bus)?;
+            let lines = Box::new(TestDevIrq::new(Box::new(KvmIrqLevels { vm: vm.clone() })));
+            buses.pio.insert(TESTDEV_IRQ_BASE, TESTDEV_IRQ_LINES, "pc-testdev", lines).map_err(VmError::Bus)?;
+        }
         buses
             .pio
             .insert(PIO_SCRATCH_BASE, SCRATCH_PIO_LEN, "scratch", Box::new(Scratch::default()))
@@ -358,6 +390,11 @@ impl Vm {
         self.written = Some(pages);
     }
 
+    /// What the boot placed where, and its notes for the user.
+    pub fn boot_report(&self) -> &crate::boot::BootReport {
+        &self.boot_report
+    }
+
     /// The VM's guest memory.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
@@ -393,13 +430,20 @@ impl Vm {
     /// a failed KVM call, a filter that cannot be installed, a snapshot that
     /// cannot be written with `--snapshot-and-stop`.
     pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate } = opts;
+        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, gdb } = opts;
         let controlled = snapshot.is_some() || migrate.is_some();
         let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
         // Compiled here, so that the vCPU thread only has to install it.
-        let filter =
-            if seccomp { Some(seccomp::vcpu_filter(fds, controlled).map_err(VmError::Seccomp)?) } else { None };
+        let filter = match seccomp {
+            true => Some(seccomp::vcpu_filter_for(fds, controlled, gdb.is_some()).map_err(VmError::Seccomp)?),
+            false => None,
+        };
         let stats = stats.then(ExitStats::default);
+        if let Some(plan) = gdb {
+            let parts =
+                crate::gdb::VmParts { kvm: &self.kvm, vcpu: &mut self.vcpu, buses: &mut self.buses, mem: &self.mem };
+            return crate::gdb::run(parts, plan, trace, stats, timeout, filter.as_ref());
+        }
         if !controlled {
             let run = VcpuRun {
                 vcpu: &mut self.vcpu,
@@ -410,6 +454,7 @@ impl Vm {
                 timeout,
                 link: None,
                 exits: 0,
+                debug: None,
             };
             let Some(filter) = filter else { return run.run(None) };
             return std::thread::scope(|scope| {
@@ -430,7 +475,7 @@ impl Vm {
         let machine = self.machine();
         let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
         let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
-        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0 };
+        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0, debug: None };
         std::thread::scope(|scope| {
             let vcpu = std::thread::Builder::new()
                 .name("vcpu0".into())
@@ -494,22 +539,4 @@ fn device_difference(ours: &[&crate::bus::Placement], theirs: &[&crate::bus::Pla
         }
     }
     (ours != theirs).then(|| "the snapshot lists the same devices in another order".to_string())
-}
-
-/// Writes the GDT, the page tables and (for PVH) the start info; returns
-/// the entry registers.
-fn write_boot_structures(mem: &GuestMemoryMmap, entry: &ImageEntry, cmdline: &str) -> Result<EntryPoint, MemoryError> {
-    let mut point = EntryPoint { mode: entry.mode, rip: entry.rip, rsp: BOOT_STACK_TOP, rbx: 0 };
-    match entry.mode {
-        EntryMode::Real => point.rsp = REAL_MODE_LOAD,
-        EntryMode::Protected => memory::write(mem, GDT_START, &gdt::gdt_bytes())?,
-        EntryMode::Long => {
-            memory::write(mem, GDT_START, &gdt::gdt_bytes())?;
-            paging::write_identity_tables(mem)?;
-        }
-    }
-    if entry.pvh {
-        point.rbx = pvh::write_start_info(mem, cmdline)?;
-    }
-    Ok(point)
 }

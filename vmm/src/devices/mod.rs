@@ -2,9 +2,11 @@
 //! Each can also hand out its state and take it back ([`DeviceState`]), so
 //! a snapshot or a migration carries the devices with the guest.
 
+pub mod pc;
 pub mod serial;
 pub mod simple;
 
+pub use pc::{IrqLevels, TestDevIrq, I8042};
 pub use serial::{spawn_input, IrqLine, Serial, SerialState};
 pub use simple::{DebugExit, PostCode, Scratch};
 
@@ -19,6 +21,10 @@ pub enum DeviceState {
     PostCode { last: u8 },
     /// The scratch device: its read/write register.
     Scratch { value: u64 },
+    /// The i8042 holds nothing (no keyboard).
+    I8042,
+    /// `pc-testdev`'s IRQ ports hold nothing (the irqchip holds the lines).
+    TestDevIrq,
 }
 
 impl DeviceState {
@@ -29,6 +35,8 @@ impl DeviceState {
             DeviceState::DebugExit => "debug-exit port",
             DeviceState::PostCode { .. } => "POST code port",
             DeviceState::Scratch { .. } => "scratch device",
+            DeviceState::I8042 => "i8042 keyboard controller",
+            DeviceState::TestDevIrq => "pc-testdev IRQ ports",
         }
     }
 }

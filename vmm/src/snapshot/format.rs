@@ -403,6 +403,8 @@ const DEV_SERIAL: u8 = 1;
 const DEV_DEBUG_EXIT: u8 = 2;
 const DEV_POST: u8 = 3;
 const DEV_SCRATCH: u8 = 4;
+const DEV_I8042: u8 = 5;
+const DEV_TESTDEV_IRQ: u8 = 6;
 
 fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
     let mut e = Encoder::default();
@@ -427,6 +429,12 @@ fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
             }
             DeviceState::Scratch { value } => {
                 e.u8(DEV_SCRATCH).u64(*value);
+            }
+            DeviceState::I8042 => {
+                e.u8(DEV_I8042);
+            }
+            DeviceState::TestDevIrq => {
+                e.u8(DEV_TESTDEV_IRQ);
             }
         }
     }
@@ -453,6 +461,8 @@ fn decode_device(d: &mut Decoder<'_>) -> Result<DeviceRecord, CodecError> {
         DEV_DEBUG_EXIT => DeviceState::DebugExit,
         DEV_POST => DeviceState::PostCode { last: d.u8("POST code")? },
         DEV_SCRATCH => DeviceState::Scratch { value: d.u64("scratch register")? },
+        DEV_I8042 => DeviceState::I8042,
+        DEV_TESTDEV_IRQ => DeviceState::TestDevIrq,
         v => return Err(CodecError::BadValue { what: "device kind", value: u64::from(v) }),
     };
     Ok(DeviceRecord { placement: Placement { bus, base, len, name }, state })

@@ -261,6 +261,7 @@ fn describe_device(state: &DeviceState) -> String {
         DeviceState::DebugExit => "no state".to_string(),
         DeviceState::PostCode { last } => format!("last code {last:#04x}"),
         DeviceState::Scratch { value } => format!("register {value:#x}"),
+        DeviceState::I8042 | DeviceState::TestDevIrq => "no state".to_string(),
     }
 }
 

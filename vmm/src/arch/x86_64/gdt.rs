@@ -24,6 +24,20 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
 pub const GDT: [u64; 4] =
     [0, gdt_entry(CODE64_FLAGS, 0, 0xfffff), gdt_entry(CODE32_FLAGS, 0, 0xfffff), gdt_entry(DATA_FLAGS, 0, 0xfffff)];
 
+/// The GDT of the Linux 64-bit boot protocol: `__BOOT_CS` (0x10) is 64-bit
+/// code and `__BOOT_DS` (0x18) flat data; 0x08 is left null.
+pub const LINUX_GDT: [u64; 4] = [0, 0, gdt_entry(CODE64_FLAGS, 0, 0xfffff), gdt_entry(DATA_FLAGS, 0, 0xfffff)];
+
+/// The Linux boot GDT as bytes.
+pub fn linux_gdt_bytes() -> Vec<u8> {
+    LINUX_GDT.iter().flat_map(|e| e.to_le_bytes()).collect()
+}
+
+/// Code (0x10) and data (0x18) segments of [`LINUX_GDT`].
+pub fn linux_boot_segments() -> (kvm_segment, kvm_segment) {
+    (segment_from_entry(LINUX_GDT[2], 0x10), segment_from_entry(LINUX_GDT[3], DATA_SELECTOR))
+}
+
 /// The GDT as the bytes to write into guest memory.
 pub fn gdt_bytes() -> Vec<u8> {
     GDT.iter().flat_map(|e| e.to_le_bytes()).collect()

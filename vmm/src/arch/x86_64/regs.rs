@@ -24,8 +24,25 @@ pub struct EntryPoint {
     pub mode: EntryMode,
     pub rip: u64,
     pub rsp: u64,
-    /// EBX at entry: the `hvm_start_info` address for PVH, else 0.
+    /// EBX at entry: the `hvm_start_info` address for PVH, the
+    /// information block for Multiboot, else 0.
     pub rbx: u64,
+    /// EAX at entry: Multiboot's boot loader magic, else 0.
+    pub rax: u64,
+    /// ESI/RSI at entry: the zero page for Linux, else 0.
+    pub rsi: u64,
+    /// Which GDT layout the segments come from.
+    pub gdt: GdtLayout,
+}
+
+/// The GDT a protected- or long-mode entry runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GdtLayout {
+    /// The VMM's: 64-bit code 0x08, 32-bit code 0x10, data 0x18.
+    #[default]
+    Vmm,
+    /// The Linux boot protocol's: `__BOOT_CS` 0x10 (64-bit code), `__BOOT_DS` 0x18.
+    LinuxBoot,
 }
 
 pub const CR0_PE: u64 = 1 << 0;
@@ -71,8 +88,11 @@ pub fn set_entry_sregs(sregs: &mut kvm_sregs, entry: &EntryPoint) {
         EntryMode::Protected | EntryMode::Long => {
             sregs.gdt.base = GDT_START;
             sregs.gdt.limit = (gdt::GDT.len() * 8 - 1) as u16;
-            let (code, data) =
-                if mode == EntryMode::Long { gdt::long_mode_segments() } else { gdt::protected_mode_segments() };
+            let (code, data) = match (mode, entry.gdt) {
+                (EntryMode::Long, GdtLayout::LinuxBoot) => gdt::linux_boot_segments(),
+                (EntryMode::Long, GdtLayout::Vmm) => gdt::long_mode_segments(),
+                _ => gdt::protected_mode_segments(),
+            };
             sregs.cs = code;
             sregs.ds = data;
             sregs.es = data;
@@ -99,7 +119,16 @@ pub fn entry_regs(entry: &EntryPoint) -> kvm_regs {
         EntryMode::Real => real_mode_cs_ip(entry.rip).map_or(entry.rip, |(_, ip)| ip),
         EntryMode::Protected | EntryMode::Long => entry.rip,
     };
-    kvm_regs { rip, rsp: entry.rsp, rbp: entry.rsp, rbx: entry.rbx, rflags: RFLAGS_RESERVED, ..Default::default() }
+    kvm_regs {
+        rip,
+        rsp: entry.rsp,
+        rbp: entry.rsp,
+        rbx: entry.rbx,
+        rax: entry.rax,
+        rsi: entry.rsi,
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +136,7 @@ mod tests {
     use super::*;
 
     fn at(mode: EntryMode, rip: u64) -> EntryPoint {
-        EntryPoint { mode, rip, rsp: 0x8_0000, rbx: 0 }
+        EntryPoint { mode, rip, rsp: 0x8_0000, rbx: 0, rax: 0, rsi: 0, gdt: GdtLayout::Vmm }
     }
 
     #[test]
@@ -120,6 +149,14 @@ mod tests {
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!((s.cs.selector, s.cs.l), (0x08, 1));
         assert_eq!((s.gdt.base, s.gdt.limit), (GDT_START, 31));
+    }
+
+    #[test]
+    fn the_linux_boot_protocol_gets_its_selectors() {
+        let mut s = kvm_sregs::default();
+        set_entry_sregs(&mut s, &EntryPoint { gdt: GdtLayout::LinuxBoot, ..at(EntryMode::Long, 0x100_0200) });
+        assert_eq!((s.cs.selector, s.cs.l, s.ds.selector, s.ss.selector), (0x10, 1, 0x18, 0x18));
+        assert_ne!(s.efer & EFER_LMA, 0);
     }
 
     #[test]
@@ -160,8 +197,10 @@ mod tests {
 
     #[test]
     fn regs_carry_entry_stack_and_start_info() {
-        let r = entry_regs(&EntryPoint { mode: EntryMode::Protected, rip: 0x10_0000, rsp: 0x8_0000, rbx: 0x1000 });
+        let point = EntryPoint { rbx: 0x1000, rax: 7, rsi: 9, ..at(EntryMode::Protected, 0x10_0000) };
+        let r = entry_regs(&point);
         assert_eq!((r.rip, r.rsp, r.rbx, r.rflags), (0x10_0000, 0x8_0000, 0x1000, 2));
+        assert_eq!((r.rax, r.rsi), (7, 9));
     }
 }
 
