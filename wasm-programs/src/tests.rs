@@ -44,7 +44,7 @@ fn the_benchmarks_are_the_six_of_bench_peers_and_have_short_runs() {
 fn manifests_give_arguments_environment_stdin_and_status() {
     let hello = find("hello").unwrap();
     assert_eq!(hello.args, ["--exit", "3", "two words"]);
-    assert_eq!(hello.env, [("HELLO_EMPTY", ""), ("HELLO_NAME", "world")]);
+    assert_eq!(hello.env, [("HELLO_GREETING", "hi there"), ("HELLO_NAME", "world")]);
     assert_eq!(hello.expected_status, 3);
     assert!(hello.expected_stdout.contains("argv[3] = two words\n"));
     let stdin = find("stdin_count").unwrap();
