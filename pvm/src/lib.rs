@@ -36,3 +36,4 @@ pub mod sandbox;
 pub mod semantics;
 pub mod trap;
 pub mod verify;
+pub mod wasm_peers;
