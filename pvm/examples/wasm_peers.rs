@@ -9,10 +9,10 @@
 
 use std::error::Error;
 use std::io::{self, Write};
-use std::time::Duration;
 
 use clap::Parser;
-use pvm::wasm_peers::{PeerSamples, WasmPeers};
+use pvm::wasm_peers::report::{self, Row};
+use pvm::wasm_peers::WasmPeers;
 use wasm_programs::WasmProgram;
 
 #[derive(Parser)]
@@ -37,29 +37,6 @@ fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64())
-}
-
-fn geomean(v: &[f64]) -> f64 {
-    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
-}
-
-fn table(
-    out: &mut dyn Write,
-    title: &str,
-    names: &[&str],
-    rows: &[(&WasmProgram, PeerSamples)],
-    cell: &dyn Fn(&PeerSamples, usize) -> String,
-) -> io::Result<()> {
-    writeln!(out, "### {title}\n\n| program | {} |\n|---|{}", names.join(" | "), "---:|".repeat(names.len()))?;
-    for (p, s) in rows {
-        let cells: Vec<String> = (0..names.len()).map(|i| cell(s, i)).collect();
-        writeln!(out, "| {} | {} |", p.name, cells.join(" | "))?;
-    }
-    writeln!(out)
 }
 
 fn main() {
@@ -96,7 +73,7 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
         writeln!(out, "- {name}: {version}")?;
     }
     for (name, hint) in peers.missing() {
-        writeln!(out, "- {name}: missing ({hint})")?;
+        writeln!(out, "- {name}: not installed ({hint})")?;
     }
     let before = load();
     let samples = peers.time_suite(&programs, args.rounds)?;
@@ -108,30 +85,8 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
         if args.quick { "short" } else { "default" }
     )?;
     let names = peers.available();
-    let rows: Vec<(&WasmProgram, PeerSamples)> = programs.into_iter().zip(samples).collect();
-    let median = |s: &PeerSamples, i: usize| s.medians().0[i].1;
-    table(&mut out, "Median wall time, seconds (whole process)", &names, &rows, &|s, i| secs(median(s, i)))?;
-    // The other programs do next to nothing: their rows show each peer's start-up.
-    let any_benchmark = rows.iter().any(|(p, _)| p.benchmark);
-    if let Some(base) = names.iter().position(|&n| n == "gcc -O2") {
-        let ratio = |s: &PeerSamples, i: usize| median(s, i).as_secs_f64() / median(s, base).as_secs_f64();
-        table(&mut out, "Ratio to gcc -O2 (median / median)", &names, &rows, &|s, i| format!("{:.1}x", ratio(s, i)))?;
-        let means: Vec<String> = (0..names.len())
-            .map(|i| {
-                let r: Vec<f64> =
-                    rows.iter().filter(|(p, _)| p.benchmark || !any_benchmark).map(|(_, s)| ratio(s, i)).collect();
-                format!("{} {:.1}x", names[i], geomean(&r))
-            })
-            .collect();
-        let over = if any_benchmark { "the benchmarks" } else { "these programs" };
-        writeln!(out, "Geometric mean of the ratio to gcc -O2 over {over}: {}\n", means.join(", "))?;
-    }
-    let spread = |s: &PeerSamples, i: usize| {
-        let runs = &s.0[i].1;
-        let (min, max) =
-            (runs.iter().min().copied().unwrap_or_default(), runs.iter().max().copied().unwrap_or_default());
-        format!("{} / {:.2}", secs(min), max.as_secs_f64() / min.as_secs_f64().max(1e-9))
-    };
-    table(&mut out, "Fastest run, seconds / spread (max / min)", &names, &rows, &spread)?;
+    let rows: Vec<Row<'_>> =
+        programs.into_iter().zip(samples).map(|(program, samples)| Row { program, samples }).collect();
+    report::render(&mut out, &names, &rows)?;
     Ok(())
 }

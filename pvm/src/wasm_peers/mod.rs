@@ -3,7 +3,7 @@
 //! (start-up, compilation and run), every run's standard output and exit
 //! status checked against the program's expectation.
 //!
-//! | peer | how a run is started | install (`scripts/install-wasm-peers`) |
+//! | peer | how a run is started | install (`scripts/install-wasm-peers.sh`) |
 //! |---|---|---|
 //! | gcc -O2 | the program's C source, compiled natively once | `apt-get install gcc` |
 //! | V8 TurboFan | `node --no-liftoff node-wasi.mjs` | `apt-get install nodejs` (Node 20) |
@@ -30,6 +30,11 @@
 //! let turbofan = times.get("V8 TurboFan");
 //! # Ok::<(), pvm::wasm_peers::WasmPeersError>(())
 //! ```
+//!
+//! That [`PeerTimes`] is what `bench::BenchRow::peers` holds, so a
+//! `pvm bench --wasm` row can carry it beside our engines' times;
+//! [`report::render`] prints the peers' own tables from
+//! [`WasmPeers::time_suite`]'s samples (docs/wasm-programs.md).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +44,8 @@ use std::time::{Duration, Instant};
 use wasm_programs::{runners, WasmProgram};
 
 use crate::peers::PeerTimes;
+
+pub mod report;
 
 /// A runtime (or the native build) that runs the WebAssembly programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
