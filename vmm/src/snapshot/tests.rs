@@ -5,7 +5,6 @@
 use super::format::{encode, parse, SnapshotError, MAGIC};
 use super::state::*;
 use crate::bus::{BusKind, Placement};
-use crate::codec::crc32c;
 use crate::devices::{DeviceState, SerialState};
 
 /// A snapshot as the VMM would write it for a guest with `--timers`.
