@@ -37,3 +37,4 @@ pub mod semantics;
 pub mod trap;
 pub mod verify;
 pub mod wasm;
+pub mod wasm_peers;

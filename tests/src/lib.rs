@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests in `tests/tests/`.
 #![allow(clippy::print_stderr)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod diff;
@@ -57,6 +58,37 @@ pub fn peer_available(program: &str, package: &str) -> bool {
         "{program} is not installed and CI must run this test: apt-get install {package}"
     );
     eprintln!("skipped: {program} is not installed (apt-get install {package})");
+    false
+}
+
+/// The environment variable that lets the tests that need Node.js be
+/// skipped, visibly: `VIRTLAB_SKIP_NODE_TESTS=1`.
+pub const SKIP_NODE_TESTS: &str = "VIRTLAB_SKIP_NODE_TESTS";
+
+/// True if `node` runs here. Where it does not, a test that needs it fails
+/// here, unless `VIRTLAB_SKIP_NODE_TESTS=1` asks to skip the Node tests:
+/// then this prints "skipped: no node (VIRTLAB_SKIP_NODE_TESTS set)" and
+/// returns false, and the test returns. Like [`kvm_available`].
+pub fn node_available() -> bool {
+    let skip = std::env::var_os(SKIP_NODE_TESTS).is_some_and(|v| v == "1");
+    tool_usable("node", skip)
+}
+
+/// [`node_available`] for the program `tool` (the unit tests name a missing one).
+fn tool_usable(tool: &str, skip: bool) -> bool {
+    let why = match std::process::Command::new(tool).arg("--version").output() {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => format!("`{tool} --version` failed with {}", o.status),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("no {tool}"),
+        Err(e) => format!("{tool} cannot run: {e}"),
+    };
+    assert!(
+        skip,
+        "{why}: this test needs Node.js 20 or newer (apt-get install nodejs); \
+         set {SKIP_NODE_TESTS}=1 to skip the Node tests explicitly"
+    );
+    // Straight to the process's stderr, so the line shows even though libtest captures eprintln!.
+    let _ = writeln!(std::io::stderr(), "skipped: {why} ({SKIP_NODE_TESTS} set)");
     false
 }
 
@@ -215,6 +247,16 @@ mod tests {
         let message = message.downcast_ref::<String>().expect("a formatted message");
         assert!(message.starts_with("no /nonexistent/dev/kvm: this test needs KVM"), "{message}");
         assert!(message.ends_with("set VIRTLAB_SKIP_KVM_TESTS=1 to skip the KVM tests explicitly"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_node_fails_the_test_unless_skipping_is_asked_for() {
+        let failed = std::panic::catch_unwind(|| tool_usable("/nonexistent/node", false));
+        let message = failed.expect_err("a missing node must fail the test");
+        let message = message.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.starts_with("no /nonexistent/node: this test needs Node.js"), "{message}");
+        assert!(message.ends_with("set VIRTLAB_SKIP_NODE_TESTS=1 to skip the Node tests explicitly"), "{message}");
+        assert!(!tool_usable("/nonexistent/node", true));
     }
 
     #[test]
