@@ -164,17 +164,29 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.3}", d.as_secs_f64()))
 }
 
+/// The peers the rows were compared with, in the order they first appear.
+pub fn peer_names(rows: &[BenchRow]) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for (n, _) in rows.iter().flat_map(|r| &r.peers.0) {
+        if !names.contains(n) {
+            names.push(*n);
+        }
+    }
+    names
+}
+
+/// True for the six benchmarks (the same names in pasm and in C).
+fn is_benchmark(name: &str) -> bool {
+    programs::benchmarks().any(|p| p.name == name)
+}
+
 fn geomean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
 }
 
 /// The Markdown table, then geometric means over the six benchmarks.
 pub fn render(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
-    let peers = crate::peers::NAMES
-        .iter()
-        .filter(|n| rows.iter().any(|r| r.peers.get(n).is_some()))
-        .copied()
-        .collect::<Vec<_>>();
+    let peers = peer_names(rows);
     write!(out, "| program | interp (s) | jit (s) | speedup | retired instructions | interp M instr/s | jit M instr/s | translate (ms) | ns/guest instr | dispatcher hits |")?;
     for p in &peers {
         write!(out, " {p} (s) |")?;
@@ -208,17 +220,31 @@ pub fn render(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    let bench: Vec<&BenchRow> = rows.iter().filter(|r| programs::benchmarks().any(|p| p.name == r.program)).collect();
+    let bench: Vec<&BenchRow> = rows.iter().filter(|r| is_benchmark(&r.program)).collect();
     if let Some(g) = geomean(&bench.iter().filter_map(|r| r.speedup()).collect::<Vec<_>>()) {
         writeln!(out, "\ngeometric mean speedup of jit over interp (six benchmarks): {g:.1}x")?;
     }
+    ratio_lines(out, &bench, &peers, None)?;
+    // The hello row is start-up alone (whole-process runs): the same
+    // ratios with each runtime's start-up taken off.
+    if let Some(hello) = rows.iter().find(|r| r.program == "hello") {
+        writeln!(out, "\nwith each one's start-up (its hello time) subtracted:")?;
+        ratio_lines(out, &bench, &peers, Some(hello))?;
+    }
+    Ok(())
+}
+
+/// Geometric means of our engines' times over each peer's.
+fn ratio_lines(out: &mut dyn Write, bench: &[&BenchRow], peers: &[&str], base: Option<&BenchRow>) -> io::Result<()> {
+    let ours = |r: &BenchRow, engine: &str| if engine == "jit" { r.jit } else { r.interp };
+    let less = |t: Duration, b: Option<Duration>| t.saturating_sub(b.unwrap_or_default()).as_secs_f64().max(1e-6);
     for engine in ["interp", "jit"] {
-        for p in &peers {
+        for p in peers {
             let ratios: Vec<f64> = bench
                 .iter()
                 .filter_map(|r| {
-                    let ours = if engine == "jit" { r.jit? } else { r.interp? };
-                    Some(ours.as_secs_f64() / r.peers.get(p)?.as_secs_f64())
+                    let mine = less(ours(r, engine)?, base.and_then(|b| ours(b, engine)));
+                    Some(mine / less(r.peers.get(p)?, base.and_then(|b| b.peers.get(p))))
                 })
                 .collect();
             if ratios.len() == bench.len() {
@@ -259,7 +285,7 @@ pub fn to_json(rows: &[BenchRow]) -> String {
                 )
             });
             let peers: Vec<String> =
-                crate::peers::NAMES.iter().filter_map(|n| r.peers.get(n).map(|d| format!("{}: {}", json_str(n), num(Some(d))))).collect();
+                r.peers.0.iter().map(|(n, d)| format!("{}: {}", json_str(n), num(Some(*d)))).collect();
             format!(
                 "  {{\"program\": {}, \"output\": {}, \"retired\": {}, \"interp_seconds\": {}, \"jit_seconds\": {}, \"speedup\": {}, \"jit\": {jit}, \"peers_seconds\": {{{}}}}}",
                 json_str(&r.program),

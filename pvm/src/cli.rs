@@ -153,9 +153,14 @@ enum Command {
         /// Also draw the speedup chart as SVG to this file.
         #[arg(long)]
         plot: Option<String>,
-        /// Also time the same algorithms under gcc -O2, luajit, luajit -joff and lua5.4.
+        /// Also time the same algorithms under gcc -O2, luajit, luajit -joff
+        /// and lua5.4 (with --wasm: wasm3, wasmi, wasmtime, V8 and gcc -O2).
         #[arg(long)]
         compare: bool,
+        /// The C programs compiled to WebAssembly instead, as whole processes
+        /// (`pvm run prog.wasm`) beside the WebAssembly runtimes.
+        #[arg(long)]
+        wasm: bool,
         /// Where the peer programs are.
         #[arg(long, default_value = "../shared/bench-peers")]
         peers: String,
@@ -332,7 +337,24 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
         },
         Command::Wast { engine, verbose, files } => wast_command(&engine.engines(), verbose, &files, out, err),
-        Command::Bench { engine, programs, rounds, json, plot, compare, peers } => {
+        Command::Bench { engine, programs, rounds, json, plot, compare, wasm: true, .. } => {
+            let rows = match wasm_bench(&engine.engines(), &programs, rounds, compare, err) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    report(err, &*e);
+                    return 1;
+                }
+            };
+            let _ = crate::bench::render(out, &rows);
+            match crate::bench_wasm::front_end_costs() {
+                Ok(c) => {
+                    let _ = crate::bench_wasm::render_costs(out, &c);
+                }
+                Err(e) => report(err, &*e),
+            }
+            write_outputs(&rows, json, plot, err)
+        }
+        Command::Bench { engine, programs, rounds, json, plot, compare, peers, wasm: false } => {
             let peers = if compare {
                 match crate::peers::Peers::discover(std::path::Path::new(&peers)) {
                     Ok(p) => {
@@ -363,20 +385,51 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                     Err(e) => report(err, &*e),
                 }
             }
-            let mut status = 0;
-            for (path, text) in json
-                .map(|p| (p, crate::bench::to_json(&rows)))
-                .into_iter()
-                .chain(plot.map(|p| (p, crate::plot::speedup_svg(&rows))))
-            {
-                if let Err(source) = std::fs::write(&path, text) {
-                    report(err, &LoadError::Read { path, source });
-                    status = STATUS_NO_INPUT;
-                }
-            }
-            status
+            write_outputs(&rows, json, plot, err)
         }
     }
+}
+
+/// Writes the bench's JSON and SVG where asked.
+fn write_outputs(
+    rows: &[crate::bench::BenchRow],
+    json: Option<String>,
+    plot: Option<String>,
+    err: &mut dyn Write,
+) -> i32 {
+    let mut status = 0;
+    for (path, text) in json
+        .map(|p| (p, crate::bench::to_json(rows)))
+        .into_iter()
+        .chain(plot.map(|p| (p, crate::plot::speedup_svg(rows))))
+    {
+        if let Err(source) = std::fs::write(&path, text) {
+            report(err, &LoadError::Read { path, source });
+            status = STATUS_NO_INPUT;
+        }
+    }
+    status
+}
+
+fn wasm_bench(
+    engines: &[Engine],
+    programs: &[String],
+    rounds: u32,
+    compare: bool,
+    err: &mut dyn Write,
+) -> Result<Vec<crate::bench::BenchRow>, Box<dyn std::error::Error>> {
+    let peers = if compare {
+        let p = crate::wasm_peers::WasmPeers::discover()?;
+        let _ = writeln!(err, "comparing with: {}", p.available().join(", "));
+        for (name, hint) in p.missing() {
+            let _ = writeln!(err, "  {name}: not installed ({hint})");
+        }
+        Some(p)
+    } else {
+        None
+    };
+    let exe = std::env::current_exe()?;
+    crate::bench_wasm::run(&exe, programs, engines, rounds, peers.as_ref())
 }
 
 /// The .wast files `specs` name (a directory: its .wast files, sorted).

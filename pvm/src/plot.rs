@@ -11,7 +11,7 @@ const COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"
 /// The chart as an SVG document.
 pub fn speedup_svg(rows: &[BenchRow]) -> String {
     let mut series: Vec<&str> = vec!["jit"];
-    series.extend(crate::peers::NAMES.iter().filter(|n| rows.iter().any(|r| r.peers.get(n).is_some())));
+    series.extend(crate::bench::peer_names(rows));
     let value = |r: &BenchRow, s: &str| -> Option<f64> {
         let base = r.interp?.as_secs_f64();
         let t = if s == "jit" { r.jit? } else { r.peers.get(s)? };
