@@ -240,11 +240,18 @@ fn ratio_lines(out: &mut dyn Write, bench: &[&BenchRow], peers: &[&str], base: O
     let less = |t: Duration, b: Option<Duration>| t.saturating_sub(b.unwrap_or_default()).as_secs_f64().max(1e-6);
     for engine in ["interp", "jit"] {
         for p in peers {
+            // With start-up subtracted, a runtime whose start-up varied
+            // more than a run took is left out.
+            let net = |t: Option<Duration>, b: Option<Duration>| match (t, b) {
+                (Some(t), Some(b)) if t > b => Some(less(t, Some(b))),
+                (Some(t), None) => Some(less(t, None)),
+                _ => None,
+            };
             let ratios: Vec<f64> = bench
                 .iter()
                 .filter_map(|r| {
-                    let mine = less(ours(r, engine)?, base.and_then(|b| ours(b, engine)));
-                    Some(mine / less(r.peers.get(p)?, base.and_then(|b| b.peers.get(p))))
+                    let mine = net(ours(r, engine), base.map(|b| ours(b, engine)).unwrap_or_default())?;
+                    Some(mine / net(r.peers.get(p), base.and_then(|b| b.peers.get(p)))?)
                 })
                 .collect();
             if ratios.len() == bench.len() {
