@@ -37,6 +37,8 @@ const BUILDS: &[(&str, &str, Link)] = &[
     ("hello", "hello.elf", Link::Pvh),
     ("exits", "exits.elf", Link::Pvh),
     ("workset", "workset.elf", Link::Pvh),
+    ("count", "count.elf", Link::Pvh),
+    ("ib700", "ib700.elf", Link::Pvh),
 ];
 
 const REAL_MODE_BASE: &str = "0x7c00";
