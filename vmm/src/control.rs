@@ -27,6 +27,10 @@ pub enum PauseReason {
     Snapshot,
     /// Stop-and-copy: the last step of a live migration.
     Migration,
+    /// Take a checkpoint (`--checkpoint-every`).
+    Checkpoint,
+    /// Carry out `--watchdog-action`, or end an attempt whose controller failed.
+    Watchdog,
 }
 
 /// How a run ended, when it ended without an error.
@@ -47,6 +51,8 @@ pub enum Verdict {
     Resume,
     /// End the run.
     Stop(RunEnd),
+    /// End the run with this failure (a watchdog action, a failed controller).
+    Fail(Box<crate::vm::VmError>),
 }
 
 /// A paused vCPU's state, handed to the controller.
@@ -66,6 +72,8 @@ pub struct Paused {
 const NO_PAUSE: u8 = 0;
 const PAUSE_SNAPSHOT: u8 = 1;
 const PAUSE_MIGRATION: u8 = 2;
+const PAUSE_CHECKPOINT: u8 = 3;
+const PAUSE_WATCHDOG: u8 = 4;
 
 /// The shared state of one run between the vCPU thread and the controller.
 #[derive(Debug, Default)]
@@ -110,6 +118,8 @@ impl Control {
         let code = match reason {
             PauseReason::Snapshot => PAUSE_SNAPSHOT,
             PauseReason::Migration => PAUSE_MIGRATION,
+            PauseReason::Checkpoint => PAUSE_CHECKPOINT,
+            PauseReason::Watchdog => PAUSE_WATCHDOG,
         };
         self.pause.store(code, Ordering::SeqCst);
         self.set_immediate_exit(true);
@@ -128,6 +138,8 @@ impl Control {
         match self.pause.load(Ordering::SeqCst) {
             PAUSE_SNAPSHOT => Some(PauseReason::Snapshot),
             PAUSE_MIGRATION => Some(PauseReason::Migration),
+            PAUSE_CHECKPOINT => Some(PauseReason::Checkpoint),
+            PAUSE_WATCHDOG => Some(PauseReason::Watchdog),
             _ => None,
         }
     }

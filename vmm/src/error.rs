@@ -48,6 +48,12 @@ pub enum ExitCode {
     Snapshot = 81,
     /// `vmm receive`: no guest arrived whole; nothing runs here.
     NotReceived = 82,
+    /// The IB700 watchdog expired (`--watchdog-action shutdown`, or no rollback left).
+    Watchdog = 83,
+    /// The vCPU thread died (`--inject-fault kill-vcpu-after-exits` or `random`).
+    VcpuKilled = 84,
+    /// `vmm supervise`: the guest failed more often than `--max-restarts` allows.
+    RestartsExhausted = 85,
 }
 
 /// Registers, mode and instruction at the moment a run went wrong.
@@ -127,6 +133,12 @@ pub enum VmError {
     Incompatible(String),
     #[error("no guest was received, nothing runs here")]
     Receive(#[source] crate::migration::MigrationError),
+    #[error("{expiry}\n{diagnosis}")]
+    Watchdog { expiry: crate::devices::ib700::Expiry, diagnosis: Box<Diagnosis> },
+    #[error("the vCPU thread died at exit {exits} (injected by --inject-fault): the guest stopped where it was")]
+    VcpuKilled { exits: u64 },
+    #[error("fault tolerance")]
+    Ft(#[source] Box<crate::ft::FtError>),
 }
 
 impl VmError {
@@ -151,6 +163,9 @@ impl VmError {
             VmError::Snapshot(_) | VmError::Incompatible(_) => ExitCode::Snapshot,
             VmError::State(_) => ExitCode::Internal,
             VmError::Receive(_) => ExitCode::NotReceived,
+            VmError::Watchdog { .. } => ExitCode::Watchdog,
+            VmError::VcpuKilled { .. } => ExitCode::VcpuKilled,
+            VmError::Ft(_) => ExitCode::Internal,
         }
     }
 }

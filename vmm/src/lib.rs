@@ -30,6 +30,7 @@ pub mod control;
 pub mod controller;
 pub mod devices;
 pub mod error;
+pub mod ft;
 pub mod kvmstate;
 pub mod loader;
 pub mod memory;

@@ -2,9 +2,11 @@
 //! Each can also hand out its state and take it back ([`DeviceState`]), so
 //! a snapshot or a migration carries the devices with the guest.
 
+pub mod ib700;
 pub mod serial;
 pub mod simple;
 
+pub use ib700::{Ib700, WatchdogTimer};
 pub use serial::{spawn_input, IrqLine, Serial, SerialState};
 pub use simple::{DebugExit, PostCode, Scratch};
 
@@ -19,6 +21,8 @@ pub enum DeviceState {
     PostCode { last: u8 },
     /// The scratch device: its read/write register.
     Scratch { value: u64 },
+    /// The IB700 watchdog: nanoseconds left if it runs, the timeout last set.
+    Ib700 { remaining_ns: Option<u64>, timeout_s: u32 },
 }
 
 impl DeviceState {
@@ -29,6 +33,7 @@ impl DeviceState {
             DeviceState::DebugExit => "debug-exit port",
             DeviceState::PostCode { .. } => "POST code port",
             DeviceState::Scratch { .. } => "scratch device",
+            DeviceState::Ib700 { .. } => "IB700 watchdog",
         }
     }
 }

@@ -141,13 +141,16 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 /// file after a deliberate change, so that the change reaches the section
 /// decoders (tests and the fuzz target use it; any input, no panic).
 pub fn reseal(bytes: &mut [u8]) {
-    let field = |b: &[u8], at: usize, n: usize| b.get(at..at + n).map(|f| f.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)));
+    let field = |b: &[u8], at: usize, n: usize| {
+        b.get(at..at + n).map(|f| f.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+    };
     let Some(count) = field(bytes, 12, 4) else { return };
     let count = (count as usize).min(bytes.len() / ENTRY_LEN);
     for i in 0..count {
         let e = HEADER_LEN + ENTRY_LEN * i;
         let (Some(off), Some(len)) = (field(bytes, e + 8, 8), field(bytes, e + 16, 8)) else { break };
-        let body = usize::try_from(off).ok().zip(usize::try_from(len).ok()).and_then(|(o, l)| bytes.get(o..o.checked_add(l)?));
+        let body =
+            usize::try_from(off).ok().zip(usize::try_from(len).ok()).and_then(|(o, l)| bytes.get(o..o.checked_add(l)?));
         if let (Some(body), true) = (body, e + 28 <= bytes.len()) {
             let crc = crc32c(body);
             bytes[e + 24..e + 28].copy_from_slice(&crc.to_le_bytes());
@@ -400,6 +403,7 @@ const DEV_SERIAL: u8 = 1;
 const DEV_DEBUG_EXIT: u8 = 2;
 const DEV_POST: u8 = 3;
 const DEV_SCRATCH: u8 = 4;
+const DEV_IB700: u8 = 5;
 
 fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
     let mut e = Encoder::default();
@@ -424,6 +428,12 @@ fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
             }
             DeviceState::Scratch { value } => {
                 e.u8(DEV_SCRATCH).u64(*value);
+            }
+            DeviceState::Ib700 { remaining_ns, timeout_s } => {
+                e.u8(DEV_IB700).u32(*timeout_s);
+                optional(&mut e, remaining_ns, |e, n| {
+                    e.u64(*n);
+                });
             }
         }
     }
@@ -450,6 +460,11 @@ fn decode_device(d: &mut Decoder<'_>) -> Result<DeviceRecord, CodecError> {
         DEV_DEBUG_EXIT => DeviceState::DebugExit,
         DEV_POST => DeviceState::PostCode { last: d.u8("POST code")? },
         DEV_SCRATCH => DeviceState::Scratch { value: d.u64("scratch register")? },
+        DEV_IB700 => {
+            let timeout_s = d.u32("IB700 timeout")?;
+            let remaining_ns = read_optional(d, "IB700 running flag", |d| d.u64("IB700 time left"))?;
+            DeviceState::Ib700 { remaining_ns, timeout_s }
+        }
         v => return Err(CodecError::BadValue { what: "device kind", value: u64::from(v) }),
     };
     Ok(DeviceRecord { placement: Placement { bus, base, len, name }, state })

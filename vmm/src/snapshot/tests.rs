@@ -5,7 +5,6 @@
 use super::format::{encode, parse, SnapshotError, MAGIC};
 use super::state::*;
 use crate::bus::{BusKind, Placement};
-use crate::codec::crc32c;
 use crate::devices::{DeviceState, SerialState};
 
 /// A snapshot as the VMM would write it for a guest with `--timers`.
@@ -44,6 +43,10 @@ pub(crate) fn sample(timers: bool) -> Snapshot {
         DeviceRecord { placement: place(BusKind::Pio, 0x3f8, 8, "uart"), state: DeviceState::Serial(uart) },
         DeviceRecord { placement: place(BusKind::Pio, 0xf4, 4, "debug-exit"), state: DeviceState::DebugExit },
         DeviceRecord { placement: place(BusKind::Pio, 0x80, 1, "post"), state: DeviceState::PostCode { last: 9 } },
+        DeviceRecord {
+            placement: place(BusKind::Pio, 0x441, 4, "ib700"),
+            state: DeviceState::Ib700 { remaining_ns: Some(1_500_000_000), timeout_s: 2 },
+        },
         DeviceRecord {
             placement: place(BusKind::Mmio, 0xd000_0000, 0x1000, "scratch"),
             state: DeviceState::Scratch { value: 5 },
