@@ -383,17 +383,26 @@ impl<'v> Session<'v> {
             );
             return Ok(None);
         }
-        let discarded = self.release.discard().map_err(ft_err)?;
+        // A reset is a reboot, not a re-execution: what the guest printed before it stays shown.
+        let discarded = if to_boot {
+            self.release.flush(&self.metrics).map_err(ft_err)?;
+            0
+        } else {
+            self.release.discard().map_err(ft_err)?
+        };
         let age = self.store.latest().taken.elapsed();
         let rolled = self.store.rollback(&mut self.parts, to_boot).map_err(|e| ft_err(FtError::Checkpoint(e)))?;
         self.metrics.rollbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let target = if to_boot {
+            format!("the first checkpoint, the guest's start (a reset; now checkpoint {})", rolled.seq)
+        } else {
+            format!("checkpoint {} (taken {:.1} ms before)", rolled.seq, age.as_secs_f64() * 1e3)
+        };
         let _ = writeln!(
             sink,
-            "vmm: rollback {} of at most {}: {cause}; back to checkpoint {} (taken {:.1} ms before), {} pages restored in {:.3} ms, {discarded} bytes of output dropped",
+            "vmm: rollback {} of at most {}: {cause}; back to {target}, {} pages restored in {:.3} ms, {discarded} bytes of output dropped",
             done + 1,
             self.plan.max_restarts,
-            rolled.seq,
-            age.as_secs_f64() * 1e3,
             rolled.pages,
             rolled.took.as_secs_f64() * 1e3
         );

@@ -507,9 +507,14 @@ impl<'w> Supervisor<'w> {
         }
     }
 
-    /// The guest runs again: the end of a failover.
+    /// The guest runs: the first start ("started"), or the end of a failover ("running").
     fn running(&mut self, seq: u64) {
-        if let Some(Failover { declared, began, standby, preloaded }) = self.failover.take() {
+        let Some(Failover { declared, began, standby, preloaded }) = self.failover.take() else {
+            let pid = self.active.as_ref().map_or(0, |a| a.process.id());
+            self.log.event("started", &[("pid", pid.into()), ("attempt", self.attempt.into()), ("from", seq.into())]);
+            return;
+        };
+        {
             let took = began.elapsed();
             let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             self.metrics.failover_last_ns.store(ns, Ordering::Relaxed);
