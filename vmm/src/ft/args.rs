@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::backoff::RestartPolicy;
 use super::channel::ChildChannel;
+use super::child::ChannelKind;
 use super::inject::FaultSpec;
 use super::metrics::{MetricsServer, RunMetrics};
 use super::output::OutputGate;
@@ -23,7 +25,7 @@ pub struct FtArgs {
     /// Take a checkpoint every MS milliseconds (in memory, or in --checkpoint-dir).
     #[arg(long, value_name = "MS")]
     pub checkpoint_every: Option<u64>,
-    /// Keep checkpoints in DIR as snapshot files (ckpt-N and ckpt-N.mem), not in memory.
+    /// Keep checkpoints in DIR as snapshot files (slot-0 and slot-1, each with its .mem, used in turn), not in memory.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// What a guest failure (triple fault, emulation failure, injected fault) does.
@@ -63,6 +65,42 @@ pub struct FtArgs {
     /// Copy every page ever written at each checkpoint, not only the dirty ones.
     #[arg(long, hide = true)]
     pub full_checkpoints: bool,
+}
+
+/// Cold or warm standby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Standby {
+    Cold,
+    Warm,
+}
+
+/// The supervisor's own options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SuperviseFlags {
+    /// How restarts are spaced.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = RestartPolicy::Exponential)]
+    pub restart: RestartPolicy,
+    /// The first restart's delay (and the unit of the others).
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    pub backoff_base_ms: u64,
+    /// The longest delay.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub backoff_max_ms: u64,
+    /// Seed of the jittered policies.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub backoff_seed: u64,
+    /// cold: restore the latest checkpoint in a new VMM on a failure; warm: keep one restored, waiting.
+    #[arg(long, value_enum, default_value_t = Standby::Cold)]
+    pub standby: Standby,
+    /// Declare the VMM failed once this many heartbeats in a row have not arrived (K + 1 periods of silence).
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub heartbeat_misses: u32,
+    /// The channel to each child.
+    #[arg(long, value_enum, default_value_t = ChannelKind::Socket)]
+    pub channel: ChannelKind,
+    /// Write the JSON decision log to FILE (default: stderr).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
 }
 
 fn parse_fault(s: &str) -> Result<FaultSpec, String> {

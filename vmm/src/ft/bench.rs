@@ -42,6 +42,9 @@ pub enum Figure {
 /// A run that fails or whose output is not the guest's.
 pub fn run(figure: Figure, repeat: u32, plot: Option<&Path>, out: &mut dyn Write) -> Result<(), VmError> {
     let repeat = repeat.max(1);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("unknown");
+    let _ = writeln!(out, "({figure:?}: the machine's load average was {load} when it started)");
     match figure {
         Figure::Detection => {
             let watchdog = ib700_detection(repeat)?;
@@ -116,6 +119,8 @@ const TOUCH: u64 = 1024;
 
 struct CaseRun {
     wall: Duration,
+    /// User and system time of this process (the vCPU thread, the guest in it, the controller).
+    cpu: Duration,
     checkpoints: CheckpointStats,
     output: OutputDelay,
 }
@@ -126,13 +131,13 @@ fn run_case(case: &Case, dir: &Path) -> Result<CaseRun, VmError> {
     let shown = SharedBuffer::default();
     let Some(every) = case.every else {
         let mut vm = count_vm(&cmdline, 64, Box::new(shown.clone()))?;
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), cpu_time());
         let report = vm.run(RunOptions::default())?;
-        let wall = start.elapsed();
+        let (wall, cpu) = (start.elapsed(), cpu_time().saturating_sub(cpu));
         if report.status() != 0 || shown.take() != expected.as_bytes() {
             return Err(bench_err("the count guest did not print its lines"));
         }
-        return Ok(CaseRun { wall, checkpoints: CheckpointStats::default(), output: OutputDelay::default() });
+        return Ok(CaseRun { wall, cpu, checkpoints: CheckpointStats::default(), output: OutputDelay::default() });
     };
     let (gate, uart) = OutputGate::new();
     let mut vm = count_vm(&cmdline, 64, Box::new(uart))?;
@@ -145,13 +150,27 @@ fn run_case(case: &Case, dir: &Path) -> Result<CaseRun, VmError> {
         ..FtPlan::default()
     };
     let session = Session::new(&mut vm, &plan, Release::stdout(Box::new(shown.clone()), Some(gate)))?;
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let report = session.run(SessionOptions::default(), &mut io::sink())?;
-    let wall = start.elapsed();
+    let (wall, cpu) = (start.elapsed(), cpu_time().saturating_sub(cpu));
     if report.status() != 0 || shown.take() != expected.as_bytes() {
         return Err(bench_err(format!("the count guest did not print its lines with checkpoints {}", case.name)));
     }
-    Ok(CaseRun { wall, checkpoints: report.checkpoints, output: report.output })
+    Ok(CaseRun { wall, cpu, checkpoints: report.checkpoints, output: report.output })
+}
+
+/// This process's user and system time so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given and touches nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs()) + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// The guest's throughput with checkpoints against none.
@@ -169,14 +188,16 @@ fn checkpoint_overhead(rounds: u32, out: &mut dyn Write) -> Result<(), VmError> 
         out,
         "checkpoint overhead: `count` with --cmdline \"n={LINES} work={WORK} pages={PAGES} touch={TOUCH}\" (--mem 64; {PAGES} pages dirtied per line, {TOUCH} written once), median of {rounds} interleaved rounds"
     );
-    let _ = writeln!(out, "| checkpoints | run | lines/s | throughput vs none | checkpoints | vCPU paused (mean / max) | pages kept per checkpoint | output held (mean / max) |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    let mut none = f64::NAN;
+    let _ = writeln!(out, "| checkpoints | run (wall) | lines/s | throughput vs none (wall) | CPU time | throughput vs none (CPU time) | checkpoints | vCPU paused (mean / max) | paused share of the run | pages kept per checkpoint | output held (mean / max) |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let (mut none, mut none_cpu) = (f64::NAN, f64::NAN);
     for (case, runs) in CASES.iter().zip(&runs) {
         let mut walls: Vec<f64> = runs.iter().map(|r| ms(r.wall)).collect();
         let wall = median(&mut walls);
+        let mut cpus: Vec<f64> = runs.iter().map(|r| ms(r.cpu)).collect();
+        let cpu = median(&mut cpus);
         if case.every.is_none() {
-            none = wall;
+            (none, none_cpu) = (wall, cpu);
         }
         let count: u64 = runs.iter().map(|r| r.checkpoints.count).sum();
         let total: Duration = runs.iter().map(|r| r.checkpoints.total).sum();
@@ -184,13 +205,16 @@ fn checkpoint_overhead(rounds: u32, out: &mut dyn Write) -> Result<(), VmError> 
         let pages: u64 = runs.iter().map(|r| r.checkpoints.pages).sum();
         let per = |v: f64| if count == 0 { 0.0 } else { v / count as f64 };
         let held = runs.iter().map(|r| r.output.mean()).sum::<Duration>() / rounds;
+        let walls: Duration = runs.iter().map(|r| r.wall).sum();
+        let share = if walls.is_zero() { 0.0 } else { total.as_secs_f64() / walls.as_secs_f64() * 100.0 };
         let held_max = runs.iter().map(|r| r.output.max).max().unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} | {wall:.0} ms | {:.0} | {:.1}% | {} | {:.3} / {:.3} ms | {:.0} | {:.1} / {:.1} ms |",
+            "| {} | {wall:.0} ms | {:.0} | {:.1}% | {cpu:.0} ms | {:.1}% | {} | {:.3} / {:.3} ms | {share:.2}% | {:.0} | {:.1} / {:.1} ms |",
             case.name,
             LINES as f64 / wall * 1e3,
             none / wall * 100.0,
+            none_cpu / cpu * 100.0,
             count / u64::from(rounds),
             per(ms(total)),
             ms(max),
@@ -287,24 +311,38 @@ pub(crate) fn line_errors(shown: &str, n: u64) -> (u64, u64, u64) {
     (lost, duplicated, misordered)
 }
 
-/// `runs` runs of `count` with random injected failures, rolled back in this process.
+/// `runs` runs of `count` with random injected failures, rolled back in
+/// this process; then a fifth as many without output commit, to show what it prevents.
 fn output_commit(runs: u32, out: &mut dyn Write) -> Result<(), VmError> {
+    for commit in [true, false] {
+        let runs = if commit { runs } else { runs.div_ceil(5) };
+        output_commit_runs(runs, commit, out)?;
+    }
+    Ok(())
+}
+
+fn output_commit_runs(runs: u32, commit: bool, out: &mut dyn Write) -> Result<(), VmError> {
     const N: u64 = 40;
     let (mut lost, mut dup, mut order, mut failures, mut bad_runs) = (0, 0, 0, 0usize, 0);
     let mut delays = Vec::new();
     for run in 0..runs {
-        let (gate, uart) = OutputGate::new();
         let shown = SharedBuffer::default();
-        let mut vm = count_vm(&format!("n={N} work=2000"), 128, Box::new(uart))?;
+        let (gate, uart) = OutputGate::new();
+        let (uart, release): (Box<dyn Write + Send>, Release) = if commit {
+            (Box::new(uart), Release::stdout(Box::new(shown.clone()), Some(gate)))
+        } else {
+            (Box::new(shown.clone()), Release::stdout(Box::new(io::sink()), None))
+        };
+        let mut vm = count_vm(&format!("n={N} work=2000"), 128, uart)?;
         let spec = FaultSpec::parse(&format!("random=0.005,seed={}", run + 1)).map_err(|e| bench_err(e.to_string()))?;
         let plan = FtPlan {
             checkpoint_every: Some(Duration::from_millis(5)),
             on_failure: OnFailure::Rollback,
             max_restarts: 1000,
+            output_commit: commit,
             faults: vec![spec],
             ..FtPlan::default()
         };
-        let release = Release::stdout(Box::new(shown.clone()), Some(gate));
         let report = session::run(&mut vm, &plan, release, SessionOptions::default(), &mut io::sink())?;
         let text = String::from_utf8_lossy(&shown.take()).into_owned();
         let (l, d, o) = line_errors(&text, N);
@@ -313,10 +351,11 @@ fn output_commit(runs: u32, out: &mut dyn Write) -> Result<(), VmError> {
         failures += report.rollbacks.len();
         delays.push(report.output.mean());
     }
-    let mean = delays.iter().sum::<Duration>() / runs;
+    let mean = delays.iter().sum::<Duration>() / runs.max(1);
+    let how = if commit { "with output commit" } else { "WITHOUT output commit (--no-output-commit)" };
     let _ = writeln!(
         out,
-        "output commit, rolled back in the VMM: {runs} runs of `count` (n={N} work=2000) with --inject-fault random=0.005,seed=1..{runs} and checkpoints every 5 ms: {failures} failures rolled back; {lost} lines lost, {dup} duplicated, {order} out of order; {bad_runs} runs whose output differs from the uninterrupted run's; output held {:.2} ms on average",
+        "rolled back in the VMM, {how}: {runs} runs of `count` (n={N} work=2000) with --inject-fault random=0.005,seed=1..{runs} and checkpoints every 5 ms: {failures} failures rolled back; {lost} lines lost, {dup} duplicated, {order} out of order; {bad_runs} runs whose output differs from the uninterrupted run's; output held {:.2} ms on average",
         ms(mean)
     );
     Ok(())

@@ -46,6 +46,7 @@ pub mod bench;
 pub mod bench_supervisor;
 pub mod channel;
 pub mod checkpoint;
+pub mod child;
 pub mod disk;
 pub mod inject;
 pub mod jsonlog;

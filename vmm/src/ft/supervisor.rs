@@ -22,21 +22,20 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::args::{metrics_server, FtArgs};
-use super::backoff::{Backoff, RestartPolicy};
-use super::channel::{wait_readable, FrameReader};
+pub use super::args::{Standby, SuperviseFlags};
+use super::backoff::Backoff;
+use super::channel::wait_readable;
+pub use super::child::ChannelKind;
+use super::child::{describe, Cause, Child};
 use super::jsonlog::{JsonLog, Value};
 use super::metrics::SupervisorMetrics;
-use super::wire::{self, Frame};
+use super::wire::Frame;
 use crate::error::ExitCode;
 
 /// SIGTERM or SIGINT arrived: end the children, then the supervisor.
@@ -61,7 +60,7 @@ fn install_end_handlers() {
 }
 
 /// How long a child may take to start running the guest.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default checkpoint interval under a supervisor.
 const DEFAULT_CHECKPOINT_MS: u64 = 50;
 
@@ -96,51 +95,6 @@ pub enum SuperviseError {
     Final { status: i32, why: String },
 }
 
-/// Cold or warm standby.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Standby {
-    Cold,
-    Warm,
-}
-
-/// The channel to each child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChannelKind {
-    /// One Unix socket pair (the child's stdin and stdout).
-    Socket,
-    /// Two pipes.
-    Pipe,
-}
-
-/// The supervisor's own options.
-#[derive(clap::Args, Clone, Debug)]
-pub struct SuperviseFlags {
-    /// How restarts are spaced.
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = RestartPolicy::Exponential)]
-    pub restart: RestartPolicy,
-    /// The first restart's delay (and the unit of the others).
-    #[arg(long, value_name = "MS", default_value_t = 10)]
-    pub backoff_base_ms: u64,
-    /// The longest delay.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub backoff_max_ms: u64,
-    /// Seed of the jittered policies.
-    #[arg(long, value_name = "S", default_value_t = 1)]
-    pub backoff_seed: u64,
-    /// cold: restore the latest checkpoint in a new VMM on a failure; warm: keep one restored, waiting.
-    #[arg(long, value_enum, default_value_t = Standby::Cold)]
-    pub standby: Standby,
-    /// Declare the VMM failed once this many heartbeats in a row have not arrived (K + 1 periods of silence).
-    #[arg(long, value_name = "K", default_value_t = 5)]
-    pub heartbeat_misses: u32,
-    /// The channel to each child.
-    #[arg(long, value_enum, default_value_t = ChannelKind::Socket)]
-    pub channel: ChannelKind,
-    /// Write the JSON decision log to FILE (default: stderr).
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-}
-
 /// The command-line words every child gets, split by what accepts them.
 #[derive(Clone, Debug, Default)]
 pub struct ChildArgs {
@@ -148,45 +102,6 @@ pub struct ChildArgs {
     pub boot: Vec<String>,
     /// The run options every child takes.
     pub flags: Vec<String>,
-}
-
-/// A running child VMM.
-struct Child {
-    process: std::process::Child,
-    reader: FrameReader,
-    control: File,
-    standby: bool,
-    spawned: Instant,
-    last_beat: Option<Instant>,
-    misses: u32,
-    running: bool,
-    /// The checkpoint a standby has loaded.
-    loaded: Option<u64>,
-    /// The checkpoint sent to load and not acknowledged yet.
-    loading: Option<u64>,
-    failure: Option<(u8, String, u64)>,
-    ended: Option<u8>,
-}
-
-impl Child {
-    fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        wire::encode(frame, &mut buf);
-        self.control.write_all(&buf)
-    }
-
-    fn kill(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        let _ = self.process.kill();
-        self.process.wait()
-    }
-}
-
-/// Why a child was declared failed.
-enum Cause {
-    Exited,
-    Heartbeat(Duration),
-    NotStarted,
-    Channel(String),
 }
 
 /// Runs `vmm supervise`; returns the exit status.
@@ -320,54 +235,18 @@ impl<'w> Supervisor<'w> {
     }
 
     fn spawn(&mut self, args: Vec<String>, standby: bool) -> Result<Child, SuperviseError> {
-        let spawn = |what| move |source| SuperviseError::Spawn { what, source };
-        let exe = std::env::current_exe().map_err(spawn("finding this binary"))?;
-        let (ours_in, ours_out, theirs_in, theirs_out): (OwnedFd, OwnedFd, OwnedFd, OwnedFd) = match self.flags.channel
-        {
-            ChannelKind::Socket => {
-                let (ours, theirs) = UnixStream::pair().map_err(spawn("a socket pair"))?;
-                let ours2 = ours.try_clone().map_err(spawn("a socket pair"))?;
-                let theirs2 = theirs.try_clone().map_err(spawn("a socket pair"))?;
-                (ours.into(), ours2.into(), theirs.into(), theirs2.into())
-            }
-            ChannelKind::Pipe => {
-                let (from_child, child_out) = pipe().map_err(spawn("a pipe"))?;
-                let (child_in, to_child) = pipe().map_err(spawn("a pipe"))?;
-                (from_child, to_child, child_in, child_out)
-            }
-        };
-        let process = Command::new(exe)
-            .args(&args)
-            .stdin(Stdio::from(theirs_in))
-            .stdout(Stdio::from(theirs_out))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(spawn("spawning it"))?;
-        let pid = process.id();
+        let child = Child::spawn(&args, self.flags.channel, standby)?;
         let role = if standby { "standby" } else { "active" };
         self.log.event(
             "spawn",
             &[
-                ("pid", pid.into()),
+                ("pid", child.process.id().into()),
                 ("role", role.into()),
                 ("attempt", self.attempt.into()),
                 ("command", args.first().cloned().unwrap_or_default().into()),
             ],
         );
-        Ok(Child {
-            process,
-            reader: FrameReader::new(ours_in),
-            control: File::from(ours_out),
-            standby,
-            spawned: Instant::now(),
-            last_beat: None,
-            misses: 0,
-            running: false,
-            loaded: None,
-            loading: None,
-            failure: None,
-            ended: None,
-        })
+        Ok(child)
     }
 
     /// A child that boots the guest, or restores the latest checkpoint.
@@ -700,52 +579,4 @@ impl Drop for Supervisor<'_> {
             let _ = child.kill();
         }
     }
-}
-
-/// The failure's words, its detector and, when known, the time from the
-/// failure to now.
-fn describe(
-    cause: &Cause,
-    child: &Child,
-    status: std::process::ExitStatus,
-    misses: u32,
-    period: Duration,
-) -> (String, &'static str, Option<Duration>) {
-    let exit = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (None, Some(s)) => format!("was killed by signal {s} ({})", crate::ft::signal_name(s)),
-        (None, None) => "ended".to_string(),
-    };
-    match cause {
-        Cause::Heartbeat(since) => (
-            format!(
-                "no heartbeat for {:.1} ms ({misses} missed, one every {} ms): the VMM hangs or is stopped",
-                since.as_secs_f64() * 1e3,
-                period.as_millis()
-            ),
-            "heartbeat",
-            Some(*since),
-        ),
-        Cause::NotStarted => (format!("the child did not start the guest within {START_TIMEOUT:?}"), "start", None),
-        Cause::Channel(e) => (format!("the child's channel broke ({e}); it {exit}"), "channel", None),
-        Cause::Exited => match &child.failure {
-            Some((_, text, unix_ns)) => {
-                let first = text.lines().next().unwrap_or("");
-                let since = super::session::unix_ns().saturating_sub(*unix_ns);
-                (format!("the VMM {exit}: {first}"), "report", Some(Duration::from_nanos(since)))
-            }
-            None => (format!("the VMM {exit} without a word (a crash)"), "exit", None),
-        },
-    }
-}
-
-/// A pipe whose ends close on exec (the child gets its end as stdin or stdout).
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created by pipe2 and are owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
