@@ -204,6 +204,35 @@ fn a_numbered_sequence_survives_rollbacks_exactly_once_in_order() {
     assert!(failures >= 8, "several injected failures per run, {failures} in all");
 }
 
+#[test]
+fn checkpoints_in_a_directory_roll_back_and_are_snapshots_vmm_restore_reads() {
+    if !kvm_available() {
+        return;
+    }
+    let _one = exclusive();
+    let dir = temp_path("ckpt-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let spec = "random=0.004,seed=2";
+    let args = ["run", "count", "--cmdline", "n=30 work=2000", "--checkpoint-every", "10", "--checkpoint-dir", d];
+    let o = vmm(
+        &[&args[..], &["--on-failure", "rollback", "--max-restarts", "100", "--inject-fault", spec]].concat(),
+        LIMIT,
+    );
+    count_once_each(&o, 30);
+    assert!(o.stderr.contains("vmm: rollback ") && o.stderr.contains("in the checkpoint directory"), "{}", o.stderr);
+    // Both slots hold a whole checkpoint: each restores in a new process and runs the guest to its end.
+    for slot in ["slot-0", "slot-1"] {
+        let path = dir.join(slot);
+        let info = vmm(&["snapshot-info", path.to_str().unwrap()], LIMIT);
+        assert_eq!(info.status, 0, "{slot}: {}", info.stderr);
+        let restored = vmm(&["restore", path.to_str().unwrap(), "--timeout", "30"], LIMIT);
+        assert_eq!(restored.status, 0, "{slot}: {}", restored.stderr);
+        assert!(restored.stdout.ends_with("count 30\ncount: done\n"), "{slot}: {}", restored.stdout);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A `vmm supervise` with its JSON log in a file.
 struct Supervisor {
     child: Child,
@@ -324,8 +353,9 @@ fn a_hung_vmm_and_a_hung_guest_are_declared_failed() {
         return;
     }
     let _one = exclusive();
-    // The VMM's controller hangs 150 ms in (attempt 0 only): the heartbeats stop, the restart runs to the end.
-    let beats = ["--heartbeat-ms", "50", "--heartbeat-misses", "6"];
+    // The VMM's controller hangs 150 ms in (attempt 0 only): the heartbeats (over two pipes here) stop,
+    // the restart runs to the end.
+    let beats = ["--heartbeat-ms", "50", "--heartbeat-misses", "6", "--channel", "pipe"];
     let args = [&["count", "--cmdline", "n=20 work=5000", "--inject-fault", "hang-after-ms=150"][..], &beats].concat();
     let s = Supervisor::start("hung-vmm", &args);
     let failure = s.wait("failure", 1);

@@ -355,7 +355,7 @@ fn output_commit_runs(runs: u32, commit: bool, out: &mut dyn Write) -> Result<()
     let how = if commit { "with output commit" } else { "WITHOUT output commit (--no-output-commit)" };
     let _ = writeln!(
         out,
-        "rolled back in the VMM, {how}: {runs} runs of `count` (n={N} work=2000) with --inject-fault random=0.005,seed=1..{runs} and checkpoints every 5 ms: {failures} failures rolled back; {lost} lines lost, {dup} duplicated, {order} out of order; {bad_runs} runs whose output differs from the uninterrupted run's; output held {:.2} ms on average",
+        "rolled back in the VMM, {how}: {runs} runs of `count` (n={N} work=2000) with --inject-fault random=0.005,seed=1..{runs} and checkpoints every 5 ms: {failures} failures rolled back; {lost} lines missing (lost, or garbled by a repeated part), {dup} duplicated, {order} out of order; {bad_runs} runs whose output differs from the uninterrupted run's; output held {:.2} ms on average",
         ms(mean)
     );
     Ok(())

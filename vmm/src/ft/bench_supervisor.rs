@@ -171,7 +171,7 @@ pub(crate) fn detection(runs: u32, watchdog: &WatchdogFigures, out: &mut dyn Wri
 
 /// Failover time, cold against warm standby.
 pub(crate) fn failover(runs: u32, out: &mut dyn Write) -> Result<(), VmError> {
-    let _ = writeln!(out, "failover: from the restart decision (backoff 0) to the guest running again, `count` failing at exit 500 of every attempt, checkpoints every 50 ms:");
+    let _ = writeln!(out, "failover: from the restart decision (backoff 0) to the guest running again, `count` failing at exit 3000 of every attempt (some 0.5 s in, so that the next standby is ready), checkpoints every 50 ms:");
     let _ = writeln!(
         out,
         "| standby | failover (median, range) | from the declaration | standby had the checkpoint loaded |"
@@ -184,7 +184,7 @@ pub(crate) fn failover(runs: u32, out: &mut dyn Write) -> Result<(), VmError> {
             "--cmdline",
             "n=1000000 work=2000",
             "--inject-fault",
-            "shutdown-after-exits=500,attempts=all",
+            "shutdown-after-exits=3000,attempts=all",
             "--checkpoint-every",
             "50",
             "--backoff-base-ms",

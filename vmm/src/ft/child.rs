@@ -88,6 +88,12 @@ impl Child {
         self.control.write_all(&buf)
     }
 
+    /// Sends SIGKILL and, if it has ended already, its status (without waiting for its teardown).
+    pub fn kill_now(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = self.process.kill();
+        self.process.try_wait().ok().flatten()
+    }
+
     pub fn kill(&mut self) -> std::io::Result<std::process::ExitStatus> {
         let _ = self.process.kill();
         self.process.wait()
@@ -107,14 +113,16 @@ pub(crate) enum Cause {
 pub(crate) fn describe(
     cause: &Cause,
     child: &Child,
-    status: std::process::ExitStatus,
+    status: Option<std::process::ExitStatus>,
     misses: u32,
     period: Duration,
 ) -> (String, &'static str, Option<Duration>) {
-    let exit = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (None, Some(s)) => format!("was killed by signal {s} ({})", crate::ft::signal_name(s)),
-        (None, None) => "ended".to_string(),
+    let exit = match (status.and_then(|s| s.code()), status.and_then(|s| s.signal()), &child.failure) {
+        (Some(c), _, _) => format!("exited with status {c}"),
+        (None, Some(s), _) => format!("was killed by signal {s} ({})", crate::ft::signal_name(s)),
+        // Not reaped yet (it is being torn down): the status it reported.
+        (None, None, Some((c, _, _))) => format!("exited with status {c}"),
+        (None, None, None) => "ended".to_string(),
     };
     match cause {
         Cause::Heartbeat(since) => (

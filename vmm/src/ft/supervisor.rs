@@ -178,6 +178,8 @@ struct Supervisor<'w> {
     attempt: u32,
     /// A restart under way.
     failover: Option<Failover>,
+    /// Failed children killed and not reaped yet.
+    reaping: Vec<Child>,
 }
 
 /// A restart under way: when the failure was declared, when the restart
@@ -221,6 +223,7 @@ impl<'w> Supervisor<'w> {
             restarts: 0,
             attempt: ft.attempt,
             failover: None,
+            reaping: Vec::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl<'w> Supervisor<'w> {
             self.log.event("ended", &[("signal", u64::from(signal.unsigned_abs()).into())]);
             return Ok(Some(128 + signal));
         }
+        self.reaping.retain_mut(|c| !matches!(c.process.try_wait(), Ok(Some(_))));
         let Some(active) = self.active.as_ref() else {
             return Err(SuperviseError::Final { status: ExitCode::Internal as i32, why: "no child runs".into() });
         };
@@ -473,7 +477,12 @@ impl<'w> Supervisor<'w> {
         let declared = Instant::now();
         let Some(mut child) = self.active.take() else { return Ok(None) };
         let pid = child.process.id();
-        let status = child.kill().map_err(SuperviseError::Wait)?;
+        // A child that reported its failure is not waited for: the teardown of its VM takes
+        // milliseconds, and the restart need not wait for it (it is reaped later).
+        let status = match (&cause, &child.failure) {
+            (Cause::Exited, Some(_)) | (Cause::Heartbeat(_) | Cause::NotStarted, _) => child.kill_now(),
+            _ => Some(child.kill().map_err(SuperviseError::Wait)?),
+        };
         let (text, detector, detection) = describe(&cause, &child, status, self.flags.heartbeat_misses, self.heartbeat);
         self.metrics.failures.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = detection {
@@ -490,7 +499,9 @@ impl<'w> Supervisor<'w> {
                 ("detection_ms", detection),
             ],
         );
-        let code = status.code().unwrap_or(ExitCode::Internal as i32);
+        let reported = child.failure.as_ref().map(|f| i32::from(f.0));
+        let code = status.and_then(|s| s.code()).or(reported).unwrap_or(ExitCode::Internal as i32);
+        self.reaping.push(child);
         if matches!(code, 2 | 71 | 72 | 76) {
             self.release_pending();
             return Err(SuperviseError::Final { status: code, why: text });
@@ -575,7 +586,7 @@ impl<'w> Supervisor<'w> {
 
 impl Drop for Supervisor<'_> {
     fn drop(&mut self) {
-        for child in [self.active.as_mut(), self.standby.as_mut()].into_iter().flatten() {
+        for child in [self.active.as_mut(), self.standby.as_mut()].into_iter().flatten().chain(&mut self.reaping) {
             let _ = child.kill();
         }
     }
