@@ -45,6 +45,8 @@ const BUILDS: &[(&str, &str, Link)] = &[
     ("hello", "hello-plain-ld.elf", Link::PvhPlainLd),
     ("exits", "exits.elf", Link::Pvh),
     ("workset", "workset.elf", Link::Pvh),
+    ("count", "count.elf", Link::Pvh),
+    ("ib700", "ib700.elf", Link::Pvh),
 ];
 
 const REAL_MODE_BASE: &str = "0x7c00";

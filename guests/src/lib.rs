@@ -159,6 +159,18 @@ pub const GUESTS: &[Guest] = &[
         "PVH ELF: rewrites a working set (--cmdline \"mib=N passes=P\") and checks it, for live migration"
     ),
     guest!(
+        "count",
+        "count.elf",
+        Boot::Elf,
+        "PVH ELF: prints a numbered sequence (--cmdline \"n=N work=W pages=P\"), for checkpoints and rollback"
+    ),
+    guest!(
+        "ib700",
+        "ib700.elf",
+        Boot::Elf,
+        "PVH ELF: pets the IB700 watchdog, stops on demand (--cmdline \"pets=N hang=K\" or a byte on COM1)"
+    ),
+    guest!(
         "hello",
         "hello.elf",
         Boot::Elf,

@@ -41,6 +41,14 @@ enum Command {
         /// The state file (its memory file is FILE.mem).
         file: PathBuf,
     },
+    /// Run a guest as a child VMM, restarting it from its latest checkpoint when it fails.
+    Supervise(SuperviseArgs),
+    /// A warm standby of `vmm supervise` (started by it).
+    #[command(hide = true)]
+    Standby {
+        #[command(flatten)]
+        flags: RunFlags,
+    },
     /// Measure the exit round trip, the boot time, snapshots and migration.
     Bench {
         /// Rounds of the exit benchmark (the fastest is kept).
@@ -52,10 +60,21 @@ enum Command {
         /// Only these parts (default: all).
         #[arg(long, value_enum)]
         only: Vec<BenchPart>,
-        /// Restores per RAM size, migrations per working set.
+        /// Restores per RAM size, migrations per working set, runs per fault-tolerance figure.
         #[arg(long, default_value_t = 5)]
         repeat: u32,
+        /// Where `--only backoff` writes its SVG plot.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct SuperviseArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    policy: crate::ft::supervisor::SuperviseFlags,
 }
 
 #[derive(clap::Args)]
@@ -166,6 +185,8 @@ struct RunFlags {
     /// Also write the migration report as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "migrate_to")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    ft: crate::ft::args::FtArgs,
     /// Serve the GDB remote protocol on HOST:PORT (gdb: target remote HOST:PORT), like QEMU's -s.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_socket, conflicts_with_all = ["snapshot", "migrate_to"])]
     gdb: Option<std::net::SocketAddr>,
@@ -196,6 +217,18 @@ enum BenchPart {
     Exits,
     Snapshot,
     Migration,
+    /// Detection time of each detector.
+    Detection,
+    /// Failover time, cold and warm standby.
+    Failover,
+    /// The guest's throughput with checkpoints every 10, 50, 200 ms and none.
+    Checkpoint,
+    /// Restart delays of each backoff policy (with --plot FILE, an SVG).
+    Backoff,
+    /// Heartbeat false positives against the timeout with CPU-bound neighbours (minutes; only when asked for).
+    Heartbeat,
+    /// Lost and duplicated lines in --repeat runs with random failures (only when asked for).
+    OutputCommit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -319,8 +352,33 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn run(mut vm: Vm, flags: RunFlags, err: &mut (dyn Write + Send)) -> Result<i32, VmError> {
+fn run(
+    mut vm: Vm,
+    flags: RunFlags,
+    ft: Option<crate::ft::args::FtIo>,
+    restored_from: Option<PathBuf>,
+    err: &mut (dyn Write + Send),
+) -> Result<i32, VmError> {
     let timeout = flags.timeout.map(Duration::from_secs_f64);
+    if let Some(io) = ft {
+        if flags.migrate_to.is_some() {
+            let why = "--migrate-to cannot be combined with checkpoints, watchdogs or injected faults yet".into();
+            return Err(VmError::Ft(Box::new(crate::ft::FtError::Options(why))));
+        }
+        let snapshot = flags.snapshot.map(|path| SnapshotPlan {
+            path,
+            after_exits: flags.snapshot_after_exits,
+            stop: flags.snapshot_and_stop,
+        });
+        let opts = crate::ft::session::SessionOptions {
+            trace: flags.trace,
+            stats: flags.stats,
+            timeout,
+            seccomp: !flags.no_seccomp,
+            snapshot,
+        };
+        return crate::ft::args::run(vm, &flags.ft, io, restored_from, opts, err);
+    }
     let snapshot = flags.snapshot.map(|path| SnapshotPlan {
         path,
         after_exits: flags.snapshot_after_exits,
@@ -431,6 +489,66 @@ fn bench(rounds: u32, boots: u32, only: &[BenchPart], repeat: u32, out: &mut dyn
     Ok(())
 }
 
+/// The words of `vmm supervise`'s command line its children get: the guest
+/// and the options only `vmm run` takes, and the run options every child
+/// takes (those `vmm standby` has too); the supervisor's own options and
+/// those it sets for each child are left out.
+fn supervised_child_args(args: &[&str]) -> crate::ft::supervisor::ChildArgs {
+    use clap::{Args, CommandFactory};
+    let owned = ["max_restarts", "metrics", "checkpoint_every", "checkpoint_dir", "heartbeat_ms", "attempt"];
+    let owned = [&owned[..], &["checkpoint_seq", "supervised", "resumed"]].concat();
+    let command = Cli::command();
+    let policy = crate::ft::supervisor::SuperviseFlags::augment_args(clap::Command::new("policy"));
+    let standby =
+        command.find_subcommand("standby").map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect());
+    let standby: Vec<String> = standby.unwrap_or_default();
+    let mut out = crate::ft::supervisor::ChildArgs::default();
+    let Ok(matches) = command.clone().try_get_matches_from(std::iter::once("vmm").chain(args.iter().copied())) else {
+        return out;
+    };
+    let (Some(sub), Some(sub_command)) =
+        (matches.subcommand_matches("supervise"), command.find_subcommand("supervise"))
+    else {
+        return out;
+    };
+    for arg in sub_command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let given = sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !given || owned.contains(&id) || policy.get_arguments().any(|a| a.get_id() == id) {
+            continue;
+        }
+        let words = if standby.iter().any(|s| s == id) { &mut out.flags } else { &mut out.boot };
+        let long = arg.get_long().map(|l| format!("--{l}"));
+        let raw: Vec<String> =
+            sub.get_raw(id).map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        match (long, arg.get_action().takes_values()) {
+            (None, _) => words.extend(raw),
+            (Some(long), true) => raw.into_iter().for_each(|v| words.extend([long.clone(), v])),
+            (Some(long), false) => words.push(long),
+        }
+    }
+    out
+}
+
+/// The fault-tolerance figures: the quick ones by default, the long ones when asked for.
+fn ft_bench(only: &[BenchPart], repeat: u32, plot: Option<&Path>, out: &mut dyn Write) -> Result<(), VmError> {
+    use crate::ft::bench::Figure;
+    let parts = [
+        (BenchPart::Detection, Figure::Detection, true),
+        (BenchPart::Failover, Figure::Failover, true),
+        (BenchPart::Checkpoint, Figure::Checkpoint, true),
+        (BenchPart::Backoff, Figure::Backoff, true),
+        (BenchPart::Heartbeat, Figure::Heartbeat, false),
+        (BenchPart::OutputCommit, Figure::OutputCommit, false),
+    ];
+    for (part, figure, by_default) in parts {
+        if only.contains(&part) || (only.is_empty() && by_default) {
+            crate::ft::bench::run(figure, repeat, plot, out)?;
+        }
+    }
+    Ok(())
+}
+
 fn exit_status(result: Result<i32, VmError>, err: &mut dyn Write) -> i32 {
     match result {
         Ok(status) => status,
@@ -468,26 +586,44 @@ pub fn main_with(
             0
         }
         Command::Run(args) => {
-            let result = boot(args, SerialIo { out, input }, err).and_then(|(vm, flags)| run(vm, flags, err));
+            let (serial, ft) = crate::ft::args::prepare(&args.flags.ft, SerialIo { out, input });
+            let result = boot(args, serial, err).and_then(|(vm, flags)| run(vm, flags, ft, None, err));
             exit_status(result, err)
         }
         Command::Restore(args) => {
-            let restored = restore(args, SerialIo { out, input }, err);
-            let result = restored.and_then(|(vm, flags)| run(vm, flags, err));
+            let (serial, ft) = crate::ft::args::prepare(&args.flags.ft, SerialIo { out, input });
+            let file = args.file.clone();
+            let restored = restore(args, serial, err);
+            let result = restored.and_then(|(vm, flags)| run(vm, flags, ft, Some(file), err));
             exit_status(result, err)
         }
         Command::Receive(args) => {
             let received = receive(args, SerialIo { out, input }, err);
-            let result = received.and_then(|(vm, flags)| run(vm, flags, err));
+            let result = received.and_then(|(vm, flags)| run(vm, flags, None, None, err));
+            exit_status(result, err)
+        }
+        Command::Supervise(SuperviseArgs { run, policy }) => {
+            crate::ft::supervisor::main(supervised_child_args(args), &policy, &run.flags.ft, out, err)
+        }
+        Command::Standby { flags } => {
+            let opts = crate::ft::session::SessionOptions {
+                trace: flags.trace,
+                stats: flags.stats,
+                timeout: flags.timeout.map(Duration::from_secs_f64),
+                seccomp: !flags.no_seccomp,
+                snapshot: None,
+            };
+            let result = crate::ft::standby::run(&flags.ft, opts, input, out, err);
             exit_status(result, err)
         }
         Command::SnapshotInfo { file } => {
             let result = snapshot_info(&file, &mut out);
             exit_status(result, err)
         }
-        Command::Bench { rounds, boots, only, repeat } => {
+        Command::Bench { rounds, boots, only, repeat, plot } => {
             let start = Instant::now();
-            let result = bench(rounds, boots, &only, repeat, &mut out);
+            let result = bench(rounds, boots, &only, repeat, &mut out)
+                .and_then(|()| ft_bench(&only, repeat, plot.as_deref(), &mut out));
             let _ = writeln!(out, "bench took {:.1} s", start.elapsed().as_secs_f64());
             exit_status(result.map(|()| 0), err)
         }

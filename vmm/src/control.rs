@@ -29,6 +29,10 @@ pub enum PauseReason {
     Migration,
     /// The gdb stub wants the vCPU stopped (Ctrl-C, gdb connecting).
     Debug,
+    /// Take a checkpoint (`--checkpoint-every`).
+    Checkpoint,
+    /// Carry out `--watchdog-action`, or end an attempt whose controller failed.
+    Watchdog,
 }
 
 /// How a run ended, when it ended without an error.
@@ -51,6 +55,8 @@ pub enum Verdict {
     Resume,
     /// End the run.
     Stop(RunEnd),
+    /// End the run with this failure (a watchdog action, a failed controller).
+    Fail(Box<crate::vm::VmError>),
 }
 
 /// A paused vCPU's state, handed to the controller.
@@ -71,6 +77,8 @@ const NO_PAUSE: u8 = 0;
 const PAUSE_SNAPSHOT: u8 = 1;
 const PAUSE_MIGRATION: u8 = 2;
 const PAUSE_DEBUG: u8 = 3;
+const PAUSE_CHECKPOINT: u8 = 4;
+const PAUSE_WATCHDOG: u8 = 5;
 
 /// The shared state of one run between the vCPU thread and the controller.
 #[derive(Debug, Default)]
@@ -116,6 +124,8 @@ impl Control {
             PauseReason::Snapshot => PAUSE_SNAPSHOT,
             PauseReason::Migration => PAUSE_MIGRATION,
             PauseReason::Debug => PAUSE_DEBUG,
+            PauseReason::Checkpoint => PAUSE_CHECKPOINT,
+            PauseReason::Watchdog => PAUSE_WATCHDOG,
         };
         self.pause.store(code, Ordering::SeqCst);
         self.set_immediate_exit(true);
@@ -135,6 +145,8 @@ impl Control {
             PAUSE_SNAPSHOT => Some(PauseReason::Snapshot),
             PAUSE_MIGRATION => Some(PauseReason::Migration),
             PAUSE_DEBUG => Some(PauseReason::Debug),
+            PAUSE_CHECKPOINT => Some(PauseReason::Checkpoint),
+            PAUSE_WATCHDOG => Some(PauseReason::Watchdog),
             _ => None,
         }
     }

@@ -52,6 +52,12 @@ pub enum ExitCode {
     GuestReset = 90,
     /// The gdb stub ended the run: it cannot listen, or gdb killed the guest.
     Debugger = 91,
+    /// The IB700 watchdog expired (`--watchdog-action shutdown`, or no rollback left).
+    Watchdog = 83,
+    /// The vCPU thread died (`--inject-fault kill-vcpu-after-exits` or `random`).
+    VcpuKilled = 84,
+    /// `vmm supervise`: the guest failed more often than `--max-restarts` allows.
+    RestartsExhausted = 85,
 }
 
 /// Registers, mode and instruction at the moment a run went wrong.
@@ -140,6 +146,12 @@ pub enum VmError {
     Receive(#[source] crate::migration::MigrationError),
     #[error("the gdb stub ended the run")]
     Gdb(#[source] crate::gdb::GdbError),
+    #[error("{expiry}\n{diagnosis}")]
+    Watchdog { expiry: crate::devices::ib700::Expiry, diagnosis: Box<Diagnosis> },
+    #[error("the vCPU thread died at exit {exits} (injected by --inject-fault): the guest stopped where it was")]
+    VcpuKilled { exits: u64 },
+    #[error("fault tolerance")]
+    Ft(#[source] Box<crate::ft::FtError>),
 }
 
 impl VmError {
@@ -165,6 +177,9 @@ impl VmError {
             VmError::State(_) => ExitCode::Internal,
             VmError::Receive(_) => ExitCode::NotReceived,
             VmError::Gdb(_) => ExitCode::Debugger,
+            VmError::Watchdog { .. } => ExitCode::Watchdog,
+            VmError::VcpuKilled { .. } => ExitCode::VcpuKilled,
+            VmError::Ft(_) => ExitCode::Internal,
         }
     }
 }

@@ -161,7 +161,6 @@ pub fn save_vcpu(vcpu: &VcpuFd, id: u32, caps: &VcpuCaps) -> Result<VcpuState, S
 ///
 /// A failed KVM call, naming it, or an MSR KVM refuses.
 pub fn restore_vcpu(vcpu: &VcpuFd, s: &VcpuState, omit: &[StatePart]) -> Result<(), StateError> {
-    let keep = |p: StatePart| !omit.contains(&p);
     let cpuid = kvm_bindings::CpuId::from_entries(&s.cpuid)
         .map_err(|_| StateError::TooMany { count: s.cpuid.len(), max: kvm_bindings::KVM_MAX_CPUID_ENTRIES })?;
     vcpu.set_cpuid2(&cpuid).map_err(restoring("KVM_SET_CPUID2"))?;
@@ -170,6 +169,17 @@ pub fn restore_vcpu(vcpu: &VcpuFd, s: &VcpuState, omit: &[StatePart]) -> Result<
             vcpu.set_tsc_khz(khz).map_err(restoring("KVM_SET_TSC_KHZ"))?;
         }
     }
+    load_vcpu_state(vcpu, s, omit)
+}
+
+/// Writes one vCPU's state but its CPUID table and TSC frequency, which a
+/// vCPU that has run keeps: a rollback to a checkpoint of the same vCPU.
+///
+/// # Errors
+///
+/// A failed KVM call, naming it, or an MSR KVM refuses.
+pub fn load_vcpu_state(vcpu: &VcpuFd, s: &VcpuState, omit: &[StatePart]) -> Result<(), StateError> {
+    let keep = |p: StatePart| !omit.contains(&p);
     vcpu.set_mp_state(s.mp_state).map_err(restoring("KVM_SET_MP_STATE"))?;
     if keep(StatePart::Regs) {
         vcpu.set_regs(&s.regs).map_err(restoring("KVM_SET_REGS"))?;

@@ -32,6 +32,7 @@ pub mod controller;
 pub mod devices;
 pub mod error;
 pub mod gdb;
+pub mod ft;
 pub mod kvmstate;
 pub mod linux;
 pub mod loader;

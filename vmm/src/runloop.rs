@@ -43,6 +43,8 @@ pub(crate) struct Link {
     pub caps: VcpuCaps,
     /// Pause for a snapshot once this many exits are handled.
     pub snapshot_after: Option<u64>,
+    /// Exit counters and injected faults of a fault-tolerant run.
+    pub ft: Option<crate::ft::VcpuHooks>,
 }
 
 /// One vCPU's run: what the loop borrows from the VM, and its counters.
@@ -223,10 +225,14 @@ impl VcpuRun<'_, '_> {
         start: Instant,
     ) -> Result<Step, VmError> {
         self.exits += 1;
+        let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
+        let hooks = self.link.as_mut().and_then(|l| l.ft.as_mut());
+        if let Some(fault) = hooks.and_then(|h| h.after_exit(kind, self.exits)) {
+            return Err(self.injected(fault));
+        }
         if let Some(s) = self.stats.as_mut() {
             let t1 = Instant::now();
             s.guest += t1 - entered.unwrap_or(t1);
-            let kind = handled.as_ref().map_or_else(VcpuError::kind, |h| h.kind);
             let device =
                 handled.as_ref().ok().and_then(|h| h.access).map_or("-", |a| a.dispatch.device.unwrap_or("unclaimed"));
             s.record(kind, device, t1.elapsed());
@@ -300,6 +306,18 @@ impl VcpuRun<'_, '_> {
         match verdict {
             Verdict::Resume => Ok(Step::Continue),
             Verdict::Stop(end) => Ok(Step::End(end)),
+            Verdict::Fail(error) => Err(*error),
+        }
+    }
+
+    /// The error of an injected fault (`--inject-fault`).
+    fn injected(&mut self, fault: crate::ft::inject::ExitFault) -> VmError {
+        match fault {
+            crate::ft::inject::ExitFault::KillVcpu => VmError::VcpuKilled { exits: self.exits },
+            crate::ft::inject::ExitFault::TripleFault => {
+                let note = format!("injected by --inject-fault at exit {}: KVM reported no such exit", self.exits);
+                VmError::Guest { error: VcpuError::Shutdown, diagnosis: self.diagnose(ExitKind::Shutdown, Some(note)) }
+            }
         }
     }
 

@@ -18,7 +18,9 @@ use crate::arch::x86_64::regs::{self, EntryMode};
 use crate::control::{self, Control, RunEnd};
 use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
 use crate::devices::pc::TESTDEV_IRQ_LINES;
-use crate::devices::{spawn_input, DebugExit, IrqLine, PostCode, Scratch, Serial, TestDevIrq, I8042};
+use crate::devices::{
+    spawn_input, DebugExit, Ib700, IrqLine, PostCode, Scratch, Serial, TestDevIrq, WatchdogTimer, I8042,
+};
 use crate::kvmstate::{self, StatePart, VcpuCaps};
 use crate::memory::{self, GuestMemoryMmap, PageSet};
 use crate::runloop::{self, Link, VcpuRun};
@@ -26,6 +28,9 @@ use crate::seccomp::{self, KvmFds};
 use crate::snapshot::state::{Machine, Snapshot};
 use crate::stats::ExitStats;
 use crate::vcpu::{Buses, ExitKind, VcpuError};
+
+/// The IB700 watchdog's name on the bus (a snapshot that has it gets it back).
+pub const IB700_NAME: &str = "ib700";
 
 /// The hypervisor signature the guest reads from CPUID leaf 0x40000000.
 pub const HYPERVISOR_SIGNATURE: &[u8; 12] = b"VirtLabVMM\0\0";
@@ -190,6 +195,8 @@ pub struct Vm {
     dirty_logging: bool,
     /// What the boot placed where (empty for a restored VM).
     boot_report: crate::boot::BootReport,
+    /// The IB700's timer, once the watchdog is on the bus.
+    watchdog: Option<Arc<WatchdogTimer>>,
 }
 
 impl fmt::Debug for Vm {
@@ -323,6 +330,7 @@ impl Vm {
             written: None,
             dirty_logging: false,
             boot_report: crate::boot::BootReport::default(),
+            watchdog: None,
         })
     }
 
@@ -366,6 +374,9 @@ impl Vm {
         let [vcpu] = snapshot.vcpus.as_slice() else {
             return Err(VmError::Incompatible(format!("it has {} vCPUs and this VMM runs one", snapshot.vcpus.len())));
         };
+        if self.watchdog.is_none() && snapshot.devices.iter().any(|d| d.placement.name == IB700_NAME) {
+            self.add_watchdog()?;
+        }
         let ours = runloop::save_devices(&mut self.buses);
         let theirs: Vec<_> = snapshot.devices.iter().map(|d| &d.placement).collect();
         if let Some(diff) = device_difference(&ours.iter().map(|d| &d.placement).collect::<Vec<_>>(), &theirs) {
@@ -383,6 +394,39 @@ impl Vm {
             }
         }
         Ok(())
+    }
+
+    /// Puts the IB700 watchdog on the port bus (`--watchdog-action`) and
+    /// returns its timer, which the controller watches.
+    ///
+    /// # Errors
+    ///
+    /// [`VmError::Bus`] if the ports are taken.
+    pub fn add_watchdog(&mut self) -> Result<Arc<WatchdogTimer>, VmError> {
+        if let Some(timer) = &self.watchdog {
+            return Ok(timer.clone());
+        }
+        let timer = WatchdogTimer::new();
+        let device = Box::new(Ib700::new(timer.clone()));
+        self.buses.pio.insert(IB700_BASE, IB700_LEN, IB700_NAME, device).map_err(VmError::Bus)?;
+        self.watchdog = Some(timer.clone());
+        Ok(timer)
+    }
+
+    /// The IB700's timer, if the VM has the watchdog.
+    pub fn watchdog(&self) -> Option<&Arc<WatchdogTimer>> {
+        self.watchdog.as_ref()
+    }
+
+    /// Every part a run that drives the vCPU itself needs ([`crate::ft`]),
+    /// with KVM's dirty log on.
+    pub(crate) fn parts(&mut self) -> Result<crate::ft::VmParts<'_>, VmError> {
+        self.track_writes()?;
+        let machine = self.machine();
+        let Vm { kvm, vm, vcpu, mem, buses, cpuid, tsc_khz, written, watchdog, .. } = self;
+        let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
+        let (tsc_khz, watchdog) = (*tsc_khz, watchdog.clone());
+        Ok(crate::ft::VmParts { kvm, vm, vcpu, mem, buses, machine, cpuid, tsc_khz, written, watchdog })
     }
 
     /// Marks pages as written (a migration's destination, for its own snapshots).
@@ -471,7 +515,7 @@ impl Vm {
         let control = Arc::new(Control::default());
         let (events, paused) = mpsc::channel();
         let snapshot_after = snapshot.as_ref().and_then(|p| p.after_exits);
-        let link = Link { control: control.clone(), events, caps, snapshot_after };
+        let link = Link { control: control.clone(), events, caps, snapshot_after, ft: None };
         let machine = self.machine();
         let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
         let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));

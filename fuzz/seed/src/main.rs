@@ -16,7 +16,9 @@
 //! - `vmm_snapshot`: the state files of snapshots of built-in guests, where
 //!   /dev/kvm can make them (else none);
 //! - `vmm_wire`: one frame of each kind of the migration protocol, the
-//!   state frames carrying those snapshots.
+//!   state frames carrying those snapshots;
+//! - `vmm_ft`: one frame of each kind of the supervision channel, and
+//!   `--inject-fault` specs.
 //!
 //! Seeds over 64 KiB (the largest programs' images and disassemblies)
 //! are left out. The op-sequence targets (`vmm_serial`, `vmm_bus`, `vmm_exit`) start
@@ -128,6 +130,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, frame) in frames(snapshots.first().map(|(_, s)| s.as_slice()).unwrap_or_default()) {
         put("vmm_wire", name, &frame)?;
     }
+    for (name, bytes) in ft_seeds() {
+        put("vmm_ft", &name, &bytes)?;
+    }
     std::fs::write(dir.join("pvm_asm.dict"), asm_dictionary())?;
     println!("wrote {count} seed files and pvm_asm.dict under {}", dir.display());
     Ok(())
@@ -176,4 +181,35 @@ fn frames(snapshot: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             (name, frame)
         })
         .collect()
+}
+
+/// One frame of each kind of the supervision channel, and fault specs.
+fn ft_seeds() -> Vec<(String, Vec<u8>)> {
+    use vmm::ft::wire::{encode, Counters, Frame};
+    let counters = Counters { checkpoints: 3, checkpoint_ns: 1_500_000, rollbacks: 1, ..Counters::default() };
+    let path = "/tmp/vmm-supervise/slot-1".to_string();
+    let frames = [
+        Frame::Hello { pid: 4242, standby: true },
+        Frame::Heartbeat { seq: 7, counters },
+        Frame::Output { bytes: b"count 1\ncount 2\n".to_vec() },
+        Frame::Commit { seq: 3, path: path.clone(), exits: 1200, took_ns: 250_000 },
+        Frame::Discard,
+        Frame::Failure { status: 73, cause: "a triple fault (KVM_EXIT_SHUTDOWN)".into(), unix_ns: 1 << 60 },
+        Frame::End { status: 0 },
+        Frame::Load { seq: 3, path: path.clone() },
+        Frame::Loaded { seq: 3 },
+        Frame::Go { seq: 3, path, attempt: 2 },
+        Frame::Running { seq: 3 },
+    ];
+    let mut out: Vec<(String, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let mut bytes = Vec::new();
+            encode(f, &mut bytes);
+            (format!("frame-{}", f.name()), bytes)
+        })
+        .collect();
+    let specs = ["shutdown-after-exits=200", "random=0.005,seed=3", "hang-after-ms=150,attempts=all", "crash-after-ms=5"];
+    out.extend(specs.iter().enumerate().map(|(i, s)| (format!("spec-{i}"), s.as_bytes().to_vec())));
+    out
 }

@@ -2,10 +2,12 @@
 //! Each can also hand out its state and take it back ([`DeviceState`]), so
 //! a snapshot or a migration carries the devices with the guest.
 
+pub mod ib700;
 pub mod pc;
 pub mod serial;
 pub mod simple;
 
+pub use ib700::{Ib700, WatchdogTimer};
 pub use pc::{IrqLevels, TestDevIrq, I8042};
 pub use serial::{spawn_input, IrqLine, Serial, SerialState};
 pub use simple::{DebugExit, PostCode, Scratch};
@@ -25,6 +27,8 @@ pub enum DeviceState {
     I8042,
     /// `pc-testdev`'s IRQ ports hold nothing (the irqchip holds the lines).
     TestDevIrq,
+    /// The IB700 watchdog: nanoseconds left if it runs, the timeout last set.
+    Ib700 { remaining_ns: Option<u64>, timeout_s: u32 },
 }
 
 impl DeviceState {
@@ -37,6 +41,7 @@ impl DeviceState {
             DeviceState::Scratch { .. } => "scratch device",
             DeviceState::I8042 => "i8042 keyboard controller",
             DeviceState::TestDevIrq => "pc-testdev IRQ ports",
+            DeviceState::Ib700 { .. } => "IB700 watchdog",
         }
     }
 }

@@ -87,7 +87,8 @@ fn memory_header(id: u64, ram: u64) -> Vec<u8> {
     e.buf
 }
 
-fn random_id() -> u64 {
+/// A fresh id binding a state file to its memory file.
+pub(crate) fn random_id() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom writes at most b.len() bytes into `b`.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
@@ -151,6 +152,57 @@ pub fn write(
     std::fs::rename(&mem_tmp, &mem_path).map_err(io("rename into place", &mem_path))?;
     std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
     Ok(Written { state_bytes: bytes.len() as u64, pages: snapshot.memory.pages() })
+}
+
+/// Rewrites a snapshot's two files as a checkpoint slot is rewritten: the
+/// memory file `path.mem` gets `pages` of `mem` at their offsets (made
+/// anew beside its name and renamed into place when `fresh`, else written
+/// in place: the caller keeps another slot whole meanwhile), then the
+/// state file, holding `layout`, whose id and per-range CRC-32Cs the
+/// caller computed for the memory as it is now.
+///
+/// # Errors
+///
+/// The file and the operation that failed.
+pub fn update(
+    path: &Path,
+    mut snapshot: Snapshot,
+    mem: &GuestMemoryMmap,
+    pages: &PageSet,
+    layout: MemoryLayout,
+    fresh: bool,
+) -> Result<Written, SnapshotFileError> {
+    let mem_path = memory_path(path);
+    let target = if fresh { temp_path(&mem_path) } else { mem_path.clone() };
+    let file = if fresh {
+        let f = File::create(&target).map_err(io("create", &target))?;
+        let ram = memory::ram_size(mem);
+        f.write_all_at(&memory_header(layout.id, ram), 0).map_err(io("write", &target))?;
+        f.set_len(MEMORY_HEADER_LEN + ram).map_err(io("size", &target))?;
+        f
+    } else {
+        std::fs::OpenOptions::new().write(true).open(&target).map_err(io("open", &target))?
+    };
+    let mut buf = vec![0u8; CHUNK];
+    for (first, count) in pages.runs() {
+        let (mut at, end) = (first * PAGE_SIZE, (first + count) * PAGE_SIZE);
+        while at < end {
+            let n = ((end - at) as usize).min(CHUNK);
+            mem.read_slice(&mut buf[..n], GuestAddress(at))
+                .map_err(|_| SnapshotFileError::Memory(MemoryError::OutOfRange { addr: at, len: n }))?;
+            file.write_all_at(&buf[..n], MEMORY_HEADER_LEN + at).map_err(io("write", &target))?;
+            at += n as u64;
+        }
+    }
+    snapshot.memory = layout;
+    let bytes = format::encode(&snapshot);
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, &bytes).map_err(io("write", &tmp))?;
+    if fresh {
+        std::fs::rename(&target, &mem_path).map_err(io("rename into place", &mem_path))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    Ok(Written { state_bytes: bytes.len() as u64, pages: pages.len() })
 }
 
 /// Reads and checks the state file at `path`.

@@ -405,6 +405,7 @@ const DEV_POST: u8 = 3;
 const DEV_SCRATCH: u8 = 4;
 const DEV_I8042: u8 = 5;
 const DEV_TESTDEV_IRQ: u8 = 6;
+const DEV_IB700: u8 = 7;
 
 fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
     let mut e = Encoder::default();
@@ -436,6 +437,12 @@ fn encode_devices(devices: &[DeviceRecord]) -> Vec<u8> {
             DeviceState::TestDevIrq => {
                 e.u8(DEV_TESTDEV_IRQ);
             }
+            DeviceState::Ib700 { remaining_ns, timeout_s } => {
+                e.u8(DEV_IB700).u32(*timeout_s);
+                optional(&mut e, remaining_ns, |e, n| {
+                    e.u64(*n);
+                });
+            }
         }
     }
     e.buf
@@ -463,6 +470,11 @@ fn decode_device(d: &mut Decoder<'_>) -> Result<DeviceRecord, CodecError> {
         DEV_SCRATCH => DeviceState::Scratch { value: d.u64("scratch register")? },
         DEV_I8042 => DeviceState::I8042,
         DEV_TESTDEV_IRQ => DeviceState::TestDevIrq,
+        DEV_IB700 => {
+            let timeout_s = d.u32("IB700 timeout")?;
+            let remaining_ns = read_optional(d, "IB700 running flag", |d| d.u64("IB700 time left"))?;
+            DeviceState::Ib700 { remaining_ns, timeout_s }
+        }
         v => return Err(CodecError::BadValue { what: "device kind", value: u64::from(v) }),
     };
     Ok(DeviceRecord { placement: Placement { bus, base, len, name }, state })

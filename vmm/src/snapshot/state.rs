@@ -262,6 +262,10 @@ fn describe_device(state: &DeviceState) -> String {
         DeviceState::PostCode { last } => format!("last code {last:#04x}"),
         DeviceState::Scratch { value } => format!("register {value:#x}"),
         DeviceState::I8042 | DeviceState::TestDevIrq => "no state".to_string(),
+        DeviceState::Ib700 { remaining_ns: Some(ns), timeout_s } => {
+            format!("running, {:.3} s left of a {timeout_s} s timeout", *ns as f64 / 1e9)
+        }
+        DeviceState::Ib700 { remaining_ns: None, timeout_s } => format!("stopped (last timeout {timeout_s} s)"),
     }
 }
 

@@ -44,6 +44,10 @@ pub(crate) fn sample(timers: bool) -> Snapshot {
         DeviceRecord { placement: place(BusKind::Pio, 0xf4, 4, "debug-exit"), state: DeviceState::DebugExit },
         DeviceRecord { placement: place(BusKind::Pio, 0x80, 1, "post"), state: DeviceState::PostCode { last: 9 } },
         DeviceRecord {
+            placement: place(BusKind::Pio, 0x441, 4, "ib700"),
+            state: DeviceState::Ib700 { remaining_ns: Some(1_500_000_000), timeout_s: 2 },
+        },
+        DeviceRecord {
             placement: place(BusKind::Mmio, 0xd000_0000, 0x1000, "scratch"),
             state: DeviceState::Scratch { value: 5 },
         },

@@ -86,6 +86,11 @@ pub const MMIO_SCRATCH_BASE: u64 = MMIO_START;
 pub const SCRATCH_PIO_LEN: u64 = 0x10;
 /// Size of the MMIO scratch device's window.
 pub const SCRATCH_MMIO_LEN: u64 = 0x1000;
+/// The IB700 watchdog (with `--watchdog-action`), where QEMU's `-device
+/// ib700` puts it: stop at 0x441, start or refresh at 0x443.
+pub const IB700_BASE: u64 = 0x441;
+/// Ports of the IB700 watchdog (0x441-0x444).
+pub const IB700_LEN: u64 = 4;
 
 /// The i8042 keyboard controller's data and command/status ports
 /// (0x60 and 0x64): its reset line ends the run (Linux's `reboot=k`).
