@@ -355,10 +355,10 @@ fn a_hung_vmm_and_a_hung_guest_are_declared_failed() {
         return;
     }
     let _one = exclusive();
-    // The VMM's controller hangs 150 ms in (attempt 0 only): the heartbeats (over two pipes here) stop,
+    // The VMM's controller hangs 150 ms in (attempt 0 only; the guest runs long enough that the hang comes first): the heartbeats (over two pipes here) stop,
     // the restart runs to the end.
     let beats = ["--heartbeat-ms", "100", "--heartbeat-misses", "9", "--channel", "pipe"];
-    let args = [&["count", "--cmdline", "n=20 work=5000", "--inject-fault", "hang-after-ms=150"][..], &beats].concat();
+    let args = [&["count", "--cmdline", "n=20 work=50000", "--inject-fault", "hang-after-ms=150"][..], &beats].concat();
     let s = Supervisor::start("hung-vmm", &args);
     let failure = s.wait("failure", 1);
     assert_eq!(field(&failure, "detector").as_deref(), Some("heartbeat"), "{failure}");
