@@ -11,7 +11,8 @@ use vmm::arch::x86_64::layout::{self, Region};
 use vmm::loader::{load_elf, LoaderError};
 
 /// The regions `vmm::boot` keeps ELF segments clear of.
-const RESERVED: [Region; 4] = [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
+const RESERVED: [Region; 4] =
+    [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
 
 fn outcome(r: Result<vmm::loader::LoadedElf, LoaderError>) -> String {
     match r {

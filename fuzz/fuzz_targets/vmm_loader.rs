@@ -86,7 +86,8 @@ fn flat(case: FlatCase, mem: &memory::GuestMemoryMmap, ram: u64) {
 }
 
 /// The regions the VMM writes for an ELF entry (as `vmm::boot` passes them).
-const RESERVED: [Region; 4] = [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
+const RESERVED: [Region; 4] =
+    [layout::GDT_REGION, layout::PVH_REGION, layout::PAGE_TABLE_REGION, layout::BOOT_STACK_REGION];
 
 fn elf_file(bytes: &[u8], mem: &memory::GuestMemoryMmap, ram: u64) {
     let Ok(loaded) = loader::load_elf(mem, bytes, &RESERVED) else { return };

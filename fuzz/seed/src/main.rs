@@ -145,7 +145,18 @@ fn snapshots(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let tmp = dir.join("tmp-snapshot");
     for (guest, exits) in [("hello", "3"), ("ticks", "20"), ("modes", "5"), ("exits", "10")] {
         let path = tmp.to_string_lossy().into_owned();
-        let args = ["run", guest, "--snapshot", &path, "--snapshot-after-exits", exits, "--snapshot-and-stop", "--no-seccomp", "--timeout", "10"];
+        let args = [
+            "run",
+            guest,
+            "--snapshot",
+            &path,
+            "--snapshot-after-exits",
+            exits,
+            "--snapshot-and-stop",
+            "--no-seccomp",
+            "--timeout",
+            "10",
+        ];
         let status = vmm::cli::main_with(&args, None, Box::new(std::io::sink()), &mut std::io::sink());
         if let (true, Ok(state)) = (status != 71, std::fs::read(&tmp)) {
             out.push((format!("{guest}-{exits}"), state));
@@ -209,7 +220,8 @@ fn ft_seeds() -> Vec<(String, Vec<u8>)> {
             (format!("frame-{}", f.name()), bytes)
         })
         .collect();
-    let specs = ["shutdown-after-exits=200", "random=0.005,seed=3", "hang-after-ms=150,attempts=all", "crash-after-ms=5"];
+    let specs =
+        ["shutdown-after-exits=200", "random=0.005,seed=3", "hang-after-ms=150,attempts=all", "crash-after-ms=5"];
     out.extend(specs.iter().enumerate().map(|(i, s)| (format!("spec-{i}"), s.as_bytes().to_vec())));
     out
 }
