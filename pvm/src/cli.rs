@@ -257,7 +257,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             };
             let image = loaded.image;
             let mut wasi;
-            let io: &mut dyn SysIo = match loaded.wasm {
+            let io: &mut dyn SysIo = match &loaded.wasm {
                 Some(w) => {
                     let argv = std::iter::once(spec.clone()).chain(args).collect();
                     wasi = crate::wasm::wasi::Wasi::new(io, argv, env, w.memory_desc);
@@ -267,7 +267,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             };
             let cfg = RunConfig {
                 engine,
-                mem_mib: loaded.wasm.map_or(mem, |w| w.mem_mib.max(mem)),
+                mem_mib: loaded.wasm.as_ref().map_or(mem, |w| w.mem_mib.max(mem)),
                 fuel,
                 stats,
                 cache_size,
@@ -299,6 +299,11 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 // Nobody embeds a program run from the command line.
                 Outcome::Returned => 0,
                 Outcome::Trapped(trap) => {
+                    if let Some(w) = &loaded.wasm {
+                        let at = crate::wasm::symbolize(&w.symbols, trap.pc)
+                            .map_or_else(String::new, |(f, off)| format!(" in {f} (+{off:#x} into its pvm code)"));
+                        let _ = writeln!(err, "pvm: wasm trap: {}{at}", crate::wasm::trap_message(&trap.kind));
+                    }
                     let _ = writeln!(err, "pvm: {trap}");
                     trap.kind.exit_status()
                 }

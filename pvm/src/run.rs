@@ -79,13 +79,15 @@ pub struct Loaded {
 /// A compiled WebAssembly command: the memory it needs (MiB), where its
 /// linear memory's descriptor is (for the WASI host), and what compiling it
 /// took.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WasmInfo {
     pub mem_mib: u64,
     pub memory_desc: Option<u64>,
     pub wasm_ops: u64,
     pub instructions: u64,
     pub compile_time: Duration,
+    /// Every defined function's entry address and name, by address.
+    pub symbols: Vec<(u64, String)>,
 }
 
 /// Turns source text of the given kind (`pasm` or `b`) into a verified image.
@@ -106,6 +108,7 @@ pub fn build_program(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -
             wasm_ops: c.wasm_ops,
             instructions: c.instructions,
             compile_time: c.compile_time,
+            symbols: c.symbols,
         });
         c.image
     } else if Image::is_image(source) {

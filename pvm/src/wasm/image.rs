@@ -57,6 +57,8 @@ pub struct Compiled {
     pub wasm_ops: u64,
     pub instructions: u64,
     pub compile_time: Duration,
+    /// Every defined function's entry address and name, by address.
+    pub symbols: Vec<(u64, String)>,
 }
 
 fn resolve_imports(m: &Module<'_>) -> Result<Vec<Callee>, LinkError> {
@@ -215,7 +217,9 @@ pub fn compile(bytes: &[u8], opts: &Options) -> Result<Compiled, WasmError> {
     if reserve > 0 {
         image.reserved.push(Reserved { addr: linear, len: reserve });
     }
+    let symbols = entries.iter().enumerate().map(|(i, &at)| (at, m.func_name((m.imported_funcs + i) as u32))).collect();
     Ok(Compiled {
+        symbols,
         image,
         mem_mib,
         memory_desc: p.descs.first().copied(),

@@ -33,6 +33,13 @@ pub const TRAP_UNDEFINED: u32 = 2;
 pub const TRAP_UNINITIALIZED: u32 = 3;
 pub const TRAP_EXHAUSTED: u32 = 4;
 
+/// The function `symbols` (entry address, name; sorted) says `pc` is in,
+/// with the offset into it.
+pub fn symbolize(symbols: &[(u64, String)], pc: u64) -> Option<(&str, u64)> {
+    let i = symbols.partition_point(|(at, _)| *at <= pc).checked_sub(1)?;
+    Some((symbols[i].1.as_str(), pc - symbols[i].0))
+}
+
 /// True if `bytes` look like a WebAssembly binary.
 pub fn is_wasm(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm")
@@ -52,5 +59,38 @@ pub fn trap_message(kind: &TrapKind) -> &'static str {
         TrapKind::Raised(TRAP_UNINITIALIZED) => "uninitialized element",
         TrapKind::Raised(TRAP_EXHAUSTED) => "call stack exhausted",
         _ => "a pvm trap no WebAssembly code raises (a front-end bug)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pc_is_named_by_the_function_it_falls_in() {
+        let syms = vec![(0x1000, "f".to_string()), (0x1100, "g".to_string())];
+        assert_eq!(symbolize(&syms, 0xfff), None);
+        assert_eq!(symbolize(&syms, 0x1000), Some(("f", 0)));
+        assert_eq!(symbolize(&syms, 0x10f8), Some(("f", 0xf8)));
+        assert_eq!(symbolize(&syms, 0x1100), Some(("g", 0)));
+        assert_eq!(symbolize(&[], 0x1100), None);
+    }
+
+    #[test]
+    fn compiled_commands_carry_their_function_names() {
+        let wasm = wat::parse_str(
+            r#"(module (func $helper (result i32) i32.const 1 i32.const 0 i32.div_s)
+                 (func (export "_start") call $helper drop))"#,
+        )
+        .unwrap();
+        let c = compile(&wasm, &Options::default()).unwrap();
+        let names: Vec<&str> = c.symbols.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["helper", "func[1]"]);
+        let mut io = crate::machine::BufferIo::default();
+        let cfg = crate::run::RunConfig { mem_mib: c.mem_mib, ..Default::default() };
+        let r = crate::run::run_image(&c.image, &cfg, None, None, &mut io).unwrap();
+        let crate::interp::Outcome::Trapped(t) = r.outcome else { panic!("{:?}", r.outcome) };
+        assert_eq!(trap_message(&t.kind), "integer divide by zero");
+        assert_eq!(symbolize(&c.symbols, t.pc).map(|s| s.0), Some("helper"));
     }
 }

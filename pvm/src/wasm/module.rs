@@ -153,6 +153,9 @@ pub struct Module<'a> {
     pub elements: Vec<Element>,
     pub data: Vec<Data<'a>>,
     pub bodies: Vec<Body<'a>>,
+    /// Function names from the `name` custom section (a malformed one is
+    /// ignored, as custom sections do not affect validity).
+    pub func_names: Vec<(u32, String)>,
 }
 
 /// Why a module was refused.
@@ -398,12 +401,32 @@ fn section<'a>(m: &mut Module<'a>, payload: Payload<'a>) -> Result<(), ModuleErr
                 m.data.push(Data { memory: memory_index, offset: const_expr(&offset_expr)?, bytes: d.data });
             }
         }
+        Payload::CustomSection(r) => {
+            if let wasmparser::KnownCustom::Name(names) = r.as_known() {
+                m.func_names = function_names(names);
+            }
+        }
         _ => {}
     }
     Ok(())
 }
 
+fn function_names(names: wasmparser::NameSectionReader<'_>) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for name in names.into_iter().map_while(Result::ok) {
+        if let wasmparser::Name::Function(map) = name {
+            out.extend(map.into_iter().map_while(Result::ok).map(|n| (n.index, n.name.to_string())));
+        }
+    }
+    out
+}
+
 impl Module<'_> {
+    /// The name of function `f`: its `name` section entry, or `func[f]`.
+    pub fn func_name(&self, f: u32) -> String {
+        self.func_names.iter().find(|(i, _)| *i == f).map_or_else(|| format!("func[{f}]"), |(_, n)| n.clone())
+    }
+
     /// The type of function `f`.
     pub fn func_type(&self, f: u32) -> &FuncType {
         static EMPTY: FuncType = FuncType { params: Vec::new(), results: Vec::new() };
