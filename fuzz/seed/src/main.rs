@@ -13,6 +13,9 @@
 //! - `pvm_differential`: inputs of pseudo-random bytes (any bytes are a
 //!   program and a layout to the generator; seeds of 1 KiB let libFuzzer
 //!   start with inputs long enough for whole programs);
+//! - `wasm_frontend`: every WASI program of `wasm-programs` as raw module
+//!   bytes (mode byte 0), and inputs of pseudo-random bytes for wasm-smith
+//!   (mode byte 1);
 //! - `vmm_snapshot`: the state files of snapshots of built-in guests, where
 //!   /dev/kvm can make them (else none);
 //! - `vmm_wire`: one frame of each kind of the migration protocol, the
@@ -122,6 +125,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         put("pvm_differential", &format!("random-{n}"), &bytes)?;
+    }
+    // wasm_frontend: each WASI program as raw bytes (mode byte 0), and
+    // pseudo-random bytes for wasm-smith (mode byte 1).
+    for p in wasm_programs::PROGRAMS {
+        put("wasm_frontend", &format!("{}-raw", p.name), &[&[0u8][..], p.wasm].concat())?;
+    }
+    for n in 0..16 {
+        let bytes: Vec<u8> = std::iter::once(1u8)
+            .chain((0..4096).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }))
+            .collect();
+        put("wasm_frontend", &format!("smith-{n}"), &bytes)?;
     }
     let snapshots = snapshots(&dir);
     for (name, state) in &snapshots {
