@@ -189,27 +189,7 @@ pub fn compile(bytes: &[u8], opts: &Options) -> Result<Compiled, WasmError> {
         |f: u32| (f as usize).checked_sub(m.imported_funcs).map_or_else(|| stubs[f as usize], |i| entries[i]);
     let initial = m.memories.first().map_or(0, |l| l.min * PAGE);
     link::check_segments(&m, &global_values, &p.tables.iter().map(|t| t.1).collect::<Vec<_>>(), &[initial])?;
-    let mut data = vec![0u8; (p.end - DATA_BASE) as usize];
-    let mut put = |addr: u64, bytes: &[u8]| {
-        let at = (addr - DATA_BASE) as usize;
-        data[at..at + bytes.len()].copy_from_slice(bytes);
-    };
-    if let Some(&desc) = p.descs.first() {
-        put(desc, &(linear + initial).to_le_bytes());
-        put(desc + 8, &linear.to_le_bytes());
-    }
-    for (g, &addr) in p.globals.iter().enumerate() {
-        put(addr, &global_values[g].to_le_bytes());
-    }
-    for e in &m.elements {
-        let (base, _) = p.tables[e.table as usize];
-        let at = link::eval(e.offset, &global_values, |_| 0) & 0xffff_ffff;
-        for (k, f) in e.funcs.iter().enumerate() {
-            let entry =
-                f.map_or([0; 16], |f| link::table_entry(func_addr(f), type_ids[m.funcs[f as usize] as usize], 0));
-            put(base + (at + k as u64) * link::ENTRY_SIZE, &entry);
-        }
-    }
+    let data = runtime_data(&m, &p, &global_values, &type_ids, (linear, initial), func_addr);
     let mut sections = vec![Section { addr: DATA_BASE, bytes: data }];
     sections.extend(segments(&m, &global_values, linear));
     let instructions = code.instrs.len() as u64;
@@ -227,6 +207,40 @@ pub fn compile(bytes: &[u8], opts: &Options) -> Result<Compiled, WasmError> {
         instructions,
         compile_time: started.elapsed(),
     })
+}
+
+/// The runtime data section: the memory descriptor (end, base), the
+/// globals' values and the tables' entries.
+fn runtime_data(
+    m: &Module<'_>,
+    p: &Placement,
+    global_values: &[u64],
+    type_ids: &[u32],
+    (linear, initial): (u64, u64),
+    func_addr: impl Fn(u32) -> u64,
+) -> Vec<u8> {
+    let mut data = vec![0u8; (p.end - DATA_BASE) as usize];
+    let mut put = |addr: u64, bytes: &[u8]| {
+        let at = (addr - DATA_BASE) as usize;
+        data[at..at + bytes.len()].copy_from_slice(bytes);
+    };
+    if let Some(&desc) = p.descs.first() {
+        put(desc, &(linear + initial).to_le_bytes());
+        put(desc + 8, &linear.to_le_bytes());
+    }
+    for (g, &addr) in p.globals.iter().enumerate() {
+        put(addr, &global_values[g].to_le_bytes());
+    }
+    for e in &m.elements {
+        let (base, _) = p.tables[e.table as usize];
+        let at = link::eval(e.offset, global_values, |_| 0) & 0xffff_ffff;
+        for (k, f) in e.funcs.iter().enumerate() {
+            let entry =
+                f.map_or([0; 16], |f| link::table_entry(func_addr(f), type_ids[m.funcs[f as usize] as usize], 0));
+            put(base + (at + k as u64) * link::ENTRY_SIZE, &entry);
+        }
+    }
+    data
 }
 
 /// Loads r14, runs the start function, then `_start`, then exits 0.

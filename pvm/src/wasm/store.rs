@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 
 use super::code::Code;
-use super::host::{SPECTEST, SPECTEST_BASE};
 use super::link::{self, LinkError, Placement, TypeIds, WasmError, DESC_SIZE, ENTRY_SIZE, PAGE};
 use super::lower::{Callee, Env, GlobalSlot, MemorySlot, TableSlot, LIN, VALUE_REGS};
 use super::module::{self, ExportKind, FuncType, GlobalType, ImportKind, Limits, Module, ValType};
@@ -29,9 +28,9 @@ use crate::image::{Image, Section};
 use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::isa::{Opcode, INSTR_SIZE, NUM_REGS, SP};
 use crate::jit::{Jit, JitError};
-use crate::machine::{sys, Machine, MachineError, SysIo, Syscall};
+use crate::machine::{sys, Machine, MachineError};
 use crate::run::Engine;
-use crate::trap::{Trap, TrapKind};
+use crate::trap::Trap;
 
 /// Memory of a store's machine, in MiB.
 pub const STORE_MEM_MIB: u64 = 2047;
@@ -147,34 +146,6 @@ pub struct Instance {
 
 /// Index of an instance in its store.
 pub type InstanceId = usize;
-
-/// The spectest printers (`print_i32` and so on) and everything else a
-/// store's programs may reach.
-#[derive(Debug, Default)]
-pub struct StoreIo {
-    pub output: Vec<u8>,
-}
-
-impl SysIo for StoreIo {
-    fn write(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-    }
-    fn read(&mut self, _buf: &mut [u8]) -> usize {
-        0
-    }
-    fn write_err(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-    }
-    fn host_call(&mut self, n: u32, regs: &mut [u64; NUM_REGS], _mem: &mut [u8]) -> Result<Syscall, TrapKind> {
-        let Some(&(name, params, _)) = n.checked_sub(SPECTEST_BASE).and_then(|k| SPECTEST.get(k as usize)) else {
-            return Err(TrapKind::BadSyscall(sys::HOST.saturating_add_unsigned(n)));
-        };
-        let args: Vec<String> =
-            params.iter().zip(regs.iter()).map(|(&t, &r)| Value::from_bits(t, r).to_string()).collect();
-        self.output.extend_from_slice(format!("{name}({})\n", args.join(", ")).as_bytes());
-        Ok(Syscall::Done)
-    }
-}
 
 /// Many instances in one machine.
 pub struct Store {
@@ -302,42 +273,6 @@ impl Store {
         self.interp = None;
         self.jit = None;
         Ok(())
-    }
-
-    /// The `spectest` instance: printers, globals of 666, a table of
-    /// 10..20 and a memory of 1..2 pages.
-    fn spectest(&mut self) -> Result<InstanceId, StoreError> {
-        let mut inst = Instance::default();
-        let mut code = Code::new(self.m.code_end);
-        for (k, &(name, params, results)) in SPECTEST.iter().enumerate() {
-            let ty = FuncType { params: params.to_vec(), results: results.to_vec() };
-            let addr = code.here();
-            let n = SPECTEST_BASE + k as u32;
-            code.emit(Opcode::Sys, 0, 0, 0, sys::HOST.saturating_add_unsigned(n));
-            code.emit(Opcode::Ret, 0, 0, 0, 0);
-            let type_id = self.ids.id(&ty);
-            inst.exports.insert(name.into(), Extern::Func(FuncRef { addr, ty, type_id, desc: None, host: Some(n) }));
-        }
-        self.append_code(&code)?;
-        let globals = [
-            ("global_i32", Value::I32(666)),
-            ("global_i64", Value::I64(666)),
-            ("global_f32", Value::F32(666.6f32.to_bits())),
-            ("global_f64", Value::F64(666.6f64.to_bits())),
-        ];
-        for (name, v) in globals {
-            let addr = self.alloc_data(8)?;
-            self.put(addr, &v.bits().to_le_bytes());
-            inst.exports
-                .insert(name.into(), Extern::Global(GlobalRef { addr, ty: GlobalType { ty: v.ty(), mutable: false } }));
-        }
-        let limits = Limits { min: 10, max: Some(20) };
-        let addr = self.alloc_data(ENTRY_SIZE * limits.min)?;
-        inst.exports.insert("table".into(), Extern::Table(TableRef { addr, limits }));
-        let mem = self.alloc_memory(Limits { min: 1, max: Some(2) })?;
-        inst.exports.insert("memory".into(), Extern::Memory(mem));
-        self.instances.push(inst);
-        Ok(self.instances.len() - 1)
     }
 
     /// What import `module.name` resolves to.
@@ -503,21 +438,7 @@ impl Store {
                 },
             }
         };
-        for e in &m.elements {
-            let (base, _) = p.tables[e.table as usize];
-            let at = link::eval(e.offset, &values, |_| 0) & 0xffff_ffff;
-            for (k, f) in e.funcs.iter().enumerate() {
-                let entry = f.map_or([0; 16], |f| {
-                    let r = func(f);
-                    link::table_entry(r.addr, r.type_id, r.desc.unwrap_or(0))
-                });
-                self.put(base + (at + k as u64) * ENTRY_SIZE, &entry);
-            }
-        }
-        for d in &m.data {
-            let at = link::eval(d.offset, &values, |_| 0) & 0xffff_ffff;
-            self.put(bases[d.memory as usize] + at, d.bytes);
-        }
+        self.write_segments(m, &p, &values, &bases, &func);
         let mut exports = HashMap::new();
         for (name, kind, index) in &m.exports {
             let i = *index as usize;
@@ -534,6 +455,32 @@ impl Store {
             exports.insert(name.clone(), e);
         }
         Ok(Built { exports, start: m.start.map(func) })
+    }
+
+    /// Writes the element and data segments (every one was checked to fit).
+    fn write_segments(
+        &mut self,
+        m: &Module<'_>,
+        p: &Placement,
+        values: &[u64],
+        bases: &[u64],
+        func: &dyn Fn(u32) -> FuncRef,
+    ) {
+        for e in &m.elements {
+            let (base, _) = p.tables[e.table as usize];
+            let at = link::eval(e.offset, values, |_| 0) & 0xffff_ffff;
+            for (k, f) in e.funcs.iter().enumerate() {
+                let entry = f.map_or([0; 16], |f| {
+                    let r = func(f);
+                    link::table_entry(r.addr, r.type_id, r.desc.unwrap_or(0))
+                });
+                self.put(base + (at + k as u64) * ENTRY_SIZE, &entry);
+            }
+        }
+        for d in &m.data {
+            let at = link::eval(d.offset, values, |_| 0) & 0xffff_ffff;
+            self.put(bases[d.memory as usize] + at, d.bytes);
+        }
     }
 }
 
@@ -619,5 +566,8 @@ impl Store {
     }
 }
 
+mod spectest;
 #[cfg(test)]
 mod tests;
+
+pub use spectest::StoreIo;
