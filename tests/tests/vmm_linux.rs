@@ -33,7 +33,8 @@ const BOUND: Duration = Duration::from_secs(240);
 
 fn kernel() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("VIRTLAB_LINUX_KERNEL") {
-        return Some(PathBuf::from(path));
+        // A relative path is the workspace root's (cargo runs a test in its crate's directory).
+        return Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path));
     }
     let mut found: Vec<PathBuf> =
         std::fs::read_dir("/boot").map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
