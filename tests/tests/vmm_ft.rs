@@ -205,6 +205,27 @@ fn a_numbered_sequence_survives_rollbacks_exactly_once_in_order() {
 }
 
 #[test]
+fn an_emulation_failure_is_rolled_back_too_until_the_restarts_run_out() {
+    if !kvm_available() {
+        return;
+    }
+    let _one = exclusive();
+    // `int3` at CPL0 is an emulation failure on this nested KVM (on hardware
+    // KVM, with no IDT, a triple fault): a guest failure either way, and the
+    // same one on every try.
+    let image = temp_path("int3.bin");
+    std::fs::write(&image, [0xcc]).unwrap();
+    let image = image.to_str().unwrap().to_string();
+    let args =
+        ["run", &image, "--mode", "long", "--checkpoint-every", "5", "--on-failure", "rollback", "--max-restarts", "2"];
+    let o = vmm(&args, LIMIT);
+    assert!(o.status == 74 || o.status == 73, "{}", o.stderr);
+    assert_eq!(o.stderr.matches("vmm: rollback ").count(), 2, "{}", o.stderr);
+    assert!(o.stderr.contains("vmm: rollback 2 of at most 2: "), "{}", o.stderr);
+    assert!(o.stderr.contains("vmm: giving up after 2 rollbacks (--max-restarts 2)"), "{}", o.stderr);
+}
+
+#[test]
 fn checkpoints_in_a_directory_roll_back_and_are_snapshots_vmm_restore_reads() {
     if !kvm_available() {
         return;
