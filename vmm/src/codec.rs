@@ -1,7 +1,8 @@
-//! Byte-level building blocks of the snapshot format and the migration wire
-//! format: little-endian encoding, a bounds-checked decoder whose every
-//! failure names the field it was reading, CRC-32C, and the raw byte images
-//! of KVM's state structures.
+//! Byte-level building blocks of the snapshot format and the wire formats
+//! (migration, supervision channel): little-endian encoding, a
+//! bounds-checked decoder whose every failure names the field it was
+//! reading, CRC-32C, the checksummed frame both wire formats use, and the
+//! raw byte images of KVM's state structures.
 
 /// Errors of decoding untrusted bytes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +194,119 @@ fn pod_from_bytes<T: Pod>(bytes: &[u8]) -> T {
     // `Decoder::take` guarantees it), every bit pattern is a valid `T`, and
     // read_unaligned has no alignment requirement.
     unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// Bytes of a frame's header: magic u32, version u16, kind u16, payload
+/// length u32 (all little-endian); the payload follows, then the CRC-32C of
+/// everything before it.
+pub const FRAME_HEADER: usize = 12;
+
+/// One framed protocol: its magic, version and largest payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub magic: u32,
+    pub version: u16,
+    pub max_payload: usize,
+}
+
+/// What is wrong with a frame as a frame (its payload aside); each protocol
+/// turns it into its own error, with its own words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameFault {
+    Truncated { need: usize, have: usize },
+    BadMagic { found: u32 },
+    Version { found: u16 },
+    TooLong { len: usize },
+    Checksum { stored: u32, computed: u32 },
+}
+
+/// A frame that passed its checks: its kind, its payload, its whole length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedFrame<'a> {
+    pub kind: u16,
+    pub payload: &'a [u8],
+    pub len: usize,
+}
+
+impl Framing {
+    /// Appends the header of a `kind` frame whose payload is `payload_len`
+    /// bytes (0 if [`Framing::finish`] is to fill it in); returns where the
+    /// frame starts.
+    pub fn begin(&self, e: &mut Encoder, kind: u16, payload_len: u32) -> usize {
+        let start = e.buf.len();
+        e.u32(self.magic).u16(self.version).u16(kind).u32(payload_len);
+        start
+    }
+
+    /// Ends the frame that starts at `start`: its payload length from what
+    /// follows the header, then the CRC.
+    pub fn finish(e: &mut Encoder, start: usize) {
+        let len = u32::try_from(e.buf.len() - start - FRAME_HEADER).unwrap_or(u32::MAX);
+        e.buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+        Self::seal(&mut e.buf, start);
+    }
+
+    /// Appends the CRC of the frame that starts at `start` (its header
+    /// already holds the payload's length).
+    pub fn seal(out: &mut Vec<u8>, start: usize) {
+        let crc = crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Checks a frame's header; returns the whole frame's length (header,
+    /// payload and CRC), so a reader knows how much more to wait for.
+    ///
+    /// # Errors
+    ///
+    /// A short header, another magic or version, an oversized payload.
+    pub fn frame_len(&self, header: &[u8]) -> Result<usize, FrameFault> {
+        if header.len() < FRAME_HEADER {
+            return Err(FrameFault::Truncated { need: FRAME_HEADER, have: header.len() });
+        }
+        let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if magic != self.magic {
+            return Err(FrameFault::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes([header[4], header[5]]);
+        if version != self.version {
+            return Err(FrameFault::Version { found: version });
+        }
+        let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        if len > self.max_payload {
+            return Err(FrameFault::TooLong { len });
+        }
+        Ok(FRAME_HEADER + len + 4)
+    }
+
+    /// Checks the frame at the start of `bytes`: header, length, CRC.
+    ///
+    /// # Errors
+    ///
+    /// What [`Framing::frame_len`] finds, a frame cut short, a bad CRC.
+    pub fn check<'a>(&self, bytes: &'a [u8]) -> Result<CheckedFrame<'a>, FrameFault> {
+        let total = self.frame_len(bytes)?;
+        if bytes.len() < total {
+            return Err(FrameFault::Truncated { need: total, have: bytes.len() });
+        }
+        let stored = u32::from_le_bytes([bytes[total - 4], bytes[total - 3], bytes[total - 2], bytes[total - 1]]);
+        let computed = crc32c(&bytes[..total - 4]);
+        if stored != computed {
+            return Err(FrameFault::Checksum { stored, computed });
+        }
+        let kind = u16::from_le_bytes([bytes[6], bytes[7]]);
+        Ok(CheckedFrame { kind, payload: &bytes[FRAME_HEADER..total - 4], len: total })
+    }
+
+    /// Recomputes the checksum of the frame at the start of `bytes` after a
+    /// deliberate change, so that the change reaches the payload's decoder
+    /// (tests and the fuzz targets; any input, no panic).
+    pub fn reseal(&self, bytes: &mut [u8]) {
+        let Ok(total) = self.frame_len(bytes) else { return };
+        if let Some(frame) = bytes.get_mut(..total) {
+            let crc = crc32c(&frame[..total - 4]);
+            frame[total - 4..].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
 }
 
 /// The CRC-32C (Castagnoli) of `data`, as iSCSI, ext4 and SCTP use it.

@@ -26,19 +26,22 @@
 //! Running {seq} ──────────────────────►  the guest runs again (cold children send it too)
 //! ```
 
-use crate::codec::{crc32c, CodecError, Decoder, Encoder};
+use crate::codec::{CodecError, Decoder, Encoder, FrameFault, Framing, FRAME_HEADER};
 
 /// The first four bytes of every frame.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"VLSV");
 /// The protocol version this VMM speaks.
 pub const VERSION: u16 = 1;
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = FRAME_HEADER;
 /// Largest payload a frame may have.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Exit kinds counted in a heartbeat (the order of [`crate::ft::metrics::EXIT_KINDS`]).
 pub const COUNTED_KINDS: usize = 10;
 const MAX_TEXT: u64 = 4096;
+
+/// The supervision channel's frames.
+const FRAMING: Framing = Framing { magic: MAGIC, version: VERSION, max_payload: MAX_PAYLOAD };
 
 /// Errors of decoding a frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +64,18 @@ pub enum ChannelError {
         #[source]
         source: CodecError,
     },
+}
+
+impl From<FrameFault> for ChannelError {
+    fn from(f: FrameFault) -> Self {
+        match f {
+            FrameFault::Truncated { need, have } => ChannelError::Truncated { need, have },
+            FrameFault::BadMagic { found } => ChannelError::BadMagic { found },
+            FrameFault::Version { found } => ChannelError::Version { found },
+            FrameFault::TooLong { len } => ChannelError::TooLong { len },
+            FrameFault::Checksum { stored, computed } => ChannelError::Checksum { stored, computed },
+        }
+    }
 }
 
 /// What a child counts, carried by each heartbeat (the supervisor's metrics show them).
@@ -125,9 +140,7 @@ fn kind_name(kind: u16) -> &'static str {
 /// fit in [`MAX_PAYLOAD`] (the sender splits longer output).
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     let mut e = Encoder { buf: std::mem::take(out) };
-    let start = e.buf.len();
-    e.u32(MAGIC).u16(VERSION).u16(frame.kind()).u32(0);
-    let body = e.buf.len();
+    let start = FRAMING.begin(&mut e, frame.kind(), 0);
     match frame {
         Frame::Hello { pid, standby } => {
             e.u32(*pid).bool(*standby);
@@ -162,10 +175,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         }
         Frame::Discard => {}
     }
-    let len = u32::try_from(e.buf.len() - body).unwrap_or(u32::MAX);
-    e.buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c(&e.buf[start..]);
-    e.u32(crc);
+    Framing::finish(&mut e, start);
     *out = e.buf;
 }
 
@@ -176,32 +186,13 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
 ///
 /// A short header, another magic or version, an oversized payload.
 pub fn frame_len(header: &[u8]) -> Result<usize, ChannelError> {
-    if header.len() < HEADER_LEN {
-        return Err(ChannelError::Truncated { need: HEADER_LEN, have: header.len() });
-    }
-    let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    if magic != MAGIC {
-        return Err(ChannelError::BadMagic { found: magic });
-    }
-    let version = u16::from_le_bytes([header[4], header[5]]);
-    if version != VERSION {
-        return Err(ChannelError::Version { found: version });
-    }
-    let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(ChannelError::TooLong { len });
-    }
-    Ok(HEADER_LEN + len + 4)
+    Ok(FRAMING.frame_len(header)?)
 }
 
 /// Recomputes the checksum of the frame at the start of `bytes` after a
 /// deliberate change (tests and the fuzz target; any input, no panic).
 pub fn reseal(bytes: &mut [u8]) {
-    let Ok(total) = frame_len(bytes) else { return };
-    if let Some(frame) = bytes.get_mut(..total) {
-        let crc = crc32c(&frame[..total - 4]);
-        frame[total - 4..].copy_from_slice(&crc.to_le_bytes());
-    }
+    FRAMING.reseal(bytes);
 }
 
 fn payload(kind: u16, d: &mut Decoder<'_>) -> Result<Frame, CodecError> {
@@ -252,21 +243,13 @@ fn payload(kind: u16, d: &mut Decoder<'_>) -> Result<Frame, CodecError> {
 ///
 /// A [`ChannelError`] naming what is wrong with the frame.
 pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), ChannelError> {
-    let total = frame_len(bytes)?;
-    if bytes.len() < total {
-        return Err(ChannelError::Truncated { need: total, have: bytes.len() });
-    }
-    let stored = u32::from_le_bytes([bytes[total - 4], bytes[total - 3], bytes[total - 2], bytes[total - 1]]);
-    let computed = crc32c(&bytes[..total - 4]);
-    if stored != computed {
-        return Err(ChannelError::Checksum { stored, computed });
-    }
-    let kind = u16::from_le_bytes([bytes[6], bytes[7]]);
+    let frame = FRAMING.check(bytes)?;
+    let (kind, total) = (frame.kind, frame.len);
     if !(1..NAMES.len() as u16).contains(&kind) {
         return Err(ChannelError::UnknownKind { kind });
     }
     let decode_err = |source| ChannelError::Decode { kind: kind_name(kind), source };
-    let mut d = Decoder::new(&bytes[HEADER_LEN..total - 4]);
+    let mut d = Decoder::new(frame.payload);
     let frame = payload(kind, &mut d).map_err(decode_err)?;
     d.finish("the frame's payload").map_err(decode_err)?;
     Ok((frame, total))

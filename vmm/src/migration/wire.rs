@@ -20,7 +20,7 @@
 //!                 ◄─────────────── Resumed          (the source then exits, status 80)
 //! ```
 
-use crate::codec::{crc32c, CodecError, Decoder, Encoder};
+use crate::codec::{CodecError, Decoder, Encoder, FrameFault, Framing, FRAME_HEADER};
 use crate::snapshot::state::{Machine, PAGE_SIZE};
 
 /// The first four bytes of every frame.
@@ -28,12 +28,15 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"VLMG");
 /// The protocol version this VMM speaks.
 pub const VERSION: u16 = 1;
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = FRAME_HEADER;
 /// Most pages in one `Pages` frame.
 pub const PAGES_PER_FRAME: u64 = 256;
 /// Largest payload a frame may have.
 pub const MAX_PAYLOAD: usize = 2 << 20;
 const MAX_TEXT: u64 = 4096;
+
+/// The migration stream's frames.
+const FRAMING: Framing = Framing { magic: MAGIC, version: VERSION, max_payload: MAX_PAYLOAD };
 
 /// Errors of decoding a frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,18 @@ pub enum WireError {
         #[source]
         source: CodecError,
     },
+}
+
+impl From<FrameFault> for WireError {
+    fn from(f: FrameFault) -> Self {
+        match f {
+            FrameFault::Truncated { need, have } => WireError::Truncated { need, have },
+            FrameFault::BadMagic { found } => WireError::BadMagic { found },
+            FrameFault::Version { found } => WireError::Version { found },
+            FrameFault::TooLong { len } => WireError::TooLong { len },
+            FrameFault::Checksum { stored, computed } => WireError::Checksum { stored, computed },
+        }
+    }
 }
 
 /// One frame's content.
@@ -114,9 +129,7 @@ fn kind_name(kind: u16) -> &'static str {
 /// Appends the frame of `msg` to `out`.
 pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) {
     let mut e = Encoder { buf: std::mem::take(out) };
-    let start = e.buf.len();
-    e.u32(MAGIC).u16(VERSION).u16(msg.kind()).u32(0);
-    let body = e.buf.len();
+    let start = FRAMING.begin(&mut e, msg.kind(), 0);
     match msg {
         Message::Hello { machine } => {
             e.u64(machine.ram_mib).bool(machine.timers).u32(machine.vcpus);
@@ -135,10 +148,7 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) {
         }
         Message::Accept | Message::Ready | Message::Go | Message::Resumed => {}
     }
-    let len = (e.buf.len() - body) as u32;
-    e.buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c(&e.buf[start..]);
-    e.u32(crc);
+    Framing::finish(&mut e, start);
     *out = e.buf;
 }
 
@@ -149,7 +159,8 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) {
 pub fn begin_pages(out: &mut Vec<u8>, round: u32, first: u64, count: u64) -> std::ops::Range<usize> {
     let data_len = (count * PAGE_SIZE) as usize;
     let mut e = Encoder { buf: std::mem::take(out) };
-    e.u32(MAGIC).u16(VERSION).u16(4).u32((12 + data_len) as u32).u32(round).u64(first);
+    FRAMING.begin(&mut e, 4, (12 + data_len) as u32);
+    e.u32(round).u64(first);
     let start = e.buf.len();
     e.buf.resize(start + data_len, 0);
     *out = e.buf;
@@ -158,8 +169,7 @@ pub fn begin_pages(out: &mut Vec<u8>, round: u32, first: u64, count: u64) -> std
 
 /// Ends the frame that starts at `start` in `out` with its CRC.
 pub fn seal(out: &mut Vec<u8>, start: usize) {
-    let crc = crc32c(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+    Framing::seal(out, start);
 }
 
 /// Checks a frame's header; returns the whole frame's length (header,
@@ -169,33 +179,14 @@ pub fn seal(out: &mut Vec<u8>, start: usize) {
 ///
 /// A short header, another magic or version, an oversized payload.
 pub fn frame_len(header: &[u8]) -> Result<usize, WireError> {
-    if header.len() < HEADER_LEN {
-        return Err(WireError::Truncated { need: HEADER_LEN, have: header.len() });
-    }
-    let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    if magic != MAGIC {
-        return Err(WireError::BadMagic { found: magic });
-    }
-    let version = u16::from_le_bytes([header[4], header[5]]);
-    if version != VERSION {
-        return Err(WireError::Version { found: version });
-    }
-    let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(WireError::TooLong { len });
-    }
-    Ok(HEADER_LEN + len + 4)
+    Ok(FRAMING.frame_len(header)?)
 }
 
 /// Recomputes the checksum of the frame at the start of `bytes` after a
 /// deliberate change, so that the change reaches the payload's decoder
 /// (for tests and the fuzz target; any input, no panic).
 pub fn reseal(bytes: &mut [u8]) {
-    let Ok(total) = frame_len(bytes) else { return };
-    if let Some(frame) = bytes.get_mut(..total) {
-        let crc = crc32c(&frame[..total - 4]);
-        frame[total - 4..].copy_from_slice(&crc.to_le_bytes());
-    }
+    FRAMING.reseal(bytes);
 }
 
 /// Decodes the frame at the start of `bytes`; returns it and its length.
@@ -205,17 +196,9 @@ pub fn reseal(bytes: &mut [u8]) {
 ///
 /// A [`WireError`] naming what is wrong with the frame.
 pub fn decode(bytes: &[u8]) -> Result<(Message<'_>, usize), WireError> {
-    let total = frame_len(bytes)?;
-    if bytes.len() < total {
-        return Err(WireError::Truncated { need: total, have: bytes.len() });
-    }
-    let stored = u32::from_le_bytes([bytes[total - 4], bytes[total - 3], bytes[total - 2], bytes[total - 1]]);
-    let computed = crc32c(&bytes[..total - 4]);
-    if stored != computed {
-        return Err(WireError::Checksum { stored, computed });
-    }
-    let kind = u16::from_le_bytes([bytes[6], bytes[7]]);
-    let payload = &bytes[HEADER_LEN..total - 4];
+    let frame = FRAMING.check(bytes)?;
+    let (kind, total) = (frame.kind, frame.len);
+    let payload = frame.payload;
     let decode_err = |source| WireError::Decode { kind: kind_name(kind), source };
     let mut d = Decoder::new(payload);
     let msg = match kind {
@@ -252,6 +235,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Message<'_>, usize), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::crc32c;
 
     fn samples() -> Vec<Vec<u8>> {
         let page = vec![0xabu8; 4096 * 2];
