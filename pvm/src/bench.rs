@@ -34,9 +34,11 @@ impl BenchRow {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// The median of `v` (the upper one of an even count), if it has any.
+pub fn median(v: &[Duration]) -> Option<Duration> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
 }
 
 /// The programs `pvm bench` runs: the six benchmarks, then the Brainfuck
@@ -105,7 +107,7 @@ pub fn run(
         // The translator's figures from the round with the median translation time.
         jit_runs.sort_by_key(|j| j.translate_time);
         let jit_stats = jit_runs.get(jit_runs.len() / 2).cloned();
-        let get = |e: Engine| times.iter().find(|(x, _)| *x == e).map(|(_, t)| median(t.clone()));
+        let get = |e: Engine| times.iter().find(|(x, _)| *x == e).and_then(|(_, t)| median(t));
         let peer_times = match (peers, p.kind) {
             (Some(peers), "pasm") => peers.time(p.name, &want, rounds)?,
             _ => PeerTimes::default(),
@@ -180,7 +182,8 @@ fn is_benchmark(name: &str) -> bool {
     programs::benchmarks().any(|p| p.name == name)
 }
 
-fn geomean(v: &[f64]) -> Option<f64> {
+/// The geometric mean of `v`, if it has any values.
+pub fn geomean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
 }
 

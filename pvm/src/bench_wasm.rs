@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use wasm_programs::WasmProgram;
 
-use crate::bench::BenchRow;
+use crate::bench::{median, BenchRow};
 use crate::interp::Outcome;
 use crate::jit::JitStats;
 use crate::machine::BufferIo;
@@ -99,11 +99,6 @@ fn process(exe: &Path, wasm: &Path, p: &WasmProgram, engine: Engine) -> Result<D
     Ok(elapsed)
 }
 
-fn median(mut v: Vec<Duration>) -> Option<Duration> {
-    v.sort();
-    v.get(v.len() / 2).copied()
-}
-
 /// Runs the suite: `rounds` interleaved rounds (each runs every program on
 /// every engine and every peer once), medians kept. `exe` is the pvm
 /// binary the whole-process runs start.
@@ -168,11 +163,11 @@ pub fn run(
     for ((row, times), peer_runs) in rows.iter_mut().zip(ours).zip(theirs) {
         for (e, t) in times {
             match e {
-                Engine::Interp => row.interp = median(t),
-                Engine::Jit => row.jit = median(t),
+                Engine::Interp => row.interp = median(&t),
+                Engine::Jit => row.jit = median(&t),
             }
         }
-        row.peers = PeerTimes(peer_runs.into_iter().filter_map(|(n, t)| Some((n, median(t)?))).collect());
+        row.peers = PeerTimes(peer_runs.into_iter().filter_map(|(n, t)| Some((n, median(&t)?))).collect());
     }
     Ok(rows)
 }

@@ -170,16 +170,7 @@ pub struct PeerSamples(pub Vec<(&'static str, Vec<Duration>)>);
 impl PeerSamples {
     /// The median per peer.
     pub fn medians(&self) -> PeerTimes {
-        PeerTimes(
-            self.0
-                .iter()
-                .map(|(name, runs)| {
-                    let mut runs = runs.clone();
-                    runs.sort();
-                    (*name, runs.get(runs.len() / 2).copied().unwrap_or_default())
-                })
-                .collect(),
-        )
+        PeerTimes(self.0.iter().map(|(name, runs)| (*name, crate::bench::median(runs).unwrap_or_default())).collect())
     }
 }
 

@@ -22,12 +22,7 @@ fn secs(d: Duration) -> String {
 
 /// The geometric mean (1 for no values).
 pub fn geomean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 1.0;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let n = v.len() as f64;
-    (v.iter().map(|x| x.ln()).sum::<f64>() / n).exp()
+    crate::bench::geomean(v).unwrap_or(1.0)
 }
 
 fn median(s: &PeerSamples, i: usize) -> Duration {
