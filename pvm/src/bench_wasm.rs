@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wasm_programs::WasmProgram;
@@ -67,7 +67,8 @@ fn in_process(p: &WasmProgram, engine: Engine) -> Result<(u64, Option<JitStats>,
     Ok((r.machine.retired, r.jit, elapsed))
 }
 
-/// One whole-process run of `pvm run`, output and status checked.
+/// One whole-process run of `pvm run`, output and status checked as the
+/// peers' runs are.
 fn process(exe: &Path, wasm: &Path, p: &WasmProgram, engine: Engine) -> Result<Duration, BoxError> {
     let mut cmd = Command::new(exe);
     cmd.arg("run").arg(wasm).args(["--engine", engine.name()]);
@@ -75,28 +76,11 @@ fn process(exe: &Path, wasm: &Path, p: &WasmProgram, engine: Engine) -> Result<D
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
     cmd.arg("--").args(p.args);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A program may exit without reading its input.
-        let _ = stdin.write_all(p.stdin);
-    }
-    let o = child.wait_with_output()?;
-    let elapsed = start.elapsed();
-    let out = String::from_utf8_lossy(&o.stdout);
-    if out != p.expected_stdout || o.status.code() != Some(p.expected_status) {
-        return Err(format!(
-            "{} under pvm {}: {}, output {out:?}, want {:?}; stderr: {}",
-            p.name,
-            engine.name(),
-            o.status,
-            p.expected_stdout,
-            String::from_utf8_lossy(&o.stderr)
-        )
-        .into());
-    }
-    Ok(elapsed)
+    let name = match engine {
+        Engine::Interp => "pvm interp",
+        Engine::Jit => "pvm jit",
+    };
+    Ok(crate::wasm_peers::timed_run(name, cmd, p)?)
 }
 
 /// Runs the suite: `rounds` interleaved rounds (each runs every program on

@@ -376,38 +376,48 @@ impl WasmPeers {
 
     /// One run: wall time from spawn to exit, output checked.
     fn run(&self, found: &Found, program: &WasmProgram) -> Result<Duration, WasmPeersError> {
-        let peer = found.peer.name();
-        let spawn_error = |source| WasmPeersError::Spawn { peer, program: program.name.to_string(), source };
-        let mut cmd = self.command(found, program)?;
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let start = Instant::now();
-        let mut child = cmd.spawn().map_err(spawn_error)?;
-        let stdin = child.stdin.take();
-        let output = std::thread::scope(|s| {
-            s.spawn(move || {
-                // A program may exit without reading its input: a broken pipe is not an error.
-                if let Some(mut stdin) = stdin {
-                    let _ = stdin.write_all(program.stdin);
-                }
-            });
-            child.wait_with_output()
-        })
-        .map_err(spawn_error)?;
-        let elapsed = start.elapsed();
-        let got = String::from_utf8_lossy(&output.stdout);
-        if got != program.expected_stdout || output.status.code() != Some(program.expected_status) {
-            let status = output.status.code().map_or_else(|| output.status.to_string(), |c| format!("status {c}"));
-            let run = WrongRun {
-                got: got.into_owned(),
-                status,
-                want: program.expected_stdout,
-                want_status: program.expected_status,
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            };
-            return Err(WasmPeersError::Mismatch { peer, program: program.name.to_string(), run: Box::new(run) });
-        }
-        Ok(elapsed)
+        timed_run(found.peer.name(), self.command(found, program)?, program)
     }
+}
+
+/// Runs `cmd` (the program under runtime `peer`) as a whole process with
+/// the program's standard input: the wall time from spawn to exit, its
+/// output and exit status checked against the program's expectation.
+///
+/// # Errors
+///
+/// The process cannot be started, or its output or status is not the
+/// expected one.
+pub fn timed_run(peer: &'static str, mut cmd: Command, program: &WasmProgram) -> Result<Duration, WasmPeersError> {
+    let spawn_error = |source| WasmPeersError::Spawn { peer, program: program.name.to_string(), source };
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    let stdin = child.stdin.take();
+    let output = std::thread::scope(|s| {
+        s.spawn(move || {
+            // A program may exit without reading its input: a broken pipe is not an error.
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(program.stdin);
+            }
+        });
+        child.wait_with_output()
+    })
+    .map_err(spawn_error)?;
+    let elapsed = start.elapsed();
+    let got = String::from_utf8_lossy(&output.stdout);
+    if got != program.expected_stdout || output.status.code() != Some(program.expected_status) {
+        let status = output.status.code().map_or_else(|| output.status.to_string(), |c| format!("status {c}"));
+        let run = WrongRun {
+            got: got.into_owned(),
+            status,
+            want: program.expected_stdout,
+            want_status: program.expected_status,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        return Err(WasmPeersError::Mismatch { peer, program: program.name.to_string(), run: Box::new(run) });
+    }
+    Ok(elapsed)
 }
 
 impl Drop for WasmPeers {
