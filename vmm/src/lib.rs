@@ -44,6 +44,8 @@ pub mod seccomp;
 pub mod snapshot;
 pub mod statebench;
 pub mod stats;
+#[cfg(test)]
+mod test_rng;
 pub mod trace;
 pub mod vcpu;
 pub mod vm;

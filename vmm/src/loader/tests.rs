@@ -1,6 +1,7 @@
 //! The loaders' unit tests: hand-made and mutated ELF, ELF64 and PVH images.
 
 use super::*;
+use crate::test_rng::Rng;
 
 fn mem() -> GuestMemoryMmap {
     memory::create(4).unwrap()
@@ -117,21 +118,6 @@ fn malformed_elves_are_rejected_not_panicked_on() {
     let phoff = u32::from_le_bytes(far[0x1c..0x20].try_into().unwrap()) as usize;
     far[phoff + 12..phoff + 16].copy_from_slice(&0x8000_0000u32.to_le_bytes());
     assert!(matches!(load_elf(&m, &far), Err(LoaderError::NothingInRam { .. })));
-}
-
-/// A xorshift generator: reproducible mutations without a crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Where the fields a mutation aims at sit in a valid image.

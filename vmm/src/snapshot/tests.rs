@@ -6,6 +6,7 @@ use super::format::{encode, parse, SnapshotError, MAGIC};
 use super::state::*;
 use crate::bus::{BusKind, Placement};
 use crate::devices::{DeviceState, SerialState};
+use crate::test_rng::Rng;
 
 /// A snapshot as the VMM would write it for a guest with `--timers`.
 pub(crate) fn sample(timers: bool) -> Snapshot {
@@ -57,19 +58,6 @@ pub(crate) fn sample(timers: bool) -> Snapshot {
         ranges: vec![PageRange { first: 0, count: 16, crc: 1 }, PageRange { first: 256, count: 3, crc: 2 }],
     };
     Snapshot { machine: Machine { ram_mib: 128, timers, vcpus: 1 }, vcpus: vec![vcpu], vm, devices, memory }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 #[test]
