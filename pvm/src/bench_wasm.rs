@@ -184,7 +184,7 @@ pub fn front_end_costs() -> Result<Vec<FrontEndCost>, BoxError> {
     let mut out = Vec::new();
     for p in suite(&[]) {
         let c = crate::wasm::compile(p.wasm, &crate::wasm::Options::default())?;
-        let m = crate::machine::Machine::new(&c.image, c.mem_mib)?;
+        let m = crate::machine::Machine::new(&c.image, c.info.mem_mib)?;
         let mut jit = crate::jit::Jit::new(&m, crate::jit::DEFAULT_CACHE_SIZE, None)?;
         // A block at every instruction: each instruction is translated
         // many times over; its cost once is the time per translated
@@ -192,12 +192,12 @@ pub fn front_end_costs() -> Result<Vec<FrontEndCost>, BoxError> {
         let started = Instant::now();
         jit.translate_everything(&m)?;
         let per = started.elapsed().as_secs_f64() / jit.stats.guest_instructions_translated.max(1) as f64;
-        let translate = Duration::from_secs_f64(per * c.instructions as f64);
+        let translate = Duration::from_secs_f64(per * c.info.instructions as f64);
         out.push(FrontEndCost {
             program: p.name,
-            wasm_ops: c.wasm_ops,
-            instructions: c.instructions,
-            lower: c.compile_time,
+            wasm_ops: c.info.wasm_ops,
+            instructions: c.info.instructions,
+            lower: c.info.compile_time,
             translate,
         });
     }

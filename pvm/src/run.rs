@@ -76,19 +76,10 @@ pub struct Loaded {
     pub wasm: Option<WasmInfo>,
 }
 
-/// A compiled WebAssembly command: the memory it needs (MiB), where its
-/// linear memory's descriptor is (for the WASI host), and what compiling it
-/// took.
-#[derive(Clone, Debug)]
-pub struct WasmInfo {
-    pub mem_mib: u64,
-    pub memory_desc: Option<u64>,
-    pub wasm_ops: u64,
-    pub instructions: u64,
-    pub compile_time: Duration,
-    /// Every defined function's entry address and name, by address.
-    pub symbols: Vec<(u64, String)>,
-}
+/// What a compiled WebAssembly command needs to run (the memory, where its
+/// linear memory's descriptor is for the WASI host, its function names)
+/// and what compiling it took.
+pub type WasmInfo = wasm::CompileInfo;
 
 /// Turns source text of the given kind (`pasm` or `b`) into a verified image.
 pub fn build(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -> Result<Image, LoadError> {
@@ -102,14 +93,7 @@ pub fn build_program(path: &str, kind: &str, source: &[u8], opts: LoadOptions) -
         bf::compile(source, opts.bf_optimize).map_err(|source| LoadError::Bf { path: path.into(), source })?
     } else if wasm::is_wasm(source) {
         let c = wasm::compile(source, &opts.wasm).map_err(|source| LoadError::Wasm { path: path.into(), source })?;
-        info = Some(WasmInfo {
-            mem_mib: c.mem_mib,
-            memory_desc: c.memory_desc,
-            wasm_ops: c.wasm_ops,
-            instructions: c.instructions,
-            compile_time: c.compile_time,
-            symbols: c.symbols,
-        });
+        info = Some(c.info);
         c.image
     } else if Image::is_image(source) {
         Image::from_bytes(source).map_err(|source| LoadError::Image { path: path.into(), source })?

@@ -44,10 +44,16 @@ impl Default for Options {
     }
 }
 
-/// A compiled command.
+/// A compiled command: its image, and what running it needs.
 #[derive(Clone, Debug)]
 pub struct Compiled {
     pub image: Image,
+    pub info: CompileInfo,
+}
+
+/// What a compiled command needs to run, and what compiling it took.
+#[derive(Clone, Debug)]
+pub struct CompileInfo {
     /// Memory the image needs, in MiB.
     pub mem_mib: u64,
     /// Address of the memory descriptor (end address, base address), the
@@ -198,15 +204,15 @@ pub fn compile(bytes: &[u8], opts: &Options) -> Result<Compiled, WasmError> {
         image.reserved.push(Reserved { addr: linear, len: reserve });
     }
     let symbols = entries.iter().enumerate().map(|(i, &at)| (at, m.func_name((m.imported_funcs + i) as u32))).collect();
-    Ok(Compiled {
+    let info = CompileInfo {
         symbols,
-        image,
         mem_mib,
         memory_desc: p.descs.first().copied(),
         wasm_ops: m.bodies.iter().map(|b| b.ops.len() as u64).sum(),
         instructions,
         compile_time: started.elapsed(),
-    })
+    };
+    Ok(Compiled { image, info })
 }
 
 /// The runtime data section: the memory descriptor (end, base), the

@@ -21,7 +21,7 @@ pub mod value;
 pub mod wasi;
 pub mod wast;
 
-pub use image::{compile, Compiled, Options};
+pub use image::{compile, CompileInfo, Compiled, Options};
 pub use link::{LinkError, WasmError};
 
 use crate::trap::TrapKind;
@@ -84,13 +84,13 @@ mod tests {
         )
         .unwrap();
         let c = compile(&wasm, &Options::default()).unwrap();
-        let names: Vec<&str> = c.symbols.iter().map(|(_, n)| n.as_str()).collect();
+        let names: Vec<&str> = c.info.symbols.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(names, ["helper", "func[1]"]);
         let mut io = crate::machine::BufferIo::default();
-        let cfg = crate::run::RunConfig { mem_mib: c.mem_mib, ..Default::default() };
+        let cfg = crate::run::RunConfig { mem_mib: c.info.mem_mib, ..Default::default() };
         let r = crate::run::run_image(&c.image, &cfg, None, None, &mut io).unwrap();
         let crate::interp::Outcome::Trapped(t) = r.outcome else { panic!("{:?}", r.outcome) };
         assert_eq!(trap_message(&t.kind), "integer divide by zero");
-        assert_eq!(symbolize(&c.symbols, t.pc).map(|s| s.0), Some("helper"));
+        assert_eq!(symbolize(&c.info.symbols, t.pc).map(|s| s.0), Some("helper"));
     }
 }
