@@ -130,6 +130,17 @@ fn registered_modules(ds: &[WastDirective<'_>]) -> HashSet<String> {
     out
 }
 
+/// True if the module imports from a module other than `spectest` (only
+/// its import section is read: the store decodes and validates it all).
+fn imports_from_others(bytes: &[u8]) -> bool {
+    wasmparser::Parser::new(0).parse_all(bytes).map_while(Result::ok).any(|p| match p {
+        wasmparser::Payload::ImportSection(r) => {
+            r.into_imports_with_offsets().map_while(Result::ok).any(|(_, i)| i.module != "spectest")
+        }
+        _ => false,
+    })
+}
+
 fn encode(q: &mut QuoteWat<'_>) -> Result<Vec<u8>, String> {
     q.encode().map_err(|e| format!("the script's module does not encode: {e}"))
 }
@@ -151,10 +162,7 @@ impl Runner {
     /// Where a module goes: the shared store if it is registered or
     /// imports from a registered module.
     fn home_for(&mut self, key: &str, bytes: &[u8]) -> Home {
-        let imports_registered = module::parse(bytes, self.features)
-            .map(|m| m.imports.iter().any(|i| i.module != "spectest"))
-            .unwrap_or(false);
-        if self.registered.contains(key) || imports_registered {
+        if self.registered.contains(key) || imports_from_others(bytes) {
             return Home::Shared;
         }
         // The previous unnamed private store is unreachable from now on.
