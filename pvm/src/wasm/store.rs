@@ -156,7 +156,6 @@ pub struct Store {
     ids: TypeIds,
     data_next: u64,
     memory_next: u64,
-    stack_bottom: u64,
     max_pages: u64,
     fuel: u64,
     instances: Vec<Instance>,
@@ -190,9 +189,8 @@ impl Store {
             interp: None,
             jit: None,
             ids: TypeIds::default(),
-            data_next: link::DESC_SIZE.max(0x1000),
+            data_next: super::image::DATA_BASE,
             memory_next: MEMORY_BASE,
-            stack_bottom: top - STACK,
             max_pages: DEFAULT_MAX_PAGES,
             fuel: DEFAULT_FUEL,
             instances: Vec::new(),
@@ -242,7 +240,7 @@ impl Store {
         }
         let base = self.memory_next;
         let end = base + max_pages * PAGE;
-        if end > self.stack_bottom {
+        if end > self.m.stack_limit {
             return Err(StoreError::Full("linear memories (lower the memories' maxima)"));
         }
         // A page of distance, so that no memory's end is another's start.
@@ -416,7 +414,7 @@ impl Store {
         let entries = link::lower_all(&env, &mut code)?;
         link::patch_calls(&mut code, m, &entries);
         let bases: Vec<u64> = memories.iter().map(|r| self.get64(r.desc + 8)).collect();
-        code.relocate(|mem| bases.get(mem as usize).copied().unwrap_or(0), self.stack_bottom);
+        code.relocate(|mem| bases.get(mem as usize).copied().unwrap_or(0), self.m.stack_limit);
         // Every segment must fit before any is written.
         let sizes: Vec<u64> = memories.iter().map(|r| self.get64(r.desc) - self.get64(r.desc + 8)).collect();
         let table_sizes: Vec<u64> = p.tables.iter().map(|t| t.1).collect();
