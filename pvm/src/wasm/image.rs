@@ -17,8 +17,8 @@ use wasmparser::WasmFeatures;
 use super::code::Code;
 use super::host::{self, HostSet};
 use super::link::{self, LinkError, Placement, TypeIds, WasmError, PAGE};
-use super::lower::{Callee, Env, GlobalSlot, MemorySlot, TableSlot, LIN, S2};
-use super::module::{self, Const, ExportKind, FuncType, ImportKind, Module};
+use super::lower::{Callee, Env, MemorySlot, TableSlot, LIN, S2};
+use super::module::{self, ExportKind, FuncType, ImportKind, Module};
 use crate::image::{Image, Reserved, Section};
 use crate::isa::Opcode;
 use crate::machine::{sys, MAX_MEM_MIB};
@@ -139,18 +139,8 @@ pub fn compile(bytes: &[u8], opts: &Options) -> Result<Compiled, WasmError> {
         }
         None => 0,
     };
-    // Globals: immutable ones with a constant value are constants.
-    let mut global_values = Vec::with_capacity(m.globals.len());
-    for (i, g) in m.global_inits.iter().enumerate() {
-        let ty = m.globals[m.imported_globals + i].ty;
-        global_values.push(link::global_bits(ty, link::eval(*g, &global_values, |_| 0)));
-    }
-    let globals = (0..m.globals.len())
-        .map(|g| GlobalSlot {
-            addr: p.globals[g],
-            constant: (!m.globals[g].mutable && !matches!(m.global_inits[g], Const::Func(_))).then(|| global_values[g]),
-        })
-        .collect();
+    let global_values = link::global_values(&m, Vec::new());
+    let globals = link::global_slots(&m, &p.globals, &global_values);
     let env = Env {
         module: &m,
         type_ids: type_ids.clone(),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::code::{Code, CodeError};
-use super::lower::{self, Env, LowerError};
+use super::lower::{self, Env, GlobalSlot, LowerError};
 use super::module::{Const, FuncType, Module, ValType};
 
 /// Bytes of a memory descriptor: the memory's current end address, its
@@ -158,6 +158,29 @@ pub fn table_entry(code_addr: u64, type_id: u32, desc: u64) -> [u8; 16] {
     e[4..8].copy_from_slice(&type_id.to_le_bytes());
     e[8..].copy_from_slice(&desc.to_le_bytes());
     e
+}
+
+/// Every global's value: the imported ones' (`imported`, in order), then
+/// each defined one's initial value.
+pub fn global_values(m: &Module<'_>, imported: Vec<u64>) -> Vec<u64> {
+    let mut values = imported;
+    for (i, c) in m.global_inits.iter().enumerate() {
+        let ty = m.globals[m.imported_globals + i].ty;
+        values.push(global_bits(ty, eval(*c, &values, |_| 0)));
+    }
+    values
+}
+
+/// Where each global is (`addrs`), and for a defined immutable one its
+/// value (from `values`), which the code may use as a constant.
+pub fn global_slots(m: &Module<'_>, addrs: &[u64], values: &[u64]) -> Vec<GlobalSlot> {
+    (0..m.globals.len())
+        .map(|g| {
+            let defined = g.checked_sub(m.imported_globals).map(|i| m.global_inits[i]);
+            let constant = defined.is_some_and(|c| !m.globals[g].mutable && !matches!(c, Const::Func(_)));
+            GlobalSlot { addr: addrs[g], constant: constant.then(|| values[g]) }
+        })
+        .collect()
 }
 
 /// The stored bits of a global's value (i32 and f32 zero-extended).

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use super::code::Code;
 use super::link::{self, LinkError, Placement, TypeIds, WasmError, DESC_SIZE, ENTRY_SIZE, PAGE};
-use super::lower::{Callee, Env, GlobalSlot, MemorySlot, TableSlot, LIN, VALUE_REGS};
+use super::lower::{Callee, Env, MemorySlot, TableSlot, LIN, VALUE_REGS};
 use super::module::{self, ExportKind, FuncType, GlobalType, ImportKind, Limits, Module, ValType};
 use super::value::Value;
 use crate::image::{Image, Section};
@@ -380,11 +380,7 @@ impl Store {
         let start = self.data_next;
         let p = Placement::place(m, start, imported, false)?;
         self.alloc_data(p.end - start)?;
-        let mut values: Vec<u64> = imports.globals.iter().map(|g| self.get64(g.addr)).collect();
-        for (i, c) in m.global_inits.iter().enumerate() {
-            let ty = m.globals[m.imported_globals + i].ty;
-            values.push(link::global_bits(ty, link::eval(*c, &values, |_| 0)));
-        }
+        let values = link::global_values(m, imports.globals.iter().map(|g| self.get64(g.addr)).collect());
         let own_desc = memories.first().map(|r| r.desc);
         let mut funcs: Vec<Callee> = imports
             .funcs
@@ -395,12 +391,7 @@ impl Store {
             })
             .collect();
         funcs.resize(m.funcs.len(), Callee::Local);
-        let globals = (0..m.globals.len())
-            .map(|g| GlobalSlot {
-                addr: p.globals[g],
-                constant: (g >= m.imported_globals && !m.globals[g].mutable).then(|| values[g]),
-            })
-            .collect();
+        let globals = link::global_slots(m, &p.globals, &values);
         let env = Env {
             module: m,
             type_ids: type_ids.clone(),
