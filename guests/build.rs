@@ -38,6 +38,7 @@ const BUILDS: &[(&str, &str, Link)] = &[
     ("hello64", "hello64.elf", Link::Elf64),
     ("traps", "traps.bin", Link::Flat64),
     ("ticks", "ticks.bin", Link::Flat64),
+    ("smp", "smp.bin", Link::Flat64),
     ("uartirq", "uartirq.bin", Link::Flat64),
     ("triple", "triple.bin", Link::Flat64),
     ("echo", "echo.bin", Link::Flat64),

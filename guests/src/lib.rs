@@ -127,6 +127,15 @@ pub const GUESTS: &[Guest] = &[
     Guest {
         timers: true,
         ..guest!(
+            "smp",
+            "smp.bin",
+            Boot::Long { load: KERNEL_BASE },
+            "SMP: finds the CPUs in the MP table, starts them with INIT-SIPI-SIPI, lock xadd, IPI ping-pong (--vcpus N)"
+        )
+    },
+    Guest {
+        timers: true,
+        ..guest!(
             "uartirq",
             "uartirq.bin",
             Boot::Long { load: KERNEL_BASE },

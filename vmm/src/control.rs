@@ -139,6 +139,20 @@ impl Control {
         }
     }
 
+    /// Kicks the vCPU out of `KVM_RUN` for good, without asking for a
+    /// pause: `immediate_exit` stays set and the thread gets the signal
+    /// (the end of an SMP run, [`crate::smp::Crew::end`]).
+    pub fn kick(&self) {
+        self.set_immediate_exit(true);
+        let thread = self.thread.load(Ordering::SeqCst);
+        if thread != 0 {
+            crate::watchdog::install_handler();
+            // SAFETY: as in `request_pause`: the vCPU thread runs in the scope
+            // of the run that owns this Control, so its pthread_t is valid.
+            unsafe { libc::pthread_kill(thread as libc::pthread_t, crate::watchdog::kick_signal()) };
+        }
+    }
+
     /// The pause asked for, if any (on the vCPU thread).
     pub fn pending_pause(&self) -> Option<PauseReason> {
         match self.pause.load(Ordering::SeqCst) {

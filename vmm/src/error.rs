@@ -69,14 +69,20 @@ pub struct Diagnosis {
     pub instruction: Option<Instruction>,
     /// What KVM said beyond the exit reason.
     pub note: Option<String>,
+    /// Which vCPU, in a guest with several.
+    pub vcpu: Option<usize>,
 }
 
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (r, s) = (&self.regs, &self.sregs);
+        match self.vcpu {
+            Some(index) => write!(f, "  on vCPU {index} at")?,
+            None => write!(f, "  at")?,
+        }
         match &self.instruction {
-            Some(i) => writeln!(f, "  at rip={:#x} ({}): {i}", r.rip, self.mode)?,
-            None => writeln!(f, "  at rip={:#x} ({}): instruction not readable", r.rip, self.mode)?,
+            Some(i) => writeln!(f, " rip={:#x} ({}): {i}", r.rip, self.mode)?,
+            None => writeln!(f, " rip={:#x} ({}): instruction not readable", r.rip, self.mode)?,
         }
         if let Some(note) = &self.note {
             writeln!(f, "  {note}")?;
@@ -152,6 +158,8 @@ pub enum VmError {
     VcpuKilled { exits: u64 },
     #[error("fault tolerance")]
     Ft(#[source] Box<crate::ft::FtError>),
+    #[error("cannot run the guest with the vCPUs asked for")]
+    Smp(#[source] crate::smp::SmpError),
 }
 
 impl VmError {
@@ -180,6 +188,7 @@ impl VmError {
             VmError::Watchdog { .. } => ExitCode::Watchdog,
             VmError::VcpuKilled { .. } => ExitCode::VcpuKilled,
             VmError::Ft(_) => ExitCode::Internal,
+            VmError::Smp(_) => ExitCode::Usage,
         }
     }
 }
@@ -206,6 +215,7 @@ mod tests {
             mode: "16-bit real mode",
             instruction: None,
             note: Some("suberror 1".into()),
+            vcpu: None,
         });
         let guest = |error| VmError::Guest { error, diagnosis: diagnosis.clone() };
         assert_eq!(guest(VcpuError::Shutdown).exit_code(), ExitCode::TripleFault);
@@ -227,8 +237,10 @@ mod tests {
             mode: "64-bit long mode",
             instruction,
             note: None,
+            vcpu: Some(2),
         };
         let shown = d.to_string();
         assert!(shown.contains("xgetbv") && shown.contains("--cpuid-mask xsave"), "{shown}");
+        assert!(shown.starts_with("  on vCPU 2 at rip="), "the vCPU is named: {shown}");
     }
 }

@@ -41,6 +41,7 @@ pub mod migration;
 pub mod multiboot;
 pub mod runloop;
 pub mod seccomp;
+pub mod smp;
 pub mod snapshot;
 pub mod statebench;
 pub mod stats;

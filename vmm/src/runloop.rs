@@ -16,10 +16,11 @@ use crate::control::{Control, PauseReason, Paused, RunEnd, Verdict};
 use crate::kvmstate::{self, VcpuCaps};
 use crate::memory::GuestMemoryMmap;
 use crate::seccomp;
+use crate::smp::Seat;
 use crate::snapshot::state::DeviceRecord;
 use crate::stats::ExitStats;
 use crate::trace::{self, CpuView, TraceLine};
-use crate::vcpu::{handle_exit, Buses, ExitKind, Handled, VcpuAction, VcpuError};
+use crate::vcpu::{handle_exit, BusRef, Buses, ExitKind, Handled, VcpuAction, VcpuError};
 use crate::vm::{Diagnosis, RunReport, VmError};
 use crate::watchdog::Watchdog;
 
@@ -50,7 +51,7 @@ pub(crate) struct Link {
 /// One vCPU's run: what the loop borrows from the VM, and its counters.
 pub(crate) struct VcpuRun<'a, 't> {
     pub vcpu: &'a mut VcpuFd,
-    pub buses: &'a mut Buses,
+    pub buses: BusRef<'a>,
     pub mem: &'a GuestMemoryMmap,
     pub trace: Option<&'t mut (dyn Write + Send + 't)>,
     pub stats: Option<ExitStats>,
@@ -59,6 +60,8 @@ pub(crate) struct VcpuRun<'a, 't> {
     pub exits: u64,
     /// The gdb stub's link, with `--gdb`.
     pub debug: Option<VcpuDebug>,
+    /// This vCPU's place among the vCPUs of an SMP guest.
+    pub seat: Option<Seat>,
 }
 
 /// What one pass of the loop decided.
@@ -72,6 +75,9 @@ impl VcpuRun<'_, '_> {
     /// the filter, so outside it), the filter, then KVM_RUN until the end.
     pub fn run(mut self, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
         let result = self.run_loop(filter);
+        if let Some(seat) = &self.seat {
+            seat.crew.end(seat.index);
+        }
         if let Some(debug) = &self.debug {
             debug.ended(match &result {
                 Ok(report) => Ending::Exited(report.status()),
@@ -105,6 +111,11 @@ impl VcpuRun<'_, '_> {
             }
         }
         loop {
+            if self.seat.as_ref().is_some_and(|s| s.crew.ended()) {
+                // Another vCPU ended the run (its own result is the run's);
+                // this report only carries this vCPU's counters.
+                return Ok(self.report(RunEnd::Guest(0), start));
+            }
             if watchdog.as_ref().is_some_and(Watchdog::expired) {
                 let timeout = self.timeout.unwrap_or_default();
                 return Err(VmError::Timeout { timeout, diagnosis: self.diagnose(ExitKind::Other, None) });
@@ -126,6 +137,7 @@ impl VcpuRun<'_, '_> {
             end,
             exits: self.exits,
             stats: self.stats.take(),
+            per_vcpu: Vec::new(),
             wall: start.elapsed(),
             snapshots: Vec::new(),
             snapshot_failures: Vec::new(),
@@ -136,7 +148,8 @@ impl VcpuRun<'_, '_> {
     /// The pause control of the controller or of the gdb stub.
     fn control(&self) -> Option<Arc<Control>> {
         let debug = self.debug.as_ref().map(|d| d.control.clone());
-        self.link.as_ref().map(|l| l.control.clone()).or(debug)
+        let seat = self.seat.as_ref().map(|s| s.control());
+        self.link.as_ref().map(|l| l.control.clone()).or(debug).or(seat)
     }
 
     /// Hands a stop to the gdb stub and waits until it resumes the vCPU.
@@ -179,7 +192,7 @@ impl VcpuRun<'_, '_> {
         let debugging = self.debug.is_some();
         match self.vcpu.run() {
             Ok(VcpuExit::Debug(arch)) if debugging => Ok(Ran::Debug(arch)),
-            Ok(exit) => Ok(Ran::Handled(handle_exit(exit, self.buses))),
+            Ok(exit) => Ok(Ran::Handled(handle_exit(exit, &mut self.buses.lock()))),
             // EINTR: a kick (watchdog, pause); EAGAIN: an AP's first KVM_RUN may say so.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(Ran::Interrupted),
             Err(source) => Err(VmError::Kvm { call: "KVM_RUN", source }),
@@ -279,7 +292,7 @@ impl VcpuRun<'_, '_> {
                 Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
                 // An exit before the pause point (the next element of a string
                 // I/O): handle it like any other.
-                Ok(exit) => handle_exit(exit, self.buses),
+                Ok(exit) => handle_exit(exit, &mut self.buses.lock()),
             };
             if let Step::End(end) = self.after_exit(handled, None, start)? {
                 return Ok(Step::End(end));
@@ -294,7 +307,7 @@ impl VcpuRun<'_, '_> {
             link.snapshot_after = None; // taken: once per run
         }
         let vcpu = kvmstate::save_vcpu(self.vcpu, 0, &link.caps).map_err(VmError::State)?;
-        let devices = save_devices(self.buses);
+        let devices = save_devices(&mut self.buses.lock());
         let (reply, verdict) = mpsc::channel();
         let paused = Paused { reason, vcpus: vec![vcpu], devices, exits: self.exits, at, reply };
         // A controller that has gone away cannot answer: carry on.
@@ -322,7 +335,9 @@ impl VcpuRun<'_, '_> {
     }
 
     fn diagnose(&mut self, kind: ExitKind, note: Option<String>) -> Box<Diagnosis> {
-        diagnose(self.vcpu, self.mem, kind, note)
+        let mut diagnosis = diagnose(self.vcpu, self.mem, kind, note);
+        diagnosis.vcpu = self.seat.as_ref().map(|s| s.index);
+        diagnosis
     }
 
     /// What KVM put in `kvm_run.internal` for an internal-error exit.
@@ -384,7 +399,7 @@ pub(crate) fn diagnose(vcpu: &VcpuFd, mem: &GuestMemoryMmap, kind: ExitKind, not
     let sregs = vcpu.get_sregs().unwrap_or_default();
     let view = CpuView::new(&regs, &sregs);
     let instruction = trace::trapping_instruction(mem, &view, kind, None);
-    Box::new(Diagnosis { regs, sregs, mode: view.mode_name(), instruction, note })
+    Box::new(Diagnosis { regs, sregs, mode: view.mode_name(), instruction, note, vcpu: None })
 }
 
 /// Every device's placement and state (the UART takes in arrived input).

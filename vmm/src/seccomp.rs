@@ -104,7 +104,7 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_sched_yield, "sched_yield", "lock contention"),
     (libc::SYS_getpid, "getpid", "the SIGSYS handler re-raises SIGSYS"),
     (libc::SYS_gettid, "gettid", "the SIGSYS handler re-raises SIGSYS"),
-    (libc::SYS_tgkill, "tgkill", "SIGSYS (the handler's re-raise) and SIGABRT (abort) to itself only"),
+    (libc::SYS_tgkill, "tgkill", "SIGSYS (the handler's re-raise) and SIGABRT (abort) to itself only; with several vCPUs, the kick signal to the other vCPU threads"),
     (libc::SYS_exit, "exit", "the vCPU thread ends"),
     (libc::SYS_exit_group, "exit_group", "the process ends"),
 ];
@@ -162,12 +162,27 @@ pub fn vcpu_filter(fds: KvmFds, snapshots: bool) -> Result<BpfProgram, SeccompEr
 ///
 /// As [`vcpu_filter`].
 pub fn vcpu_filter_for(fds: KvmFds, snapshots: bool, debug: bool) -> Result<BpfProgram, SeccompError> {
+    filter(fds, snapshots, debug, &[libc::SIGSYS, libc::SIGABRT])
+}
+
+/// The filter of one vCPU thread of an SMP guest: [`vcpu_filter_for`], and
+/// `tgkill` may also send the watchdog's kick signal, with which the vCPU
+/// that ends the run kicks the others out of `KVM_RUN` ([`crate::smp`]).
+///
+/// # Errors
+///
+/// As [`vcpu_filter_for`].
+pub fn smp_vcpu_filter(fds: KvmFds) -> Result<BpfProgram, SeccompError> {
+    filter(fds, false, false, &[libc::SIGSYS, libc::SIGABRT, crate::watchdog::kick_signal()])
+}
+
+fn filter(fds: KvmFds, snapshots: bool, debug: bool, signals: &[libc::c_int]) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(nr, _, _) in ALLOWED {
         let conditions = match nr {
             libc::SYS_ioctl => ioctl_rules(fds, snapshots, debug),
             libc::SYS_mmap | libc::SYS_mprotect => sandbox::never_executable(2),
-            libc::SYS_tgkill => sandbox::any_of(2, &[libc::SIGSYS, libc::SIGABRT]),
+            libc::SYS_tgkill => sandbox::any_of(2, signals),
             _ => Ok(Vec::new()),
         };
         rules.insert(nr, conditions.map_err(SeccompError::Build)?);

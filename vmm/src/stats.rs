@@ -29,6 +29,16 @@ impl ExitStats {
         row.vmm += vmm;
     }
 
+    /// Adds `other`'s counts and times to these (one vCPU's to the total).
+    pub fn merge(&mut self, other: &ExitStats) {
+        for (key, row) in &other.rows {
+            let mine = self.rows.entry(*key).or_default();
+            mine.count += row.count;
+            mine.vmm += row.vmm;
+        }
+        self.guest += other.guest;
+    }
+
     /// Total exits counted.
     pub fn exits(&self) -> u64 {
         self.rows.values().map(|r| r.count).sum()
@@ -70,6 +80,17 @@ impl ExitStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_adds_rows_and_guest_time() {
+        let (mut a, mut b) = (ExitStats::default(), ExitStats::default());
+        a.record(ExitKind::IoOut, "uart", Duration::from_micros(2));
+        b.record(ExitKind::IoOut, "uart", Duration::from_micros(3));
+        b.record(ExitKind::Hlt, "-", Duration::from_micros(1));
+        b.guest = Duration::from_millis(1);
+        a.merge(&b);
+        assert_eq!((a.exits(), a.count(ExitKind::IoOut, "uart"), a.guest), (3, 2, Duration::from_millis(1)));
+    }
 
     #[test]
     fn counts_by_kind_and_device_and_renders_a_table() {

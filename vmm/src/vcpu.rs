@@ -1,6 +1,9 @@
 //! The exit handler: one function turns every vCPU exit into an action.
 //! It never looks at port numbers: the buses decide who owns an address.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use kvm_ioctls::VcpuExit;
 
 use crate::bus::{Bus, DeviceRequest, Dispatch};
@@ -10,6 +13,58 @@ use crate::bus::{Bus, DeviceRequest, Dispatch};
 pub struct Buses {
     pub pio: Bus,
     pub mmio: Bus,
+}
+
+/// How a run loop reaches the buses: its own (one vCPU), or shared behind
+/// a lock by every vCPU thread of an SMP guest.
+#[derive(Debug)]
+pub enum BusRef<'a> {
+    Own(&'a mut Buses),
+    Shared(&'a Mutex<Buses>),
+}
+
+impl<'a> From<&'a mut Buses> for BusRef<'a> {
+    fn from(buses: &'a mut Buses) -> Self {
+        BusRef::Own(buses)
+    }
+}
+
+impl BusRef<'_> {
+    /// The buses, for one exit (held while a device handles it).
+    pub fn lock(&mut self) -> BusGuard<'_> {
+        match self {
+            BusRef::Own(buses) => BusGuard::Own(buses),
+            // A device that panicked on another vCPU thread has already ended
+            // the run; its state is still the buses' state.
+            BusRef::Shared(buses) => BusGuard::Shared(buses.lock().unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+}
+
+/// The buses while one exit is handled.
+#[derive(Debug)]
+pub enum BusGuard<'g> {
+    Own(&'g mut Buses),
+    Shared(MutexGuard<'g, Buses>),
+}
+
+impl Deref for BusGuard<'_> {
+    type Target = Buses;
+    fn deref(&self) -> &Buses {
+        match self {
+            BusGuard::Own(b) => b,
+            BusGuard::Shared(b) => b,
+        }
+    }
+}
+
+impl DerefMut for BusGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Buses {
+        match self {
+            BusGuard::Own(b) => b,
+            BusGuard::Shared(b) => b,
+        }
+    }
 }
 
 /// Kinds of exit, for the trace and the statistics.

@@ -58,6 +58,9 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Initrd, kernel name, CPUID mask.
     pub boot: crate::boot::BootOptions,
+    /// vCPUs (`--vcpus`); more than one needs the in-kernel irqchip, which
+    /// is then created whatever `timers` says.
+    pub vcpus: u32,
 }
 
 impl Default for VmConfig {
@@ -67,6 +70,7 @@ impl Default for VmConfig {
             timers: false,
             cmdline: String::new(),
             boot: crate::boot::BootOptions::default(),
+            vcpus: 1,
         }
     }
 }
@@ -108,8 +112,10 @@ pub struct RunReport {
     pub end: RunEnd,
     /// Exits handled by the VMM.
     pub exits: u64,
-    /// Filled when statistics were asked for.
+    /// Filled when statistics were asked for (with several vCPUs, their sum).
     pub stats: Option<ExitStats>,
+    /// Each vCPU's statistics, with several vCPUs and `--stats`.
+    pub per_vcpu: Vec<ExitStats>,
     /// Wall time of the run loop.
     pub wall: Duration,
     /// The snapshots written during the run.
@@ -178,11 +184,14 @@ impl fmt::Debug for SerialIo {
     }
 }
 
-/// A VM with one vCPU, ready to run.
+/// A VM with its vCPUs, ready to run.
 pub struct Vm {
     kvm: Kvm,
     vm: Arc<VmFd>,
+    /// vCPU 0, the bootstrap processor.
     vcpu: VcpuFd,
+    /// vCPUs 1.., the application processors (waiting for a SIPI).
+    aps: Vec<VcpuFd>,
     mem: GuestMemoryMmap,
     buses: Buses,
     config: VmConfig,
@@ -255,18 +264,52 @@ impl Vm {
             (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
         }
         crate::arch::x86_64::cpuid::apply_mask(cpuid.as_mut_slice(), &config.boot.cpuid_mask);
-        vm.vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         vm.cpuid = cpuid.as_slice().to_vec();
-        if config.timers {
+        vm.set_cpuids()?;
+        if vm.config.timers {
             let mut lapic = vm.vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
             regs::route_legacy_interrupts(&mut lapic);
             vm.vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))?;
+            vm.write_mptable(image)?;
         }
         let mut sregs = vm.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
         regs::set_entry_sregs(&mut sregs, &entry_point);
         vm.vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         vm.vcpu.set_regs(&regs::entry_regs(&entry_point)).map_err(kvm_err("KVM_SET_REGS"))?;
         Ok(vm)
+    }
+
+    /// Gives every vCPU the CPUID table of [`Vm::boot`] with its own APIC id.
+    fn set_cpuids(&self) -> Result<(), VmError> {
+        let count = self.vcpu_count() as u32;
+        for (id, vcpu) in std::iter::once(&self.vcpu).chain(&self.aps).enumerate() {
+            let entries = crate::smp::cpuid_of(&self.cpuid, id as u32, count);
+            let table = kvm_bindings::CpuId::from_entries(&entries).map_err(|_| {
+                VmError::State(kvmstate::StateError::TooMany { count: entries.len(), max: KVM_MAX_CPUID_ENTRIES })
+            })?;
+            vcpu.set_cpuid2(&table).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the MP table of the in-kernel irqchip's APICs, unless a flat
+    /// image lies where it goes (then the boot notes say so).
+    fn write_mptable(&mut self, image: &Image<'_>) -> Result<(), VmError> {
+        if let Image::Flat { bytes, load, .. } = *image {
+            if MPTABLE_REGION.overlaps(load, bytes.len() as u64) {
+                let note = format!("no MP table: the image at {load:#x} covers {MPTABLE_START:#x}");
+                self.boot_report.notes.push(note);
+                return Ok(());
+            }
+        }
+        let placed = crate::smp::write_mptable(&self.mem, &self.cpuid, self.vcpu_count() as u32)?;
+        self.boot_report.placed.push(placed);
+        Ok(())
+    }
+
+    /// vCPUs of this VM.
+    pub fn vcpu_count(&self) -> usize {
+        1 + self.aps.len()
     }
 
     /// Restores `snapshot` into a new VM whose RAM is `mem` (the snapshot's
@@ -307,6 +350,8 @@ impl Vm {
     /// state is then 4-8 ms faster here) and the devices.
     fn create(config: &VmConfig, mem: GuestMemoryMmap, serial: SerialIo) -> Result<Self, VmError> {
         let kvm = open_kvm()?;
+        crate::smp::check_count(config.vcpus, crate::smp::max_vcpus(&kvm)).map_err(VmError::Smp)?;
+        let config = &VmConfig { timers: config.timers || config.vcpus > 1, ..config.clone() };
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         vm.set_tss_address(KVM_TSS_ADDRESS).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         memory::register(&vm, &mem, false).map_err(VmError::Memory)?;
@@ -316,12 +361,17 @@ impl Vm {
             vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         }
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        // With the in-kernel LAPIC, KVM starts these in wait-for-SIPI (KVM_MP_STATE_UNINITIALIZED).
+        let aps = (1..config.vcpus)
+            .map(|id| vm.create_vcpu(u64::from(id)).map_err(kvm_err("KVM_CREATE_VCPU")))
+            .collect::<Result<Vec<_>, _>>()?;
         let tsc_khz = vcpu.get_tsc_khz().ok();
         let buses = Self::devices(config, &vm, serial)?;
         Ok(Vm {
             kvm,
             vm,
             vcpu,
+            aps,
             mem,
             buses,
             config: config.clone(),
@@ -446,7 +496,7 @@ impl Vm {
 
     /// The machine's options, as a snapshot records them.
     pub fn machine(&self) -> Machine {
-        Machine { ram_mib: self.config.mem_mib, timers: self.config.timers, vcpus: 1 }
+        Machine { ram_mib: self.config.mem_mib, timers: self.config.timers, vcpus: self.vcpu_count() as u32 }
     }
 
     /// Turns KVM's dirty log on; what was written before is what is resident now.
@@ -482,6 +532,9 @@ impl Vm {
             true => Some(seccomp::vcpu_filter_for(fds, controlled, gdb.is_some()).map_err(VmError::Seccomp)?),
             false => None,
         };
+        if !self.aps.is_empty() {
+            return self.run_smp(RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, gdb });
+        }
         let stats = stats.then(ExitStats::default);
         if let Some(plan) = gdb {
             let parts =
@@ -491,7 +544,7 @@ impl Vm {
         if !controlled {
             let run = VcpuRun {
                 vcpu: &mut self.vcpu,
-                buses: &mut self.buses,
+                buses: (&mut self.buses).into(),
                 mem: &self.mem,
                 trace,
                 stats,
@@ -499,6 +552,7 @@ impl Vm {
                 link: None,
                 exits: 0,
                 debug: None,
+                seat: None,
             };
             let Some(filter) = filter else { return run.run(None) };
             return std::thread::scope(|scope| {
@@ -519,7 +573,9 @@ impl Vm {
         let machine = self.machine();
         let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
         let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
-        let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0, debug: None };
+        let buses = buses.into();
+        let run =
+            VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0, debug: None, seat: None };
         std::thread::scope(|scope| {
             let vcpu = std::thread::Builder::new()
                 .name("vcpu0".into())
@@ -547,6 +603,25 @@ impl Vm {
             report.migrations = outcome.migrations;
             Ok(report)
         })
+    }
+
+    /// [`Vm::run`] with several vCPUs ([`crate::smp`]): what is not
+    /// supported yet is refused, never run wrongly.
+    fn run_smp(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
+        let vcpus = self.vcpu_count();
+        let refuse = |what| Err(VmError::Smp(crate::smp::SmpError::Unsupported { what, vcpus }));
+        if opts.gdb.is_some() {
+            return refuse("--gdb");
+        }
+        if opts.migrate.is_some() {
+            return refuse("live migration (--migrate-to)");
+        }
+        if opts.snapshot.is_some() {
+            return refuse("--snapshot");
+        }
+        let vcpus = std::iter::once(&mut self.vcpu).chain(self.aps.iter_mut()).collect();
+        let parts = crate::smp::SmpParts { vm: &self.vm, vcpus, buses: &mut self.buses, mem: &self.mem };
+        crate::smp::run(parts, opts.trace, opts.stats, opts.timeout, opts.seccomp)
     }
 
     /// The benchmark floor: KVM_RUN in a loop, no device dispatch, until a

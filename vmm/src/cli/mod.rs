@@ -99,6 +99,10 @@ struct RunArgs {
     /// Give the guest KVM's in-kernel interrupt controller and PIT.
     #[arg(long)]
     timers: bool,
+    /// vCPUs, each on a host thread of its own; more than one implies --timers
+    /// (the in-kernel LAPICs) and an MP table. vCPU 0 boots, the others wait for its SIPI.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
     /// The kernel's command line (PVH, Multiboot, Linux).
     #[arg(long, default_value = "")]
     cmdline: String,
@@ -314,6 +318,7 @@ fn boot(args: RunArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(Vm, Run
     };
     config.mem_mib = args.mem;
     config.timers |= args.timers;
+    config.vcpus = args.vcpus;
     config.cmdline = args.cmdline;
     config.boot.kernel_name = name;
     config.boot.cpuid_mask = args.cpuid_mask.map(|m| m.0).unwrap_or_default();
@@ -364,6 +369,10 @@ fn run(
 ) -> Result<i32, VmError> {
     let timeout = flags.timeout.map(Duration::from_secs_f64);
     if let Some(io) = ft {
+        if vm.vcpu_count() > 1 {
+            let what = "fault tolerance (--checkpoint-every, --watchdog-action, --inject-fault)";
+            return Err(VmError::Smp(crate::smp::SmpError::Unsupported { what, vcpus: vm.vcpu_count() }));
+        }
         if flags.migrate_to.is_some() {
             let why = "--migrate-to cannot be combined with checkpoints, watchdogs or injected faults yet".into();
             return Err(VmError::Ft(Box::new(crate::ft::FtError::Options(why))));
@@ -430,7 +439,14 @@ fn receive(args: ReceiveArgs, serial: SerialIo, err: &mut dyn Write) -> Result<(
 }
 
 fn report_run(result: &RunReport, snapshot: Option<&SnapshotPlan>, err: &mut dyn Write) {
+    for (index, stats) in result.per_vcpu.iter().enumerate() {
+        let _ = writeln!(err, "vCPU {index}:");
+        let _ = stats.render(err, result.wall);
+    }
     if let Some(stats) = &result.stats {
+        if !result.per_vcpu.is_empty() {
+            let _ = writeln!(err, "all {} vCPUs:", result.per_vcpu.len());
+        }
         let _ = stats.render(err, result.wall);
     }
     for s in &result.snapshots {

@@ -272,7 +272,14 @@ impl Serve<'_, '_> {
         let (regs, sregs) = p.vcpus.first().map(|v| (v.regs, v.sregs)).unwrap_or_default();
         let view = CpuView::new(&regs, &sregs);
         let instruction = trace::trapping_instruction(self.ctl.mem, &view, ExitKind::Other, None);
-        Box::new(Diagnosis { regs, sregs, mode: view.mode_name(), instruction, note: Some(note.to_string()) })
+        Box::new(Diagnosis {
+            regs,
+            sregs,
+            mode: view.mode_name(),
+            instruction,
+            note: Some(note.to_string()),
+            vcpu: None,
+        })
     }
 
     /// `--inject-fault hang-after-ms`: the controller stops for good, as a

@@ -436,7 +436,7 @@ impl<'v> Session<'v> {
         let p = &mut self.parts;
         let run = VcpuRun {
             vcpu: &mut *p.vcpu,
-            buses: &mut *p.buses,
+            buses: (&mut *p.buses).into(),
             mem: p.mem,
             trace: if opts.trace { Some(&mut trace as &mut (dyn Write + Send)) } else { None },
             stats: opts.stats.then(ExitStats::default),
@@ -444,6 +444,7 @@ impl<'v> Session<'v> {
             link: Some(link),
             exits: 0,
             debug: None,
+            seat: None,
         };
         std::thread::scope(|scope| {
             let vcpu = std::thread::Builder::new()

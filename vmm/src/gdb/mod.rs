@@ -113,7 +113,8 @@ pub fn run(
     let control = Arc::new(Control::default());
     let (debug, events, commands) = VcpuDebug::link(control.clone(), plan.wait);
     let VmParts { vcpu, buses, mem, .. } = parts;
-    let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: None, exits: 0, debug: Some(debug) };
+    let buses = buses.into();
+    let run = VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: None, exits: 0, debug: Some(debug), seat: None };
     std::thread::scope(|scope| {
         let vcpu = std::thread::Builder::new()
             .name("vcpu0".into())

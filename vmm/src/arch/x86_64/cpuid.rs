@@ -130,6 +130,25 @@ pub fn apply_mask(entries: &mut [kvm_cpuid_entry2], masked: &[&'static Feature])
     }
 }
 
+/// Gives vCPU `id` of `count` its APIC id in the CPUID table, as the MP
+/// table lists it: leaf 1 EBX bits 31-24 (initial APIC id) and bits 23-16
+/// (logical processors, with HTT set when there are several), and EDX of
+/// every subleaf of the topology leaves 0xB and 0x1F (x2APIC id).
+pub fn set_apic_id(entries: &mut [kvm_cpuid_entry2], id: u32, count: u32) {
+    for e in entries.iter_mut() {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x0000_ffff) | ((id & 0xff) << 24) | ((count.min(0xff)) << 16);
+                if count > 1 {
+                    e.edx |= 1 << 28; // HTT: the logical-processor count is valid
+                }
+            }
+            0xb | 0x1f => e.edx = id,
+            _ => {}
+        }
+    }
+}
+
 /// The `--cpuid-mask` feature an instruction belongs to, for the
 /// diagnosis of a run that failed on it: a nested KVM may offer a feature
 /// in CPUID whose instructions its emulator cannot run. `text` is the
@@ -177,6 +196,19 @@ mod tests {
         assert_eq!(entries[0].ecx, !cleared);
         assert_eq!(entries[1].ebx, !((1 << 5) | (1 << 16)), "avx2 and avx512f");
         assert_eq!((entries[2].eax, entries[2].ebx, entries[2].ecx), (0, 0, 0));
+    }
+
+    #[test]
+    fn each_vcpu_gets_its_apic_id_in_leaves_1_and_0xb() {
+        let mut entries = [entry(1, 0), entry(0xb, 0), entry(0xb, 1), entry(4, 0)];
+        entries[0].ebx = 0xab00_1234;
+        set_apic_id(&mut entries, 3, 4);
+        assert_eq!(entries[0].ebx, 0x0304_1234, "APIC id 3, 4 logical CPUs, low half kept");
+        assert_ne!(entries[0].edx & (1 << 28), 0);
+        assert_eq!((entries[1].edx, entries[2].edx), (3, 3));
+        assert_eq!(entries[3].ebx, u32::MAX, "other leaves untouched");
+        set_apic_id(&mut entries, 0, 1);
+        assert_eq!(entries[0].ebx >> 24, 0);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! 0x0000_9000  PML4, then PDPT at 0xa000, then 4 PDs at 0xb000..0xf000
 //! 0x0002_0000  Linux command line
 //! 0x0007_f000  boot stack page (the stack grows down from 0x8_0000)
+//! 0x000f_0000  MP table: floating pointer, then the configuration table
 //! 0x0010_0000  protected/long-mode flat images and ELF kernels (1 MiB)
 //!   ...        kernel, then Multiboot modules (page-aligned, after the kernel)
 //!   ...        Linux initrd (page-aligned, as high as RAM and the kernel allow)
@@ -67,6 +68,9 @@ pub const BOOT_STACK_TOP: u64 = 0x8_0000;
 pub const BOOT_STACK_PAGE: u64 = BOOT_STACK_TOP - 0x1000;
 /// Default load address of protected/long-mode flat binaries.
 pub const KERNEL_LOAD: u64 = 0x10_0000;
+/// The MP table's floating pointer (the configuration table follows it),
+/// in the system BIOS area a kernel scans for it.
+pub const MPTABLE_START: u64 = 0xf_0000;
 /// KVM's TSS for real-mode emulation on Intel (3 pages), just below 4 GiB.
 pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
@@ -141,6 +145,8 @@ pub const LINUX_CMDLINE_REGION: Region =
 /// The identity page tables of a long-mode entry.
 pub const PAGE_TABLE_REGION: Region =
     Region { name: "page tables", start: PML4_START, len: PD_START + IDENTITY_MAP_GIB * 0x1000 - PML4_START };
+/// The MP table, room for [`super::mptable::MAX_CPUS`] CPUs.
+pub const MPTABLE_REGION: Region = Region { name: "MP table", start: MPTABLE_START, len: 0x2000 };
 /// The boot stack's page.
 pub const BOOT_STACK_REGION: Region = Region { name: "boot stack", start: BOOT_STACK_PAGE, len: 0x1000 };
 

@@ -5,6 +5,7 @@ pub mod cpuid;
 pub mod e820;
 pub mod gdt;
 pub mod layout;
+pub mod mptable;
 pub mod multiboot;
 pub mod paging;
 pub mod pvh;
