@@ -61,6 +61,7 @@ pub(crate) struct Controller<'a> {
     pub vm: &'a VmFd,
     pub mem: &'a GuestMemoryMmap,
     pub machine: Machine,
+    /// The BSP's CPUID table (the APs' differ in their APIC ids only).
     pub cpuid: &'a [kvm_cpuid_entry2],
     pub tsc_khz: Option<u32>,
     pub written: &'a mut PageSet,
@@ -139,8 +140,9 @@ impl Controller<'_> {
     pub(crate) fn machine_state(&self, paused: &Paused) -> Result<Snapshot, VmError> {
         let vm = kvmstate::save_vm(self.vm, self.machine.timers).map_err(VmError::State)?;
         let mut vcpus = paused.vcpus.clone();
-        for v in &mut vcpus {
-            v.cpuid = self.cpuid.to_vec();
+        let count = vcpus.len() as u32;
+        for (id, v) in vcpus.iter_mut().enumerate() {
+            v.cpuid = crate::smp::cpuid_of(self.cpuid, id as u32, count);
             v.tsc_khz = self.tsc_khz;
         }
         let memory = MemoryLayout::default();

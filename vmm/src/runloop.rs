@@ -205,6 +205,9 @@ impl VcpuRun<'_, '_> {
                 return Some(PauseReason::Debug);
             }
         }
+        if let Some(reason) = self.seat.as_ref().and_then(Seat::ap_pause) {
+            return Some(reason);
+        }
         let link = self.link.as_ref()?;
         if link.snapshot_after.is_some_and(|n| self.exits >= n) {
             return Some(PauseReason::Snapshot);
@@ -302,19 +305,37 @@ impl VcpuRun<'_, '_> {
             control.clear_pause();
             return self.debug_stop(Stop::Interrupted);
         }
+        if let Some(seat) = self.seat.as_ref().filter(|s| s.index > 0) {
+            seat.crew.park(seat.index, self.vcpu);
+            control.clear_pause();
+            return Ok(Step::Continue);
+        }
         let Some(link) = self.link.as_mut() else { return Ok(Step::Continue) };
         if reason == PauseReason::Snapshot {
             link.snapshot_after = None; // taken: once per run
         }
-        let vcpu = kvmstate::save_vcpu(self.vcpu, 0, &link.caps).map_err(VmError::State)?;
+        let mut vcpus = vec![kvmstate::save_vcpu(self.vcpu, 0, &link.caps).map_err(VmError::State)?];
+        let mut resumes = Vec::new();
+        if let Some(seat) = &self.seat {
+            let Some((states, aps)) = seat.crew.gather(reason)? else {
+                control.clear_pause(); // an AP ended the run: no pause
+                return Ok(Step::Continue);
+            };
+            vcpus.extend(states);
+            resumes = aps;
+        }
         let devices = save_devices(&mut self.buses.lock());
         let (reply, verdict) = mpsc::channel();
-        let paused = Paused { reason, vcpus: vec![vcpu], devices, exits: self.exits, at, reply };
+        let paused = Paused { reason, vcpus, devices, exits: self.exits, at, reply };
         // A controller that has gone away cannot answer: carry on.
         let verdict = match link.events.send(paused) {
             Ok(()) => verdict.recv().unwrap_or(Verdict::Resume),
             Err(_) => Verdict::Resume,
         };
+        if let (Some(seat), false) = (&self.seat, matches!(verdict, Verdict::Resume)) {
+            seat.crew.end(seat.index); // before the APs go on: they stop instead
+        }
+        drop(resumes);
         control.clear_pause();
         match verdict {
             Verdict::Resume => Ok(Step::Continue),

@@ -172,8 +172,8 @@ pub fn vcpu_filter_for(fds: KvmFds, snapshots: bool, debug: bool) -> Result<BpfP
 /// # Errors
 ///
 /// As [`vcpu_filter_for`].
-pub fn smp_vcpu_filter(fds: KvmFds) -> Result<BpfProgram, SeccompError> {
-    filter(fds, false, false, &[libc::SIGSYS, libc::SIGABRT, crate::watchdog::kick_signal()])
+pub fn smp_vcpu_filter(fds: KvmFds, snapshots: bool) -> Result<BpfProgram, SeccompError> {
+    filter(fds, snapshots, false, &[libc::SIGSYS, libc::SIGABRT, crate::watchdog::kick_signal()])
 }
 
 fn filter(fds: KvmFds, snapshots: bool, debug: bool, signals: &[libc::c_int]) -> Result<BpfProgram, SeccompError> {

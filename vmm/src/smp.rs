@@ -14,6 +14,7 @@
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -23,10 +24,12 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use crate::arch::x86_64::layout::MPTABLE_START;
 use crate::arch::x86_64::mptable;
 
-use crate::control::Control;
+use crate::control::{Control, PauseReason};
+use crate::kvmstate::{self, StateError, VcpuCaps};
 use crate::memory::GuestMemoryMmap;
-use crate::runloop::VcpuRun;
+use crate::runloop::{Link, VcpuRun};
 use crate::seccomp::{self, KvmFds};
+use crate::snapshot::state::VcpuState;
 use crate::stats::ExitStats;
 use crate::vcpu::{BusRef, Buses};
 use crate::vm::{RunReport, VmError};
@@ -99,22 +102,53 @@ pub fn write_mptable(mem: &GuestMemoryMmap, cpuid: &[kvm_cpuid_entry2], count: u
 }
 
 /// What the vCPU threads of one run share: whether the run has ended,
-/// which vCPU ended it, and how to kick each of them.
+/// which vCPU ended it, how to kick each of them, and, in runs that
+/// snapshot, where the APs hand their state to the BSP.
 #[derive(Debug)]
 pub struct Crew {
     ended: AtomicBool,
     first: AtomicUsize,
     controls: Vec<Arc<Control>>,
+    pauses: Option<Pauses>,
 }
 
+/// The APs' side of a pause: each saves its own state on its own thread
+/// and hands it to the BSP, which pauses them and hands the whole machine
+/// to the controller.
+#[derive(Debug)]
+struct Pauses {
+    caps: VcpuCaps,
+    to_bsp: Mutex<Sender<ApPaused>>,
+    from_aps: Mutex<Receiver<ApPaused>>,
+}
+
+/// One paused AP's state, and how the BSP lets it go on.
+#[derive(Debug)]
+struct ApPaused {
+    index: usize,
+    state: Result<VcpuState, StateError>,
+    resume: Sender<()>,
+}
+
+/// How often the BSP, waiting for the APs to pause, checks that the run
+/// has not ended meanwhile.
+const GATHER_POLL: Duration = Duration::from_millis(5);
+
 impl Crew {
-    /// A crew of `vcpus`, not yet ended.
-    pub fn new(vcpus: usize) -> Self {
-        Crew {
-            ended: AtomicBool::new(false),
-            first: AtomicUsize::new(0),
-            controls: (0..vcpus).map(|_| Arc::default()).collect(),
-        }
+    /// A crew of `vcpus`, not yet ended; with `caps`, one that can pause
+    /// for snapshots.
+    pub fn new(vcpus: usize, caps: Option<VcpuCaps>) -> Self {
+        let pauses = caps.map(|caps| {
+            let (to_bsp, from_aps) = mpsc::channel();
+            Pauses { caps, to_bsp: Mutex::new(to_bsp), from_aps: Mutex::new(from_aps) }
+        });
+        let controls = (0..vcpus).map(|_| Arc::default()).collect();
+        Crew { ended: AtomicBool::new(false), first: AtomicUsize::new(0), controls, pauses }
+    }
+
+    /// vCPU `index`'s control (its kick, its pause requests).
+    pub fn control(&self, index: usize) -> Arc<Control> {
+        self.controls[index].clone()
     }
 
     /// True once a vCPU has ended the run.
@@ -139,6 +173,51 @@ impl Crew {
             }
         }
     }
+
+    /// On the BSP, paused itself: pauses every AP for `reason` and returns
+    /// their states (by vCPU index) and what lets them go on; `None` if the
+    /// run ended meanwhile (an AP's fatal exit).
+    ///
+    /// # Errors
+    ///
+    /// An AP whose state could not be read.
+    pub(crate) fn gather(&self, reason: PauseReason) -> Result<Option<(Vec<VcpuState>, Vec<Sender<()>>)>, VmError> {
+        let Some(pauses) = &self.pauses else { return Ok(Some((Vec::new(), Vec::new()))) };
+        for control in &self.controls[1..] {
+            control.request_pause(reason);
+        }
+        let from_aps = pauses.from_aps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut got: Vec<Option<ApPaused>> = (1..self.controls.len()).map(|_| None).collect();
+        while got.iter().any(Option::is_none) {
+            match from_aps.recv_timeout(GATHER_POLL) {
+                Ok(paused) => {
+                    let slot = paused.index - 1;
+                    got[slot] = Some(paused);
+                }
+                Err(_) if self.ended() => return Ok(None),
+                Err(_) => {}
+            }
+        }
+        let (mut states, mut resumes) = (Vec::new(), Vec::new());
+        for paused in got.into_iter().flatten() {
+            resumes.push(paused.resume);
+            states.push(paused.state.map_err(VmError::State)?);
+        }
+        Ok(Some((states, resumes)))
+    }
+
+    /// On an AP asked to pause (after its `immediate_exit` re-entry):
+    /// saves its state, hands it to the BSP and waits until the BSP lets
+    /// it go on (or is gone).
+    pub(crate) fn park(&self, index: usize, vcpu: &VcpuFd) {
+        let Some(pauses) = &self.pauses else { return };
+        let state = kvmstate::save_vcpu(vcpu, index as u32, &pauses.caps);
+        let (resume, resumed) = mpsc::channel();
+        let sent = pauses.to_bsp.lock().unwrap_or_else(PoisonError::into_inner).send(ApPaused { index, state, resume });
+        if sent.is_ok() {
+            let _ = resumed.recv();
+        }
+    }
 }
 
 /// One vCPU's place in a [`Crew`].
@@ -149,9 +228,15 @@ pub struct Seat {
 }
 
 impl Seat {
-    /// This vCPU's kick control.
+    /// This vCPU's control.
     pub fn control(&self) -> Arc<Control> {
-        self.crew.controls[self.index].clone()
+        self.crew.control(self.index)
+    }
+
+    /// A pause asked of this AP by the BSP (never for the BSP: its
+    /// controller asks through its link).
+    pub fn ap_pause(&self) -> Option<PauseReason> {
+        (self.index > 0).then(|| self.crew.controls[self.index].pending_pause()).flatten()
     }
 }
 
@@ -202,38 +287,54 @@ pub(crate) struct SmpParts<'a> {
     pub mem: &'a GuestMemoryMmap,
 }
 
-/// Runs every vCPU on a thread of its own until the first one ends, then
-/// stops and joins the others. The run's result is that first vCPU's;
-/// statistics are kept per vCPU and summed.
+/// How an SMP run goes: the options of [`crate::vm::RunOptions`] it
+/// supports, the BSP's link to a controller, the crew.
+pub(crate) struct SmpRun<'t> {
+    pub trace: Option<&'t mut (dyn Write + Send)>,
+    pub stats: bool,
+    pub timeout: Option<Duration>,
+    pub sandbox: bool,
+    pub link: Option<Link>,
+    pub crew: Arc<Crew>,
+}
+
+/// Runs every vCPU on a thread of its own, and `serve` (the controller,
+/// if any) on this thread, until the first vCPU ends; then stops and
+/// joins the others. The run's result is that first vCPU's; statistics
+/// are kept per vCPU and summed. `serve`'s result is `None` if the vCPU
+/// threads could not all be started.
 ///
 /// # Errors
 ///
 /// The first vCPU's error (naming that vCPU), a filter that cannot be
 /// compiled, a thread that cannot be started.
-pub(crate) fn run(
+pub(crate) fn run<T>(
     parts: SmpParts<'_>,
-    trace: Option<&mut (dyn Write + Send)>,
-    stats: bool,
-    timeout: Option<Duration>,
-    sandbox: bool,
-) -> Result<RunReport, VmError> {
+    opts: SmpRun<'_>,
+    serve: impl FnOnce() -> T,
+) -> (Result<RunReport, VmError>, Option<T>) {
     let SmpParts { vm, vcpus, buses, mem } = parts;
+    let SmpRun { trace, stats, timeout, sandbox, link, crew } = opts;
+    let snapshots = link.is_some();
     let mut filters = Vec::with_capacity(vcpus.len());
     for vcpu in &vcpus {
         let fds = KvmFds { vcpu: vcpu.as_raw_fd(), vm: vm.as_raw_fd() };
         filters.push(match sandbox {
-            true => Some(seccomp::smp_vcpu_filter(fds).map_err(VmError::Seccomp)?),
+            true => match seccomp::smp_vcpu_filter(fds, snapshots) {
+                Ok(filter) => Some(filter),
+                Err(e) => return (Err(VmError::Seccomp(e)), None),
+            },
             false => None,
         });
     }
     // Before the filters: installing the kick's handler is not allowed after.
     crate::watchdog::install_handler();
-    let crew = Arc::new(Crew::new(vcpus.len()));
     let shared = Mutex::new(std::mem::take(buses));
     let sink = trace.map(Mutex::new);
     let mut traces: Vec<Option<TaggedTrace<'_, '_>>> =
         (0..vcpus.len()).map(|i| sink.as_ref().map(|s| TaggedTrace::new(i, s))).collect();
-    let results = std::thread::scope(|scope| {
+    let mut link = link;
+    let (results, served) = std::thread::scope(|scope| {
         let mut threads = Vec::new();
         for (index, ((vcpu, filter), trace)) in vcpus.into_iter().zip(&filters).zip(traces.iter_mut()).enumerate() {
             let run = VcpuRun {
@@ -242,27 +343,29 @@ pub(crate) fn run(
                 mem,
                 trace: trace.as_mut().map(|t| t as &mut (dyn Write + Send)),
                 stats: stats.then(ExitStats::default),
-                timeout,
-                link: None,
+                // The BSP's watchdog bounds the run: its end stops every AP.
+                timeout: if index == 0 { timeout } else { None },
+                link: if index == 0 { link.take() } else { None },
                 exits: 0,
                 debug: None,
                 seat: Some(Seat { crew: crew.clone(), index }),
             };
-            let spawned = std::thread::Builder::new()
-                .name(format!("vcpu{index}"))
-                .spawn_scoped(scope, || run.run(filter.as_ref()));
+            let spawned =
+                std::thread::Builder::new().name(format!("vcpu{index}")).spawn_scoped(scope, || run.run(filter.as_ref()));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {
                     crew.end(index); // the threads started stop; the scope joins them
-                    return Err(VmError::Thread { name: "vCPU", source });
+                    return (Err(VmError::Thread { name: "vCPU", source }), None);
                 }
             }
         }
-        Ok(threads.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect())
+        let served = serve();
+        let joined = threads.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (Ok(joined.collect()), Some(served))
     });
     *buses = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
-    combine(results?, crew.first())
+    (results.and_then(|r| combine(r, crew.first())), served)
 }
 
 /// The run's report from every vCPU's: the first vCPU's end or error, the
@@ -317,7 +420,7 @@ mod tests {
 
     #[test]
     fn the_first_vcpu_to_end_ends_the_run_once() {
-        let crew = Crew::new(3);
+        let crew = Crew::new(3, None);
         assert!(!crew.ended());
         crew.end(2);
         crew.end(0);

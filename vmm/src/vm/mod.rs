@@ -4,30 +4,27 @@
 
 use std::fmt;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 
 use kvm_bindings::{kvm_cpuid_entry2, kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 pub use crate::error::{Diagnosis, ExitCode, VmError};
+pub use run::{RunOptions, RunReport};
+
+mod run;
 
 use crate::arch::x86_64::layout::*;
 use crate::arch::x86_64::regs::{self, EntryMode};
-use crate::control::{self, Control, RunEnd};
-use crate::controller::{Controller, SnapshotPlan, SnapshotTaken};
 use crate::devices::pc::TESTDEV_IRQ_LINES;
 use crate::devices::{
     spawn_input, DebugExit, Ib700, IrqLine, PostCode, Scratch, Serial, TestDevIrq, WatchdogTimer, I8042,
 };
-use crate::kvmstate::{self, StatePart, VcpuCaps};
+use crate::kvmstate::{self, StatePart};
 use crate::memory::{self, GuestMemoryMmap, PageSet};
-use crate::runloop::{self, Link, VcpuRun};
-use crate::seccomp::{self, KvmFds};
+use crate::runloop;
 use crate::snapshot::state::{Machine, Snapshot};
-use crate::stats::ExitStats;
-use crate::vcpu::{Buses, ExitKind, VcpuError};
+use crate::vcpu::Buses;
 
 /// The IB700 watchdog's name on the bus (a snapshot that has it gets it back).
 pub const IB700_NAME: &str = "ib700";
@@ -102,73 +99,6 @@ impl crate::devices::IrqLevels for KvmIrqLevels {
     fn set(&self, gsi: u32, level: bool) {
         // A failed KVM_IRQ_LINE loses the level change; the test that asked for it then fails visibly.
         let _ = self.vm.set_irq_line(gsi, level);
-    }
-}
-
-/// What one run returns.
-#[derive(Clone, Debug)]
-pub struct RunReport {
-    /// How the run ended.
-    pub end: RunEnd,
-    /// Exits handled by the VMM.
-    pub exits: u64,
-    /// Filled when statistics were asked for (with several vCPUs, their sum).
-    pub stats: Option<ExitStats>,
-    /// Each vCPU's statistics, with several vCPUs and `--stats`.
-    pub per_vcpu: Vec<ExitStats>,
-    /// Wall time of the run loop.
-    pub wall: Duration,
-    /// The snapshots written during the run.
-    pub snapshots: Vec<SnapshotTaken>,
-    /// Snapshots that could not be written (the guest carried on).
-    pub snapshot_failures: Vec<String>,
-    /// Every migration attempt, migrated or aborted.
-    pub migrations: Vec<crate::migration::MigrationReport>,
-}
-
-impl RunReport {
-    /// The process exit status for this end: the guest's status, or 79/80.
-    pub fn status(&self) -> i32 {
-        match self.end {
-            RunEnd::Guest(status) => i32::from(status),
-            RunEnd::Snapshotted => ExitCode::Snapshotted as i32,
-            RunEnd::Migrated => ExitCode::Migrated as i32,
-            RunEnd::Reset => ExitCode::GuestReset as i32,
-        }
-    }
-}
-
-/// Options of one run.
-#[derive(Default)]
-pub struct RunOptions<'a> {
-    /// Where to write one line per exit.
-    pub trace: Option<&'a mut (dyn Write + Send)>,
-    /// Collect exit statistics.
-    pub stats: bool,
-    /// Kick the vCPU out and fail after this long.
-    pub timeout: Option<Duration>,
-    /// Run the vCPU on a thread of its own, under the seccomp filter of
-    /// [`crate::seccomp`] from before the guest's first instruction.
-    pub seccomp: bool,
-    /// Write a snapshot after a number of exits or on SIGUSR1.
-    pub snapshot: Option<SnapshotPlan>,
-    /// Migrate the guest live, after a delay or on SIGUSR2.
-    pub migrate: Option<crate::migration::source::MigratePlan>,
-    /// Serve gdb's remote protocol ([`crate::gdb`]).
-    pub gdb: Option<crate::gdb::GdbPlan>,
-}
-
-impl fmt::Debug for RunOptions<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunOptions")
-            .field("trace", &self.trace.is_some())
-            .field("stats", &self.stats)
-            .field("timeout", &self.timeout)
-            .field("seccomp", &self.seccomp)
-            .field("snapshot", &self.snapshot)
-            .field("migrate", &self.migrate)
-            .field("gdb", &self.gdb)
-            .finish()
     }
 }
 
@@ -264,7 +194,7 @@ impl Vm {
             (e.ebx, e.ecx, e.edx) = (word(0), word(1), word(2));
         }
         crate::arch::x86_64::cpuid::apply_mask(cpuid.as_mut_slice(), &config.boot.cpuid_mask);
-        vm.cpuid = cpuid.as_slice().to_vec();
+        vm.cpuid = crate::smp::cpuid_of(cpuid.as_slice(), 0, vm.vcpu_count() as u32);
         vm.set_cpuids()?;
         if vm.config.timers {
             let mut lapic = vm.vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
@@ -326,8 +256,8 @@ impl Vm {
         serial: SerialIo,
         omit: &[StatePart],
     ) -> Result<Self, VmError> {
-        let config =
-            VmConfig { mem_mib: snapshot.machine.ram_mib, timers: snapshot.machine.timers, ..VmConfig::default() };
+        let m = &snapshot.machine;
+        let config = VmConfig { mem_mib: m.ram_mib, timers: m.timers, vcpus: m.vcpus, ..VmConfig::default() };
         let mut vm = Self::create(&config, mem, serial)?;
         vm.load_state(snapshot, omit)?;
         vm.written = Some(crate::snapshot::file::layout_pages(&snapshot.memory, snapshot.machine.ram_pages()));
@@ -341,7 +271,8 @@ impl Vm {
     ///
     /// A failed KVM call or memory set-up.
     pub fn blank(machine: &Machine, serial: SerialIo) -> Result<Self, VmError> {
-        let config = VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, ..VmConfig::default() };
+        let config =
+            VmConfig { mem_mib: machine.ram_mib, timers: machine.timers, vcpus: machine.vcpus, ..VmConfig::default() };
         let mem = memory::create(config.mem_mib).map_err(VmError::Memory)?;
         Self::create(&config, mem, serial)
     }
@@ -421,9 +352,10 @@ impl Vm {
     /// Devices that differ from this VMM's (named), more vCPUs than this
     /// VMM runs, state KVM refuses.
     pub fn load_state(&mut self, snapshot: &Snapshot, omit: &[StatePart]) -> Result<(), VmError> {
-        let [vcpu] = snapshot.vcpus.as_slice() else {
-            return Err(VmError::Incompatible(format!("it has {} vCPUs and this VMM runs one", snapshot.vcpus.len())));
-        };
+        if snapshot.vcpus.len() != self.vcpu_count() || snapshot.vcpus.is_empty() {
+            let (theirs, ours) = (snapshot.vcpus.len(), self.vcpu_count());
+            return Err(VmError::Incompatible(format!("it has {theirs} vCPU(s) and this VM {ours}")));
+        }
         if self.watchdog.is_none() && snapshot.devices.iter().any(|d| d.placement.name == IB700_NAME) {
             self.add_watchdog()?;
         }
@@ -433,9 +365,11 @@ impl Vm {
             return Err(VmError::Incompatible(diff));
         }
         kvmstate::restore_vm(&self.vm, &snapshot.vm, omit).map_err(VmError::State)?;
-        kvmstate::restore_vcpu(&self.vcpu, vcpu, omit).map_err(VmError::State)?;
-        self.cpuid = vcpu.cpuid.clone();
-        self.tsc_khz = vcpu.tsc_khz.or(self.tsc_khz);
+        for (fd, vcpu) in std::iter::once(&self.vcpu).chain(&self.aps).zip(&snapshot.vcpus) {
+            kvmstate::restore_vcpu(fd, vcpu, omit).map_err(VmError::State)?;
+        }
+        self.cpuid = snapshot.vcpus[0].cpuid.clone();
+        self.tsc_khz = snapshot.vcpus[0].tsc_khz.or(self.tsc_khz);
         if !omit.contains(&StatePart::Devices) {
             let devices = snapshot.devices.iter();
             let buses = self.buses.pio.devices_mut().chain(self.buses.mmio.devices_mut());
@@ -511,137 +445,6 @@ impl Vm {
         Ok(())
     }
 
-    /// Runs the guest until it writes the debug-exit port or fails. With
-    /// `opts.seccomp`, the vCPU runs on a thread of its own that installs
-    /// the vCPU filter before the guest's first instruction; the calling
-    /// thread only waits for it, and stays free of the filter. With a
-    /// snapshot plan, the calling thread is the controller that writes it.
-    ///
-    /// # Errors
-    ///
-    /// A [`VmError`] for every way a run can fail: the guest's fatal exits
-    /// (with a diagnosis), the timeout, HLT with nothing to wake the vCPU,
-    /// a failed KVM call, a filter that cannot be installed, a snapshot that
-    /// cannot be written with `--snapshot-and-stop`.
-    pub fn run(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, gdb } = opts;
-        let controlled = snapshot.is_some() || migrate.is_some();
-        let fds = KvmFds { vcpu: self.vcpu.as_raw_fd(), vm: self.vm.as_raw_fd() };
-        // Compiled here, so that the vCPU thread only has to install it.
-        let filter = match seccomp {
-            true => Some(seccomp::vcpu_filter_for(fds, controlled, gdb.is_some()).map_err(VmError::Seccomp)?),
-            false => None,
-        };
-        if !self.aps.is_empty() {
-            return self.run_smp(RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, gdb });
-        }
-        let stats = stats.then(ExitStats::default);
-        if let Some(plan) = gdb {
-            let parts =
-                crate::gdb::VmParts { kvm: &self.kvm, vcpu: &mut self.vcpu, buses: &mut self.buses, mem: &self.mem };
-            return crate::gdb::run(parts, plan, trace, stats, timeout, filter.as_ref());
-        }
-        if !controlled {
-            let run = VcpuRun {
-                vcpu: &mut self.vcpu,
-                buses: (&mut self.buses).into(),
-                mem: &self.mem,
-                trace,
-                stats,
-                timeout,
-                link: None,
-                exits: 0,
-                debug: None,
-                seat: None,
-            };
-            let Some(filter) = filter else { return run.run(None) };
-            return std::thread::scope(|scope| {
-                let vcpu = std::thread::Builder::new()
-                    .name("vcpu0".into())
-                    .spawn_scoped(scope, || run.run(Some(&filter)))
-                    .map_err(|source| VmError::Thread { name: "vCPU", source })?;
-                vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-        }
-        self.track_writes()?;
-        let caps = VcpuCaps::probe(&self.kvm, &self.vm, &self.vcpu, self.config.timers).map_err(VmError::State)?;
-        control::install_signal_handlers();
-        let control = Arc::new(Control::default());
-        let (events, paused) = mpsc::channel();
-        let snapshot_after = snapshot.as_ref().and_then(|p| p.after_exits);
-        let link = Link { control: control.clone(), events, caps, snapshot_after, ft: None };
-        let machine = self.machine();
-        let Vm { vm, vcpu, mem, buses, cpuid, tsc_khz, written, .. } = self;
-        let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
-        let buses = buses.into();
-        let run =
-            VcpuRun { vcpu, buses, mem, trace, stats, timeout, link: Some(link), exits: 0, debug: None, seat: None };
-        std::thread::scope(|scope| {
-            let vcpu = std::thread::Builder::new()
-                .name("vcpu0".into())
-                .spawn_scoped(scope, || run.run(filter.as_ref()))
-                .map_err(|source| VmError::Thread { name: "vCPU", source })?;
-            let controller = Controller {
-                vm,
-                mem,
-                machine,
-                cpuid,
-                tsc_khz: *tsc_khz,
-                written,
-                control: &control,
-                paused,
-                snapshot,
-                migrate,
-            };
-            let outcome = controller.serve();
-            let mut report = vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            if let Some(fatal) = outcome.fatal {
-                return Err(fatal);
-            }
-            report.snapshots = outcome.snapshots;
-            report.snapshot_failures = outcome.failures;
-            report.migrations = outcome.migrations;
-            Ok(report)
-        })
-    }
-
-    /// [`Vm::run`] with several vCPUs ([`crate::smp`]): what is not
-    /// supported yet is refused, never run wrongly.
-    fn run_smp(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
-        let vcpus = self.vcpu_count();
-        let refuse = |what| Err(VmError::Smp(crate::smp::SmpError::Unsupported { what, vcpus }));
-        if opts.gdb.is_some() {
-            return refuse("--gdb");
-        }
-        if opts.migrate.is_some() {
-            return refuse("live migration (--migrate-to)");
-        }
-        if opts.snapshot.is_some() {
-            return refuse("--snapshot");
-        }
-        let vcpus = std::iter::once(&mut self.vcpu).chain(self.aps.iter_mut()).collect();
-        let parts = crate::smp::SmpParts { vm: &self.vm, vcpus, buses: &mut self.buses, mem: &self.mem };
-        crate::smp::run(parts, opts.trace, opts.stats, opts.timeout, opts.seccomp)
-    }
-
-    /// The benchmark floor: KVM_RUN in a loop, no device dispatch, until a
-    /// write to the debug-exit port. Returns the number of exits.
-    pub fn run_bare(&mut self) -> Result<u64, VmError> {
-        let mut exits = 0u64;
-        loop {
-            match self.vcpu.run() {
-                Ok(VcpuExit::IoOut(port, _)) if u64::from(port) == DEBUG_EXIT_PORT => return Ok(exits + 1),
-                Ok(VcpuExit::IoOut(..) | VcpuExit::IoIn(..)) => exits += 1,
-                Ok(other) => {
-                    let error = VcpuError::Unexpected(format!("{other:?}"));
-                    let diagnosis = runloop::diagnose(&self.vcpu, &self.mem, ExitKind::Other, None);
-                    return Err(VmError::Guest { error, diagnosis });
-                }
-                Err(e) if e.errno() == libc::EINTR => {}
-                Err(source) => return Err(VmError::Kvm { call: "KVM_RUN", source }),
-            }
-        }
-    }
 }
 
 /// The first difference between this VMM's devices and a snapshot's.
