@@ -350,8 +350,9 @@ pub(crate) fn run<T>(
                 debug: None,
                 seat: Some(Seat { crew: crew.clone(), index }),
             };
-            let spawned =
-                std::thread::Builder::new().name(format!("vcpu{index}")).spawn_scoped(scope, || run.run(filter.as_ref()));
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn_scoped(scope, || run.run(filter.as_ref()));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {

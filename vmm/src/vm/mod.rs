@@ -444,7 +444,6 @@ impl Vm {
         }
         Ok(())
     }
-
 }
 
 /// The first difference between this VMM's devices and a snapshot's.

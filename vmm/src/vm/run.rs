@@ -88,7 +88,6 @@ impl fmt::Debug for RunOptions<'_> {
     }
 }
 
-
 impl Vm {
     /// Runs the guest until it writes the debug-exit port or fails. With
     /// `opts.seccomp`, the vCPU runs on a thread of its own that installs
