@@ -317,12 +317,12 @@ impl VcpuRun<'_, '_> {
         let mut vcpus = vec![kvmstate::save_vcpu(self.vcpu, 0, &link.caps).map_err(VmError::State)?];
         let mut resumes = Vec::new();
         if let Some(seat) = &self.seat {
-            let Some((states, aps)) = seat.crew.gather(reason)? else {
+            let Some(gathered) = seat.crew.gather(reason)? else {
                 control.clear_pause(); // an AP ended the run: no pause
                 return Ok(Step::Continue);
             };
-            vcpus.extend(states);
-            resumes = aps;
+            vcpus.extend(gathered.states);
+            resumes = gathered.resumes;
         }
         let devices = save_devices(&mut self.buses.lock());
         let (reply, verdict) = mpsc::channel();

@@ -130,6 +130,14 @@ struct ApPaused {
     resume: Sender<()>,
 }
 
+/// The paused APs: their states by vCPU index, and what lets them go on
+/// (dropping it).
+#[derive(Debug)]
+pub(crate) struct Gathered {
+    pub states: Vec<VcpuState>,
+    pub resumes: Vec<Sender<()>>,
+}
+
 /// How often the BSP, waiting for the APs to pause, checks that the run
 /// has not ended meanwhile.
 const GATHER_POLL: Duration = Duration::from_millis(5);
@@ -181,8 +189,8 @@ impl Crew {
     /// # Errors
     ///
     /// An AP whose state could not be read.
-    pub(crate) fn gather(&self, reason: PauseReason) -> Result<Option<(Vec<VcpuState>, Vec<Sender<()>>)>, VmError> {
-        let Some(pauses) = &self.pauses else { return Ok(Some((Vec::new(), Vec::new()))) };
+    pub(crate) fn gather(&self, reason: PauseReason) -> Result<Option<Gathered>, VmError> {
+        let Some(pauses) = &self.pauses else { return Ok(Some(Gathered { states: Vec::new(), resumes: Vec::new() })) };
         for control in &self.controls[1..] {
             control.request_pause(reason);
         }
@@ -203,7 +211,7 @@ impl Crew {
             resumes.push(paused.resume);
             states.push(paused.state.map_err(VmError::State)?);
         }
-        Ok(Some((states, resumes)))
+        Ok(Some(Gathered { states, resumes }))
     }
 
     /// On an AP asked to pause (after its `immediate_exit` re-entry):
