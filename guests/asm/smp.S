@@ -23,6 +23,7 @@
         .set ITERS, 20000               /* lock xadd per CPU */
         .set ROUNDS, 1000               /* IPI round trips */
         .set SPIN_LIMIT, 2000000        /* polls before an AP counts as dead */
+        .set IPI_RESULT, 0x6000         /* TSC ticks of the ping-pong, then ROUNDS: for `vmm bench` */
         .set LAPIC, 0xfee00000
         /* Registers of the local APIC, as offsets from r15, which holds
          * LAPIC on every CPU from cpu_init on (0xfee00000 is not a
@@ -229,6 +230,10 @@ ping_pong:
 1:      movzbl  ids+1(%rip), %ebx
         shl     $24, %ebx
         xor     %r13, %r13              /* round trips done */
+        rdtsc
+        shl     $32, %rdx
+        or      %rax, %rdx
+        mov     %rdx, %r14              /* TSC at the first ping */
 2:      inc     %r13
         mov     %ebx, LAPIC_ICR_HIGH(%r15)
         movl    $VEC_PING, LAPIC_ICR_LOW(%r15)
@@ -240,6 +245,12 @@ ping_pong:
         jmp     3b
 4:      cmp     $ROUNDS, %r13
         jb      2b
+        rdtsc
+        shl     $32, %rdx
+        or      %rax, %rdx
+        sub     %r14, %rdx
+        mov     %rdx, IPI_RESULT
+        movq    $ROUNDS, IPI_RESULT + 8
         lea     m_smp(%rip), %rsi
         call    puts
         mov     %r13, %rax

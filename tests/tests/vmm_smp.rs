@@ -220,3 +220,16 @@ fn a_fatal_exit_on_an_ap_ends_the_run_and_names_the_vcpu() {
     assert!(o.status == 73 || o.status == 74, "{}: {}", o.status, o.stderr);
     assert!(o.stderr.contains("on vCPU 1 at rip="), "{}", o.stderr);
 }
+
+#[test]
+fn the_bench_reports_the_ipi_round_trip() {
+    if !kvm_available() {
+        return;
+    }
+    let o = vmm(&["bench", "--only", "smp", "--repeat", "1"]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let line = o.stdout.lines().find(|l| l.starts_with("(d) smp, IPI round trip")).expect(&o.stdout);
+    let ns: f64 = line.split(": ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(ns > 0.0, "{line}");
+    assert!(line.contains("(5 runs of 1000 round trips)"), "{line}");
+}

@@ -2,7 +2,9 @@
 //!
 //! (a) the floor: a bare KVM_RUN loop on the `exits` guest, no dispatch;
 //! (b) the same guest through the full VMM (exit handler, bus, devices);
-//! (c) create-VM-to-guest-exit for `hello`.
+//! (c) create-VM-to-guest-exit for `hello`;
+//! (d) the IPI round trip between two vCPUs of the `smp` guest, which
+//!     times its ping-pong with the TSC and leaves the ticks at 0x6000.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -70,6 +72,59 @@ pub fn run(rounds: u32, boots: u32) -> Result<BenchReport, VmError> {
     }
     let boot_min = boots_t.iter().min().copied().unwrap_or_default();
     Ok(BenchReport { exits_per_run, floor_ns, full_ns, boot_median: median(boots_t), boot_min })
+}
+
+/// Where the `smp` guest leaves its ping-pong's TSC ticks and round trips.
+const IPI_RESULT: u64 = 0x6000;
+
+/// The IPI round trip of `vmm bench --only smp`.
+#[derive(Clone, Debug)]
+pub struct IpiReport {
+    pub runs: usize,
+    pub round_trips: u64,
+    /// Median and fastest ns per round trip over the runs.
+    pub median_ns: f64,
+    pub min_ns: f64,
+}
+
+/// Runs `smp` with two vCPUs `runs` times; each run's round-trip time is
+/// its TSC ticks over its round trips, at this vCPU's TSC frequency.
+///
+/// # Errors
+///
+/// A failed run, a guest that left no figure, a KVM with no TSC frequency.
+pub fn ipi(runs: u32) -> Result<IpiReport, VmError> {
+    let guest = guests::find("smp").ok_or_else(|| missing("smp"))?;
+    let mut per_trip = Vec::new();
+    let mut round_trips = 0;
+    for _ in 0..runs.max(1) {
+        let (image, config) = crate::builtin_image(guest);
+        let mut vm = Vm::new(&crate::vm::VmConfig { vcpus: 2, ..config }, &image, Box::new(io::sink()))?;
+        vm.run(RunOptions::default())?;
+        let mut words = [0u8; 16];
+        crate::memory::read(vm.memory(), IPI_RESULT, &mut words).map_err(VmError::Memory)?;
+        let ticks = u64::from_le_bytes(words[..8].try_into().unwrap_or_default());
+        round_trips = u64::from_le_bytes(words[8..].try_into().unwrap_or_default());
+        let khz = vm.tsc_khz().ok_or_else(|| missing("the TSC frequency (KVM_GET_TSC_KHZ) of"))?;
+        if round_trips == 0 {
+            return Err(missing("the IPI figure of smp"));
+        }
+        per_trip.push(ticks as f64 * 1e6 / f64::from(khz) / round_trips as f64);
+    }
+    per_trip.sort_by(f64::total_cmp);
+    let median_ns = per_trip[per_trip.len() / 2];
+    Ok(IpiReport { runs: per_trip.len(), round_trips, median_ns, min_ns: per_trip[0] })
+}
+
+impl IpiReport {
+    /// One line.
+    pub fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "(d) smp, IPI round trip vCPU 0 -> 1 -> 0: {:>8.0} ns median, {:.0} ns fastest ({} runs of {} round trips)",
+            self.median_ns, self.min_ns, self.runs, self.round_trips
+        )
+    }
 }
 
 impl BenchReport {

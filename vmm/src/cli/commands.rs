@@ -34,6 +34,9 @@ pub(super) fn bench(
     if wants(BenchPart::Exits) {
         let _ = crate::bench::run(rounds, boots)?.render(out);
     }
+    if wants(BenchPart::Smp) {
+        let _ = crate::bench::ipi(repeat.max(5))?.render(out);
+    }
     if wants(BenchPart::Snapshot) {
         let figures = [crate::statebench::snapshot(128, repeat)?, crate::statebench::snapshot(2048, repeat)?];
         let _ = crate::statebench::render_snapshots(&figures, out);

@@ -222,6 +222,8 @@ fn parse_millis(s: &str) -> Result<f64, String> {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BenchPart {
     Exits,
+    /// The IPI round trip between two vCPUs (the `smp` guest).
+    Smp,
     Snapshot,
     Migration,
     /// Detection time of each detector.

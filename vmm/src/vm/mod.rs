@@ -237,6 +237,11 @@ impl Vm {
         Ok(())
     }
 
+    /// The vCPUs' TSC frequency in kHz, if KVM says.
+    pub fn tsc_khz(&self) -> Option<u32> {
+        self.tsc_khz
+    }
+
     /// vCPUs of this VM.
     pub fn vcpu_count(&self) -> usize {
         1 + self.aps.len()
