@@ -290,6 +290,20 @@ mod tests {
     }
 
     #[test]
+    fn only_the_smp_filter_lets_a_vcpu_thread_send_the_kick_signal() {
+        crate::watchdog::install_handler(); // inherited by the children: the kick does nothing
+        fn kick_self() {
+            // SAFETY: getpid and gettid have no preconditions; the kick's handler is installed.
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), crate::watchdog::kick_signal()) };
+        }
+        let smp = in_child(&smp_vcpu_filter(FDS, false).unwrap(), kick_self);
+        assert!(smp.exited_with(0), "status {:#x}, stderr {:?}", smp.status, smp.stderr);
+        let single = in_child(&vcpu_filter_for(FDS, false, false).unwrap(), kick_self);
+        assert!(single.killed_by_sigsys(), "status {:#x}, stderr {:?}", single.status, single.stderr);
+        assert_eq!(single.stderr, report(libc::SYS_tgkill, "tgkill"));
+    }
+
+    #[test]
     fn what_the_run_loop_does_is_allowed_but_executable_memory_is_not() {
         let filter = vcpu_filter(FDS, false).unwrap();
         let child = in_child(&filter, || {

@@ -61,6 +61,15 @@ pub fn max_vcpus(kvm: &Kvm) -> (u32, &'static str) {
     }
 }
 
+/// A note for the user when `vcpus` is more than KVM recommends
+/// (KVM_CAP_NR_VCPUS: the host's CPUs): allowed, but they take turns.
+pub fn oversubscription_note(kvm: &Kvm, vcpus: u32) -> Option<String> {
+    let recommended = u32::try_from(kvm.check_extension_int(Cap::NrVcpus)).unwrap_or(0);
+    (recommended > 0 && vcpus > recommended).then(|| {
+        format!("{vcpus} vCPUs, more than the {recommended} KVM recommends (KVM_CAP_NR_VCPUS, the host's CPUs): their threads share them")
+    })
+}
+
 /// Checks `--vcpus` against [`max_vcpus`].
 ///
 /// # Errors

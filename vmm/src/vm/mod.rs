@@ -186,6 +186,7 @@ impl Vm {
         let booted = crate::boot::prepare(&vm.mem, image, config).map_err(VmError::Boot)?;
         let entry_point = booted.entry;
         vm.boot_report = booted.report;
+        vm.boot_report.notes.extend(crate::smp::oversubscription_note(&vm.kvm, config.vcpus));
 
         let mut cpuid =
             vm.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
