@@ -1,6 +1,7 @@
-//! The VM: creates KVM objects, lays out guest memory, loads the image,
-//! sets the entry registers, wires the devices to the buses and runs the
-//! vCPU, handing every exit to [`handle_exit`].
+//! The VM: creates KVM objects (one vCPU, or several with `--vcpus`),
+//! lays out guest memory, loads the image, sets the entry registers and
+//! the CPUID tables, wires the devices to the buses; [`Vm::run`] runs the
+//! vCPUs, handing every exit to [`crate::vcpu::handle_exit`].
 
 use std::fmt;
 use std::io::Write;
