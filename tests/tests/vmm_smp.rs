@@ -2,12 +2,14 @@
 //! table, starts them with INIT-SIPI-SIPI, counts with `lock xadd` and
 //! ping-pongs IPIs; its output for N = 1, 2, 4 is the fixture next to it
 //! (`guests/asm/smp.out`, `smp-2.out`, `smp-4.out`). Also: per-vCPU
-//! statistics that sum to the total, tagged traces, snapshots of every
-//! vCPU, the vCPU counts refused, the options refused with several vCPUs,
+//! statistics that sum to the total, tagged traces, snapshots and live
+//! migration of every vCPU, the vCPU counts refused, the options refused
+//! with several vCPUs,
 //! an AP never started, an AP that ends the run or fails it.
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::{binary, kvm_available, temp_file, temp_path, vmm, Outcome};
@@ -126,6 +128,33 @@ fn a_snapshot_of_a_running_two_vcpu_guest_restores_and_finishes_its_output() {
 }
 
 #[test]
+fn a_two_vcpu_guest_migrated_live_carries_on_on_the_destination_with_both_vcpus() {
+    if !kvm_available() {
+        return;
+    }
+    let mut receiver = Command::new(binary("vmm"))
+        .args(["receive", "--listen", "127.0.0.1:0", "--timeout", TIMEOUT])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmm receive");
+    let mut stderr = BufReader::new(receiver.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("the listening line");
+    let addr = line.trim().strip_prefix("vmm receive: listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    let drain = std::thread::spawn(move || std::io::read_to_string(&mut stderr).unwrap_or_default());
+    let args = ["run", "smp", "--vcpus", "2", "--migrate-to", &addr, "--migrate-after-ms", "20", "--timeout", TIMEOUT];
+    let source = vmm_process(&args);
+    let received = receiver.wait_with_output().expect("wait for vmm receive");
+    let received_err = drain.join().unwrap();
+    assert_eq!(source.status, 80, "the source hands the guest over: {}", source.stderr);
+    assert_eq!(received.status.code(), Some(0), "{received_err}");
+    let destination = String::from_utf8_lossy(&received.stdout);
+    assert!(!destination.is_empty(), "the guest went on printing on the destination");
+    assert_eq!(source.stdout + &destination, expected(2));
+}
+
+#[test]
 fn zero_vcpus_and_more_than_the_limit_are_refused() {
     if !kvm_available() {
         return;
@@ -146,7 +175,6 @@ fn options_not_supported_with_several_vcpus_are_refused_by_name() {
     }
     for (flags, what) in [
         (&["--gdb", "127.0.0.1:0"][..], "--gdb with --vcpus 2"),
-        (&["--migrate-to", "127.0.0.1:1"][..], "live migration (--migrate-to) with --vcpus 2"),
         (&["--checkpoint-every", "100"][..], "fault tolerance"),
     ] {
         let o = vmm(&[&["run", "smp", "--vcpus", "2"][..], flags].concat());

@@ -88,8 +88,9 @@ pub fn receive(listener: &Listener, serial: SerialIo) -> Result<Received, Migrat
         let _ = stream.send(&Message::Refuse { reason: &crate::cli::chain(&e) }, "refusing");
         e
     };
-    if machine.vcpus as usize > MAX_VCPUS || machine.vcpus != 1 {
-        let e = MigrationError::Refused(format!("the guest has {} vCPUs and this VMM runs one", machine.vcpus));
+    if machine.vcpus as usize > MAX_VCPUS || machine.vcpus == 0 {
+        let e =
+            MigrationError::Refused(format!("the guest has {} vCPUs: this VMM runs 1 to {MAX_VCPUS}", machine.vcpus));
         return Err(refuse(&mut stream, e));
     }
     let mut vm = match Vm::blank(&machine, serial) {

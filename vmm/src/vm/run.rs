@@ -184,25 +184,22 @@ impl Vm {
     }
 
     /// [`Vm::run`] with several vCPUs ([`crate::smp`]), with the
-    /// controller on this thread when snapshots are asked for: what is not
-    /// supported yet is refused, never run wrongly.
+    /// controller on this thread for snapshots and migration: what is not
+    /// supported yet (`--gdb`) is refused, never run wrongly.
     fn run_smp(&mut self, opts: RunOptions<'_>) -> Result<RunReport, VmError> {
         let n = self.vcpu_count();
         let refuse = |what| Err(VmError::Smp(crate::smp::SmpError::Unsupported { what, vcpus: n }));
         if opts.gdb.is_some() {
             return refuse("--gdb");
         }
-        if opts.migrate.is_some() {
-            return refuse("live migration (--migrate-to)");
-        }
-        let RunOptions { trace, stats, timeout, seccomp, snapshot, .. } = opts;
-        let Some(plan) = snapshot else {
+        let RunOptions { trace, stats, timeout, seccomp, snapshot, migrate, .. } = opts;
+        if snapshot.is_none() && migrate.is_none() {
             let crew = Arc::new(Crew::new(n, None));
             let opts = SmpRun { trace, stats, timeout, sandbox: seccomp, link: None, crew };
             let vcpus = std::iter::once(&mut self.vcpu).chain(self.aps.iter_mut()).collect();
             let parts = SmpParts { vm: &self.vm, vcpus, buses: &mut self.buses, mem: &self.mem };
             return crate::smp::run(parts, opts, || ()).0;
-        };
+        }
         self.track_writes()?;
         // The MSR list is probed on the BSP: every vCPU has the same CPUID.
         let caps = VcpuCaps::probe(&self.kvm, &self.vm, &self.vcpu, true).map_err(VmError::State)?;
@@ -210,7 +207,8 @@ impl Vm {
         let (events, paused) = mpsc::channel();
         let crew = Arc::new(Crew::new(n, Some(caps.clone())));
         let control = crew.control(0);
-        let link = Link { control: control.clone(), events, caps, snapshot_after: plan.after_exits, ft: None };
+        let snapshot_after = snapshot.as_ref().and_then(|p| p.after_exits);
+        let link = Link { control: control.clone(), events, caps, snapshot_after, ft: None };
         let machine = self.machine();
         let Vm { vm, vcpu, aps, mem, buses, cpuid, tsc_khz, written, .. } = self;
         let written = written.get_or_insert_with(|| PageSet::new(machine.ram_pages()));
@@ -219,9 +217,8 @@ impl Vm {
         let opts = SmpRun { trace, stats, timeout, sandbox: seccomp, link: Some(link), crew };
         let (vm, tsc_khz) = (&**vm, *tsc_khz);
         let serve = || {
-            let snapshot = Some(plan);
             let control = &*control;
-            Controller { vm, mem, machine, cpuid, tsc_khz, written, control, paused, snapshot, migrate: None }.serve()
+            Controller { vm, mem, machine, cpuid, tsc_khz, written, control, paused, snapshot, migrate }.serve()
         };
         let (report, outcome) = crate::smp::run(parts, opts, serve);
         let mut report = report?;
@@ -231,6 +228,7 @@ impl Vm {
             }
             report.snapshots = outcome.snapshots;
             report.snapshot_failures = outcome.failures;
+            report.migrations = outcome.migrations;
         }
         Ok(report)
     }
