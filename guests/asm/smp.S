@@ -47,14 +47,24 @@ _start:
         outb    %al, $0xa1
         call    setup_idt
         call    cpu_init
-        call    find_cpus               /* rcx = CPUs listed */
+        call    find_cpus               /* rcx = CPUs to run, r10 = CPUs listed */
         mov     %rcx, cpus(%rip)
+        mov     %r10, listed(%rip)
         lea     m_table(%rip), %rsi
         call    puts
-        mov     cpus(%rip), %rax
+        mov     listed(%rip), %rax
         call    put_dec
         lea     m_cpus(%rip), %rsi
         call    puts
+        mov     cpus(%rip), %rax
+        cmp     listed(%rip), %rax
+        je      1f
+        lea     m_first(%rip), %rsi     /* more than MAX_CPUS: the others sleep */
+        call    puts
+        mov     cpus(%rip), %rax
+        call    put_dec
+        call    newline
+1:
 
         call    apic_id                 /* the BSP's own line */
         mov     %eax, bsp_id(%rip)
@@ -69,8 +79,9 @@ _start:
         call    puts
         EXIT_WITH 0
 
-/* find_cpus: rcx = enabled processors in the MP table, their APIC ids in
- * `ids`; 1 (this CPU) when there is no table, as the MP spec says. */
+/* find_cpus: r10 = enabled processors in the MP table, rcx = those this
+ * guest runs (at most MAX_CPUS), their APIC ids in `ids`; both 1 (this
+ * CPU) when there is no table, as the MP spec says. */
 find_cpus:
         mov     $0xf0000, %rsi
 1:      cmpl    $0x5f504d5f, (%rsi)     /* "_MP_" */
@@ -89,6 +100,7 @@ find_cpus:
         call    apic_id
         mov     %al, ids(%rip)
         mov     $1, %ecx
+        mov     $1, %r10d
         ret
 3:      mov     4(%rsi), %esi           /* the configuration table */
         cmpl    $0x504d4350, (%rsi)     /* "PCMP" */
@@ -102,6 +114,7 @@ find_cpus:
         movzwl  34(%rsi), %edx          /* entry count */
         lea     44(%rsi), %rdi
         xor     %ecx, %ecx
+        xor     %r10d, %r10d
         lea     ids(%rip), %r8
 4:      test    %edx, %edx
         jz      7f
@@ -110,6 +123,7 @@ find_cpus:
         jne     6f
         testb   $1, 3(%rdi)             /* enabled */
         jz      5f
+        inc     %r10d
         cmp     $MAX_CPUS, %ecx
         jae     5f
         movb    1(%rdi), %al
@@ -446,6 +460,7 @@ tramp_end:
 m_smp:      .asciz "smp: "
 m_table:    .asciz "smp: the MP table lists "
 m_cpus:     .asciz " CPU(s)\n"
+m_first:    .asciz "smp: this guest runs the first "
 m_notable:  .asciz "smp: no MP table: one CPU\n"
 m_badtable: .asciz "smp: the MP table is corrupt\n"
 m_bsp:      .asciz "smp: BSP, "
@@ -464,7 +479,8 @@ m_done:     .asciz "smp: done\n"
 m_fault:    .asciz "smp: unexpected exception or interrupt\n"
 
         .p2align 3
-cpus:        .quad 0
+cpus:        .quad 0                    /* CPUs run */
+listed:      .quad 0                    /* CPUs in the MP table */
 bsp_id:      .quad 0
 alive:       .quad 0                    /* APs checked in */
 finished:    .quad 0                    /* APs done adding */

@@ -166,6 +166,34 @@ fn zero_vcpus_and_more_than_the_limit_are_refused() {
     assert_eq!(o.status, 2, "{}", o.stderr);
     assert!(o.stderr.contains("--vcpus 255 is more than"), "{}", o.stderr);
     assert_eq!(o.stdout, "", "nothing ran");
+    // The limit itself runs (unless this KVM's own limit is lower, and says so).
+    let o = vmm(&["run", "hello64", "--vcpus", "254", "--timeout", TIMEOUT]);
+    if o.status == 2 {
+        assert!(o.stderr.contains("KVM_CAP_MAX_VCPUS"), "{}", o.stderr);
+    } else {
+        assert_eq!(
+            (o.status, o.stdout.as_str()),
+            (0, guests::find("hello64").unwrap().expected_output),
+            "{}",
+            o.stderr
+        );
+    }
+}
+
+#[test]
+fn the_smp_guest_runs_the_first_sixteen_of_more_cpus_and_counts_exactly() {
+    if !kvm_available() {
+        return;
+    }
+    let o = vmm(&["run", "smp", "--vcpus", "18", "--timeout", TIMEOUT]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.starts_with("smp: the MP table lists 18 CPU(s)\nsmp: this guest runs the first 16\n"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(o.stdout.lines().filter(|l| l.starts_with("smp: AP up")).count(), 15);
+    assert!(o.stdout.contains("counter 320000, exact"), "{}", o.stdout);
 }
 
 #[test]
