@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 
 use crate::snapshot::state::{DeviceRecord, VcpuState};
 
@@ -86,8 +86,11 @@ pub struct Control {
     pause: AtomicU8,
     /// `&kvm_run.immediate_exit` of the vCPU, set by the vCPU thread.
     immediate_exit: AtomicPtr<u8>,
-    /// The vCPU thread's `pthread_t`, 0 until it runs.
+    /// The vCPU thread's `pthread_t`, 0 until it runs and once it has ended.
     thread: AtomicU64,
+    /// Held while the thread is signalled and while it detaches, so no
+    /// signal goes to a thread that has ended (and may have been joined).
+    signalling: Mutex<()>,
 }
 
 impl Control {
@@ -102,6 +105,25 @@ impl Control {
         self.immediate_exit.store(immediate_exit, Ordering::SeqCst);
         // SAFETY: pthread_self has no preconditions.
         self.thread.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+    }
+
+    /// Called on the vCPU thread as its run ends: from now on nobody
+    /// signals it (its `pthread_t` dies with it once it is joined).
+    pub fn detach(&self) {
+        let _held = self.signalling.lock().unwrap_or_else(PoisonError::into_inner);
+        self.thread.store(0, Ordering::SeqCst);
+    }
+
+    /// Sends the kick signal to the vCPU thread, if it is attached.
+    fn signal(&self) {
+        let _held = self.signalling.lock().unwrap_or_else(PoisonError::into_inner);
+        let thread = self.thread.load(Ordering::SeqCst);
+        if thread != 0 {
+            crate::watchdog::install_handler();
+            // SAFETY: the thread is attached, so it has not reached `detach`
+            // and cannot until we release the lock: its pthread_t is valid.
+            unsafe { libc::pthread_kill(thread as libc::pthread_t, crate::watchdog::kick_signal()) };
+        }
     }
 
     fn flag(&self) -> Option<&AtomicU8> {
@@ -129,14 +151,7 @@ impl Control {
         };
         self.pause.store(code, Ordering::SeqCst);
         self.set_immediate_exit(true);
-        let thread = self.thread.load(Ordering::SeqCst);
-        if thread != 0 {
-            crate::watchdog::install_handler();
-            // SAFETY: the vCPU thread runs inside the scope of the run that
-            // owns this Control and is joined only after the controller
-            // returns, so its pthread_t is valid (an ended thread gives ESRCH).
-            unsafe { libc::pthread_kill(thread as libc::pthread_t, crate::watchdog::kick_signal()) };
-        }
+        self.signal();
     }
 
     /// Kicks the vCPU out of `KVM_RUN` for good, without asking for a
@@ -144,13 +159,7 @@ impl Control {
     /// (the end of an SMP run, [`crate::smp::Crew::end`]).
     pub fn kick(&self) {
         self.set_immediate_exit(true);
-        let thread = self.thread.load(Ordering::SeqCst);
-        if thread != 0 {
-            crate::watchdog::install_handler();
-            // SAFETY: as in `request_pause`: the vCPU thread runs in the scope
-            // of the run that owns this Control, so its pthread_t is valid.
-            unsafe { libc::pthread_kill(thread as libc::pthread_t, crate::watchdog::kick_signal()) };
-        }
+        self.signal();
     }
 
     /// The pause asked for, if any (on the vCPU thread).
@@ -225,6 +234,19 @@ mod tests {
         control.clear_pause();
         assert_eq!(control.pending_pause(), None);
         assert_eq!(control.flag().map(|f| f.load(Ordering::SeqCst)), Some(0));
+    }
+
+    #[test]
+    fn a_detached_thread_is_no_longer_signalled_but_its_flag_still_set() {
+        let control = Control::default();
+        let mut run_flag = 0u8;
+        // SAFETY: `run_flag` outlives `control` and is only read through it below.
+        unsafe { control.attach(&mut run_flag) };
+        assert_ne!(control.thread.load(Ordering::SeqCst), 0);
+        control.detach();
+        assert_eq!(control.thread.load(Ordering::SeqCst), 0, "no pthread_t of an ended thread is kept");
+        control.kick(); // no signal: it would go to an ended thread
+        assert_eq!(control.flag().map(|f| f.load(Ordering::SeqCst)), Some(1));
     }
 
     #[test]

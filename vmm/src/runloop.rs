@@ -75,6 +75,9 @@ impl VcpuRun<'_, '_> {
     /// the filter, so outside it), the filter, then KVM_RUN until the end.
     pub fn run(mut self, filter: Option<&BpfProgram>) -> Result<RunReport, VmError> {
         let result = self.run_loop(filter);
+        if let Some(control) = self.control() {
+            control.detach();
+        }
         if let Some(seat) = &self.seat {
             seat.crew.end(seat.index);
         }
