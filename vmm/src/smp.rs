@@ -6,10 +6,13 @@
 //! whose LAPIC puts them in KVM's wait-for-SIPI state until the guest
 //! sends them INIT-SIPI-SIPI. The devices are shared behind one lock
 //! ([`crate::vcpu::BusRef::Shared`]). The first vCPU whose loop ends (the
-//! BSP's debug-exit, any vCPU's fatal exit or timeout) ends the run: it
-//! sets the [`Crew`]'s flag and kicks every other vCPU thread out of
-//! `KVM_RUN` (`immediate_exit` and the watchdog's signal, as a pause
-//! does), so an AP that never got its SIPI cannot keep the run alive.
+//! guest's debug-exit, any vCPU's fatal exit, the BSP's `--timeout`) ends
+//! the run: it sets the [`Crew`]'s flag and kicks every other vCPU thread
+//! out of `KVM_RUN` (`immediate_exit` and the watchdog's signal, as a
+//! pause does), so an AP that never got its SIPI cannot keep the run
+//! alive. For a snapshot or a migration's stop-and-copy the controller
+//! pauses the BSP, which pauses the APs (`Crew::gather`); each AP saves
+//! its own state on its own thread (`Crew::park`).
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
