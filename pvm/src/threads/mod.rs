@@ -26,6 +26,7 @@
 
 pub mod args;
 pub mod engine;
+pub mod kernel;
 pub mod placement;
 pub mod stats;
 pub mod table;
@@ -49,12 +50,15 @@ pub enum Model {
     /// Many-to-one: one OS thread runs every guest thread, deterministically.
     #[default]
     User,
+    /// One-to-one: each guest thread an OS thread, in parallel.
+    Kernel,
 }
 
 impl Model {
     pub fn name(self) -> String {
         match self {
             Model::User => "user".into(),
+            Model::Kernel => "kernel".into(),
         }
     }
 }
@@ -64,7 +68,8 @@ impl std::str::FromStr for Model {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "user" => Ok(Model::User),
-            _ => Err(format!("unknown thread model {s:?}: use user")),
+            "kernel" => Ok(Model::Kernel),
+            _ => Err(format!("unknown thread model {s:?}: use user or kernel")),
         }
     }
 }
