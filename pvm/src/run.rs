@@ -8,7 +8,7 @@ use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::sandbox::{self, SandboxError};
 use crate::threads::engine::SliceEngine;
-use crate::threads::{kernel, Model, ThreadConfig, ThreadReport};
+use crate::threads::{hybrid, kernel, Model, ThreadConfig, ThreadReport};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs, wasm};
 
@@ -226,7 +226,7 @@ pub fn run_image(
     } else if cfg.seccomp {
         sandbox::apply()?;
     }
-    let mut outcome = match (&mut engine, cfg.stats, trace) {
+    let outcome = match (&mut engine, cfg.stats, trace) {
         (SliceEngine::Jit(jit), ..) => jit.run(&mut m, io)?,
         (SliceEngine::Interp(i), false, None) => i.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
         (SliceEngine::Interp(i), true, None) => i.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
@@ -235,18 +235,34 @@ pub fn run_image(
     };
     // The first thread instruction hands the run to the thread model
     // (the trace and the histogram stop there).
-    let mut threads = None;
     if outcome == Outcome::ThreadOp {
-        if cfg.threads.model == Model::Kernel {
-            let make = |m: &Machine| new_engine(cfg, m);
-            let (outcome, report, machine) = kernel::run(engine, m, io, &cfg.threads, fuel, &make)?;
-            let elapsed = start.elapsed();
-            return Ok(RunResult { outcome, machine, stats: st, jit: None, elapsed, threads: Some(report) });
-        }
-        let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, &cfg.threads, fuel)?;
-        outcome = o;
-        threads = Some(report);
+        let make = |m: &Machine| new_engine(cfg, m);
+        let t = &cfg.threads;
+        let (outcome, report, machine) = match t.model {
+            Model::User => {
+                let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, t, fuel)?;
+                return finish(o, m, st, engine, start, Some(report), dump_block);
+            }
+            Model::Kernel => kernel::run(engine, m, io, t, fuel, &make)?,
+            Model::Hybrid(k) => hybrid::run(engine, m, io, t, k, fuel, &make)?,
+        };
+        let (elapsed, threads) = (start.elapsed(), Some(report));
+        return Ok(RunResult { outcome, machine, stats: st, jit: None, elapsed, threads });
     }
+    finish(outcome, m, st, engine, start, None, dump_block)
+}
+
+/// The result of a run on one OS thread (the translator's statistics and
+/// `--dump-block` from its engine).
+fn finish(
+    outcome: Outcome,
+    m: Machine,
+    st: InterpStats,
+    mut engine: SliceEngine,
+    start: Instant,
+    threads: Option<ThreadReport>,
+    dump_block: Option<(u64, &mut dyn std::io::Write)>,
+) -> Result<RunResult, LoadError> {
     let elapsed = start.elapsed();
     let jit = match &mut engine {
         SliceEngine::Jit(jit) => {

@@ -8,14 +8,24 @@ use pvm::image::Image;
 use pvm::interp::Outcome;
 use pvm::machine::BufferIo;
 use pvm::run::{self, Engine, LoadOptions, RunConfig};
-use pvm::threads::{Model, ThreadConfig};
+use pvm::threads::{Model, Placement, ThreadConfig};
 use pvm::trap::TrapKind;
 
 const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Jit];
 
+/// user, kernel, and hybrid:1, 2 and 4 with every placement, with and
+/// without stealing.
 fn models() -> Vec<ThreadConfig> {
     let base = ThreadConfig { quantum: 1000, ..ThreadConfig::default() };
-    vec![ThreadConfig { model: Model::User, ..base }, ThreadConfig { model: Model::Kernel, ..base }]
+    let mut all = vec![ThreadConfig { model: Model::User, ..base }, ThreadConfig { model: Model::Kernel, ..base }];
+    for k in [1, 2, 4] {
+        for placement in [Placement::Random, Placement::RoundRobin, Placement::LeastLoaded] {
+            for steal in [false, true] {
+                all.push(ThreadConfig { model: Model::Hybrid(k), placement, steal, seed: 7, ..base });
+            }
+        }
+    }
+    all
 }
 
 fn builtin(name: &str) -> Image {
@@ -49,7 +59,7 @@ fn synchronized_programs_give_one_result_under_every_model() {
         for t in models() {
             for e in ENGINES {
                 let got = run_with(&image, e, t, None);
-                assert_eq!(got, (Outcome::Exited(0), want.to_string()), "{name} under {:?} on {e:?}", t.model);
+                assert_eq!(got, (Outcome::Exited(0), want.to_string()), "{name} under {t:?} on {e:?}");
             }
         }
     }
@@ -76,19 +86,22 @@ fn a_racy_counter_loses_updates_in_parallel_and_xadd_loses_none() {
     let rounds = 2_000_000u32;
     let want = 4 * u64::from(rounds);
     let kernel = ThreadConfig { model: Model::Kernel, ..ThreadConfig::default() };
-    for e in ENGINES {
-        let racy = counter(rounds, false);
-        // Lost updates are likely, not certain: a few tries.
-        let lost = (0..5).any(|_| {
-            let (o, out) = run_with(&racy, e, kernel, None);
-            assert_eq!(o, Outcome::Exited(0));
-            let n: u64 = out.trim().parse().unwrap();
-            assert!(n <= want, "{n}");
-            n < want
-        });
-        assert!(lost, "{e:?}: four threads of plain increments in parallel never lost one in five runs");
-        let (o, out) = run_with(&counter(rounds, true), e, kernel, None);
-        assert_eq!((o, out), (Outcome::Exited(0), format!("{want}")), "{e:?}");
+    let hybrid = ThreadConfig { model: Model::Hybrid(2), placement: Placement::RoundRobin, ..ThreadConfig::default() };
+    for t in [kernel, hybrid] {
+        for e in ENGINES {
+            let racy = counter(rounds, false);
+            // Lost updates are likely, not certain: a few tries.
+            let lost = (0..5).any(|_| {
+                let (o, out) = run_with(&racy, e, t, None);
+                assert_eq!(o, Outcome::Exited(0));
+                let n: u64 = out.trim().parse().unwrap();
+                assert!(n <= want, "{n}");
+                n < want
+            });
+            assert!(lost, "{t:?} on {e:?}: plain increments in parallel never lost one in five runs");
+            let (o, out) = run_with(&counter(rounds, true), e, t, None);
+            assert_eq!((o, out), (Outcome::Exited(0), format!("{want}")), "{t:?} on {e:?}");
+        }
     }
 }
 
@@ -126,16 +139,39 @@ fn code_one_thread_writes_reaches_another_thread_running_it() {
 }
 
 #[test]
-fn the_kernel_model_runs_under_the_seccomp_filter() {
+fn the_parallel_models_run_under_the_seccomp_filter() {
     let pvm = tests::binary("pvm");
     for engine in ["interp", "jit"] {
-        for program in ["threads_mutex", "threads_nullfork", "threads_deadlock_join"] {
+        for (program, model) in [
+            ("threads_mutex", "kernel"),
+            ("threads_nullfork", "kernel"),
+            ("threads_deadlock_join", "kernel"),
+            ("threads_mutex", "hybrid:2"),
+            ("threads_prodcons", "hybrid:4"),
+        ] {
             let o = std::process::Command::new(&pvm)
-                .args(["run", program, "--threads", "kernel", "--engine", engine])
+                .args(["run", program, "--threads", model, "--engine", engine, "--steal"])
                 .output()
                 .unwrap();
             let want = if program.contains("deadlock") { 94 } else { 0 };
-            assert_eq!(o.status.code(), Some(want), "{program} on {engine}: {}", String::from_utf8_lossy(&o.stderr));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(want), "{program} under {model} on {engine}: {err}");
         }
     }
+}
+
+#[test]
+fn models_parse_from_the_command_line_and_reject_bad_worker_counts() {
+    assert_eq!("user".parse::<Model>(), Ok(Model::User));
+    assert_eq!("kernel".parse::<Model>(), Ok(Model::Kernel));
+    assert_eq!("hybrid:1".parse::<Model>(), Ok(Model::Hybrid(1)));
+    assert_eq!("hybrid:256".parse::<Model>(), Ok(Model::Hybrid(256)));
+    for bad in ["hybrid:0", "hybrid:257", "hybrid:", "hybrid:x", "hybrid", "green"] {
+        assert!(bad.parse::<Model>().is_err(), "{bad}");
+    }
+    let o = tests::pvm(&["run", "threads_counter", "--threads", "hybrid:0"]);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+    let o = tests::pvm(&["run", "threads_counter", "--threads", "hybrid:3", "--placement", "least-loaded", "--stats"]);
+    assert_eq!((o.status, o.stdout.as_str()), (0, "40000\n"), "{}", o.stderr);
+    assert!(o.stderr.contains("threads (hybrid:3): 5 threads"), "{}", o.stderr);
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Scope;
 
+use super::codelog::CodeLog;
 use super::engine::{SharedIo, SliceEngine};
 use super::stats::{ModelStats, ThreadReport};
 use super::table::{State, Step, Table};
@@ -35,10 +36,7 @@ struct Shared<'a> {
     wakeup: Condvar,
     stop: AtomicBool,
     end: Mutex<Option<End>>,
-    /// Every code write so far, in order: each thread applies the ones it
-    /// has not seen.
-    code_log: Mutex<Vec<(u64, u64)>>,
-    code_writes: AtomicU64,
+    code_log: CodeLog,
     retired: AtomicU64,
     preemptions: AtomicU64,
     fuel: u64,
@@ -69,8 +67,7 @@ pub fn run(
         wakeup: Condvar::new(),
         stop: AtomicBool::new(false),
         end: Mutex::new(None),
-        code_log: Mutex::new(Vec::new()),
-        code_writes: AtomicU64::new(0),
+        code_log: CodeLog::default(),
         retired: AtomicU64::new(m.retired),
         preemptions: AtomicU64::new(0),
         fuel,
@@ -113,32 +110,6 @@ impl Shared<'_> {
         let _t = self.lock();
         self.wakeup.notify_all();
     }
-
-    /// Applies the code writes of other threads this one has not seen.
-    fn catch_up(&self, engine: &mut SliceEngine, m: &Machine, seen: &mut usize) {
-        if self.code_writes.load(Ordering::Acquire) as usize == *seen {
-            return;
-        }
-        let log = self.code_log.lock().unwrap_or_else(PoisonError::into_inner);
-        for &(addr, len) in &log[*seen..] {
-            engine.code_written(m, addr, len);
-        }
-        *seen = log.len();
-    }
-
-    fn publish(&self, writes: Vec<(u64, u64)>, seen: &mut usize) {
-        if writes.is_empty() {
-            return;
-        }
-        let mut log = self.code_log.lock().unwrap_or_else(PoisonError::into_inner);
-        // (its own writes need not come back to it)
-        let own = log.len() == *seen;
-        log.extend(writes);
-        if own {
-            *seen = log.len();
-        }
-        self.code_writes.store(log.len() as u64, Ordering::Release);
-    }
 }
 
 /// One guest thread's OS thread: runs it slice by slice until it ends or
@@ -158,7 +129,7 @@ fn worker<'s, 'e>(
         let o = match outcome.take() {
             Some(o) => o,
             None => {
-                sh.catch_up(&mut engine, &m, &mut seen);
+                sh.code_log.catch_up(&mut engine, &m, &mut seen);
                 let before = m.retired;
                 let limit = m.retired.saturating_add(sh.quantum);
                 let o = match engine.run(&mut m, &mut io, limit) {
@@ -168,7 +139,7 @@ fn worker<'s, 'e>(
                         break;
                     }
                 };
-                sh.publish(engine.take_code_writes(), &mut seen);
+                sh.code_log.publish(engine.take_code_writes(), &mut seen);
                 let total = sh.retired.fetch_add(m.retired - before, Ordering::SeqCst) + (m.retired - before);
                 if total >= sh.fuel && !matches!(o, Outcome::Exited(_) | Outcome::Returned) {
                     let t = trap_at(&m, TrapKind::FuelExhausted, m.pc);
@@ -244,7 +215,16 @@ fn thread_op<'s, 'e>(
             table = t;
             go_on
         }
-        Step::Ended => false,
+        Step::Ended => {
+            if table.all_blocked() {
+                // (the others wait for what nobody left can do)
+                let end = table.deadlock(m, me);
+                sh.end.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Ok(end));
+                sh.stop.store(true, Ordering::SeqCst);
+                sh.wakeup.notify_all();
+            }
+            false
+        }
         Step::Finished(o) => {
             drop(table);
             sh.finish(Ok((o, Vec::new())));
