@@ -278,7 +278,9 @@ impl Table {
         regs[usize::from(SP)] = arg;
         let id = self.threads.len() as u64;
         let spawned = Duration::from_nanos(self.now_ns());
-        self.threads.push(GuestThread::new(regs, entry, spawned));
+        let mut t = GuestThread::new(regs, entry, spawned);
+        t.stats.id = id;
+        self.threads.push(t);
         self.live += 1;
         self.made_ready.push(id);
         Ok(id)
