@@ -397,3 +397,15 @@ fn retire_and(m: &mut Machine, step: Step) -> Step {
 fn trapped(m: &Machine, kind: TrapKind) -> Step {
     Step::Finished(Outcome::Trapped(trap_at(m, kind, m.pc)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_costs_a_few_hundred_bytes_of_table() {
+        // (ids are never reused: every thread ever made keeps its entry)
+        let size = std::mem::size_of::<GuestThread>();
+        assert!(size <= 320, "{size} bytes per thread");
+    }
+}
