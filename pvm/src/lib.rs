@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod addr_map;
 pub mod asm;
 pub mod bench;
 pub mod bench_wasm;
@@ -35,6 +36,7 @@ pub mod programs;
 pub mod run;
 pub mod sandbox;
 pub mod semantics;
+pub mod threads;
 pub mod trap;
 pub mod verify;
 pub mod wasm;

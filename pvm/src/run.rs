@@ -7,6 +7,8 @@ use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::sandbox::{self, SandboxError};
+use crate::threads::engine::SliceEngine;
+use crate::threads::{hybrid, kernel, Model, ThreadConfig, ThreadReport};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs, wasm};
 
@@ -163,6 +165,8 @@ pub struct RunConfig {
     /// the engine is set up, before the program's first instruction (it
     /// stays on for the rest of the thread's life).
     pub seccomp: bool,
+    /// How guest threads run, if the program makes any.
+    pub threads: ThreadConfig,
 }
 
 impl Default for RunConfig {
@@ -175,6 +179,7 @@ impl Default for RunConfig {
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
             bounds_slack: 0,
             seccomp: false,
+            threads: ThreadConfig::default(),
         }
     }
 }
@@ -187,6 +192,8 @@ pub struct RunResult {
     pub stats: InterpStats,
     pub jit: Option<JitStats>,
     pub elapsed: Duration,
+    /// The thread model's report, if the program used a thread instruction.
+    pub threads: Option<ThreadReport>,
 }
 
 /// Runs `image` to the end. `trace` (interpreter only) gets one line per
@@ -202,29 +209,84 @@ pub fn run_image(
     let mut m = Machine::new(image, cfg.mem_mib)?;
     let mut st = InterpStats::default();
     let start = Instant::now();
-    if cfg.engine == Engine::Jit {
-        let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
-        jit.set_bounds_slack(cfg.bounds_slack);
-        if cfg.seccomp {
-            sandbox::apply()?;
-        }
-        let outcome = jit.run(&mut m, io)?;
-        let elapsed = start.elapsed();
-        if let Some((pc, out)) = dump_block {
-            jit.dump_block(&m, pc, out)?;
-        }
-        return Ok(RunResult { outcome, machine: m, stats: st, jit: Some(jit.stats.clone()), elapsed });
+    let fuel = cfg.fuel.unwrap_or(u64::MAX);
+    let mut engine = new_engine(cfg, &m)?;
+    if cfg.seccomp && cfg.threads.model != Model::User {
+        // The C library sets up its threads' signal handling on the first
+        // thread it makes: that first one comes before the filter. And one
+        // malloc arena for all: a thread's own arena would read /proc when
+        // it shrinks (an openat the filter refuses).
+        // SAFETY: mallopt changes a malloc tunable; no thread but this
+        // one exists yet.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        let _ = std::thread::spawn(|| {}).join();
     }
-    let mut interp = Interpreter::new(&m);
-    if cfg.seccomp {
+    if cfg.seccomp && cfg.threads.model != Model::User {
+        sandbox::apply_threaded()?;
+    } else if cfg.seccomp {
         sandbox::apply()?;
     }
-    let fuel = cfg.fuel.unwrap_or(u64::MAX);
-    let outcome = match (cfg.stats, trace) {
-        (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
-        (true, None) => interp.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
-        (false, Some(t)) => interp.run::<false, true>(&mut m, io, fuel, &mut st, t),
-        (true, Some(t)) => interp.run::<true, true>(&mut m, io, fuel, &mut st, t),
+    let outcome = match (&mut engine, cfg.stats, trace) {
+        (SliceEngine::Jit(jit), ..) => jit.run(&mut m, io)?,
+        (SliceEngine::Interp(i), false, None) => i.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (SliceEngine::Interp(i), true, None) => i.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (SliceEngine::Interp(i), false, Some(t)) => i.run::<false, true>(&mut m, io, fuel, &mut st, t),
+        (SliceEngine::Interp(i), true, Some(t)) => i.run::<true, true>(&mut m, io, fuel, &mut st, t),
     };
-    Ok(RunResult { outcome, machine: m, stats: st, jit: None, elapsed: start.elapsed() })
+    // The first thread instruction hands the run to the thread model
+    // (the trace and the histogram stop there).
+    if outcome == Outcome::ThreadOp {
+        let make = |m: &Machine| new_engine(cfg, m);
+        let t = &cfg.threads;
+        let (outcome, report, machine) = match t.model {
+            Model::User => {
+                let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, t, fuel)?;
+                return finish(o, m, st, engine, start, Some(report), dump_block);
+            }
+            Model::Kernel => kernel::run(engine, m, io, t, fuel, &make)?,
+            Model::Hybrid(k) => hybrid::run(engine, m, io, t, k, fuel, &make)?,
+        };
+        let (elapsed, threads) = (start.elapsed(), Some(report));
+        return Ok(RunResult { outcome, machine, stats: st, jit: None, elapsed, threads });
+    }
+    finish(outcome, m, st, engine, start, None, dump_block)
+}
+
+/// The result of a run on one OS thread (the translator's statistics and
+/// `--dump-block` from its engine).
+fn finish(
+    outcome: Outcome,
+    m: Machine,
+    st: InterpStats,
+    mut engine: SliceEngine,
+    start: Instant,
+    threads: Option<ThreadReport>,
+    dump_block: Option<(u64, &mut dyn std::io::Write)>,
+) -> Result<RunResult, LoadError> {
+    let elapsed = start.elapsed();
+    let jit = match &mut engine {
+        SliceEngine::Jit(jit) => {
+            if let Some((pc, out)) = dump_block {
+                jit.dump_block(&m, pc, out)?;
+            }
+            Some(jit.stats.clone())
+        }
+        SliceEngine::Interp(_) => None,
+    };
+    Ok(RunResult { outcome, machine: m, stats: st, jit, elapsed, threads })
+}
+
+/// The engine `cfg` asks for, for machine `m` (the main thread's, or
+/// another thread's under `--threads kernel`).
+fn new_engine(cfg: &RunConfig, m: &Machine) -> Result<SliceEngine, JitError> {
+    let mut engine = if cfg.engine == Engine::Jit {
+        let mut jit = Jit::new(m, cfg.cache_size, cfg.fuel)?;
+        jit.set_bounds_slack(cfg.bounds_slack);
+        SliceEngine::Jit(Box::new(jit))
+    } else {
+        SliceEngine::Interp(Interpreter::new(m))
+    };
+    // (under `kernel` a blocking call blocks only its own OS thread)
+    engine.set_defer_blocking(cfg.threads.jacket && cfg.threads.model == Model::User);
+    Ok(engine)
 }

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod code_memory;
 pub mod context;
 mod emit;
+mod emit_atomic;
 mod emit_control;
 mod emit_f32;
 mod emit_float;
@@ -134,6 +135,12 @@ pub struct Jit {
     generic: std::collections::HashSet<u64>,
     /// How long each translation took (for the median in the stats).
     block_times: Vec<Duration>,
+    /// Keep the code this translator's guest thread overwrote, for the
+    /// other threads' translators (`--threads kernel`).
+    log_code_writes: bool,
+    code_writes: Vec<(u64, u64)>,
+    /// How many block times the median in the stats was taken of.
+    median_of: usize,
     pub stats: JitStats,
 }
 
@@ -195,6 +202,9 @@ impl Jit {
             encoding: encode::BlockEncoding::new(),
             generic: std::collections::HashSet::new(),
             block_times: Vec::new(),
+            log_code_writes: false,
+            median_of: 0,
+            code_writes: Vec::new(),
             stats: JitStats::default(),
         })
     }
@@ -205,6 +215,36 @@ impl Jit {
     /// guest's trap by the fault handler (a demonstration, and its test).
     pub fn set_bounds_slack(&mut self, bytes: u64) {
         self.layout.bounds_slack = bytes;
+    }
+
+    /// Stops the next runs once `limit` instructions have retired in all
+    /// (a thread's quantum). Blocks translated before without a fuel check
+    /// are dropped: from now on every block checks it.
+    pub fn set_fuel(&mut self, limit: u64) {
+        self.fuel = limit.min(MAX_FUEL);
+        if !self.layout.fuel_limited {
+            self.layout.fuel_limited = true;
+            self.cache.flush();
+        }
+    }
+
+    /// Whether `sys 7` and `sys 2` stop the run for the scheduler.
+    pub fn set_defer_blocking(&mut self, on: bool) {
+        self.interp.set_defer_blocking(on);
+    }
+
+    /// The code this machine's thread overwrote since the last call (kept
+    /// only once asked for: the first call turns the log on).
+    pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
+        self.log_code_writes = true;
+        std::mem::take(&mut self.code_writes)
+    }
+
+    /// Code at `[addr, addr + len)` changed behind the translator's back
+    /// (the scheduler's read, another thread's store): its blocks go.
+    pub fn code_written(&mut self, m: &Machine, addr: u64, len: u64) {
+        self.interp.refresh_code(m, addr, len);
+        self.cache.invalidate(addr, len);
     }
 
     /// The block at `pc`, translated now if needed (flushing a full cache).
@@ -267,6 +307,9 @@ impl Jit {
         let outcome = self.interp.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink());
         for (addr, len) in self.interp.take_code_writes() {
             self.cache.invalidate(addr, len);
+            if self.log_code_writes {
+                self.code_writes.push((addr, len));
+            }
         }
         match outcome {
             Outcome::Trapped(t) if t.kind == TrapKind::FuelExhausted && m.retired < self.fuel => None,
@@ -278,7 +321,7 @@ impl Jit {
     pub fn run(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Result<Outcome, JitError> {
         let mut ctx = JitContext {
             regs: m.regs,
-            mem: m.mem.as_mut_ptr(),
+            mem: m.mem.base_ptr(),
             retired: m.retired,
             exit_pc: m.pc,
             lookup: self.cache.lookup_table(),
@@ -354,9 +397,14 @@ impl Jit {
     }
 
     fn finish(&mut self, outcome: Outcome) -> Outcome {
-        let mut times = self.block_times.clone();
-        times.sort_unstable();
-        self.stats.median_block_translation = times.get(times.len() / 2).copied().unwrap_or_default();
+        // (a threaded run ends a run at every switch: the median only
+        // changes when blocks were translated)
+        if self.block_times.len() != self.median_of {
+            let mut times = self.block_times.clone();
+            times.sort_unstable();
+            self.stats.median_block_translation = times.get(times.len() / 2).copied().unwrap_or_default();
+            self.median_of = times.len();
+        }
         self.stats.chains = self.cache.chains;
         self.stats.invalidations = self.cache.invalidations;
         self.stats.flushes = self.cache.flushes;
