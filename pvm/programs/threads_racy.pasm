@@ -1,4 +1,4 @@
-; threads_racy: the same counter with a plain load, add and store: switched after every instruction, updates are lost
+; threads_racy: the same counter with a plain load, add and store: with --quantum 1 (a switch after every instruction) or --threads kernel, updates are lost
 ; args: --quantum 1
 ; expect: 10003
 ; expect-status: 0
