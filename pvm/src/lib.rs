@@ -19,6 +19,7 @@
 
 pub mod asm;
 pub mod bench;
+pub mod bench_threads;
 pub mod bench_wasm;
 pub mod bf;
 pub mod cli;
