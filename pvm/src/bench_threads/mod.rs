@@ -127,6 +127,17 @@ impl Sizes {
     };
 }
 
+/// A part of the bench.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The cost table (null fork, signal-wait) and the parallel speedup.
+    Costs,
+    /// The file server in three shapes under each thread model.
+    Servers,
+    /// Placement policies and stealing on three workloads.
+    Balance,
+}
+
 /// The command line of `pvm bench threads`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ThreadsArgs {
@@ -139,9 +150,9 @@ pub struct ThreadsArgs {
     /// Seed of the request and task lists and of random placement.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Only these parts (comma-separated: costs, servers, balance).
-    #[arg(long, value_delimiter = ',')]
-    pub parts: Vec<String>,
+    /// Only these parts (comma-separated).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub parts: Vec<Part>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<String>,
@@ -167,15 +178,15 @@ pub struct ThreadReport {
 pub fn run(args: &ThreadsArgs) -> Result<ThreadReport, ThreadBenchError> {
     let sizes = if args.quick { Sizes::QUICK } else { Sizes::FULL };
     let rounds = args.rounds.max(1);
-    let want = |p: &str| args.parts.is_empty() || args.parts.iter().any(|x| x == p);
+    let want = |p: Part| args.parts.is_empty() || args.parts.contains(&p);
     let mut report = ThreadReport { load_before: stats::machine_load(), ..Default::default() };
-    if want("costs") {
+    if want(Part::Costs) {
         report.costs = Some(costs::measure(&sizes, rounds)?);
     }
-    if want("servers") {
+    if want(Part::Servers) {
         report.servers = Some(servers::measure(&sizes, rounds, args.seed)?);
     }
-    if want("balance") {
+    if want(Part::Balance) {
         report.balance = Some(balance::measure(&sizes, rounds, args.seed)?);
     }
     report.load_after = stats::machine_load();
