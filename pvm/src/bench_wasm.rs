@@ -53,6 +53,9 @@ fn in_process(p: &WasmProgram, engine: Engine) -> Result<(u64, Option<JitStats>,
         Outcome::Exited(s) => s,
         Outcome::Returned => 0,
         Outcome::Trapped(t) => return Err(format!("{} on {}: {t}", p.name, engine.name()).into()),
+        Outcome::ThreadOp => {
+            return Err(format!("{} on {}: stopped at a thread instruction", p.name, engine.name()).into())
+        }
     };
     let out = String::from_utf8_lossy(&inner.output);
     if out != p.expected_stdout || status != p.expected_status {

@@ -9,6 +9,7 @@ use crate::interp::Outcome;
 use crate::isa::Opcode;
 use crate::machine::{SysIo, DEFAULT_MEM_MIB};
 use crate::run::{self, Engine, LoadError, LoadOptions, RunConfig};
+use crate::trap::TrapKind;
 use crate::{disasm, programs};
 
 /// Exit status for a program that failed to load (assembler, verifier, image).
@@ -117,6 +118,8 @@ enum Command {
         /// Run the program without the seccomp filter.
         #[arg(long)]
         no_seccomp: bool,
+        #[command(flatten)]
+        threads: crate::threads::args::ThreadArgs,
     },
     /// Assemble a .pasm file into a .pbc image.
     Asm {
@@ -242,6 +245,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             no_bf_opt,
             bounds_slack,
             no_seccomp,
+            threads,
         } => {
             let engine = match engine {
                 EngineArg::Interp => Engine::Interp,
@@ -285,6 +289,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 cache_size,
                 bounds_slack: bounds_slack as u64,
                 seccomp: !no_seccomp,
+                threads: threads.config(),
             };
             let mut dump = Vec::new();
             let result = run::run_image(
@@ -310,6 +315,8 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 Outcome::Exited(status) => status,
                 // Nobody embeds a program run from the command line.
                 Outcome::Returned => 0,
+                // (the scheduler performs thread instructions: not an end)
+                Outcome::ThreadOp => TrapKind::NoScheduler.exit_status(),
                 Outcome::Trapped(trap) => {
                     if let Some(w) = &loaded.wasm {
                         let at = crate::wasm::symbolize(&w.symbols, trap.pc)
@@ -317,6 +324,9 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                         let _ = writeln!(err, "pvm: wasm trap: {}{at}", crate::wasm::trap_message(&trap.kind));
                     }
                     let _ = writeln!(err, "pvm: {trap}");
+                    for line in result.threads.iter().flat_map(|t| &t.deadlock) {
+                        let _ = writeln!(err, "pvm:   {line}");
+                    }
                     trap.kind.exit_status()
                 }
             }
@@ -528,6 +538,9 @@ fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
     let _ = writeln!(err, "retired instructions: {retired}");
     let _ = writeln!(err, "time:                 {:.3} s", secs);
     let _ = writeln!(err, "instructions/second:  {:.1} M", retired as f64 / secs.max(1e-9) / 1e6);
+    if let Some(t) = &r.threads {
+        t.print(err);
+    }
     if let Some(j) = &r.jit {
         let per = j.translate_time.as_secs_f64() * 1e9 / j.guest_instructions_translated.max(1) as f64;
         let _ = writeln!(err, "blocks translated:    {}", j.blocks_translated);

@@ -36,7 +36,7 @@ pub fn format_instr(i: &Instr) -> String {
         Format::Load | Format::Store => format!("{m} {}, {}", reg(i.a), mem_operand(i.b, i.imm)),
         Format::Branch => format!("{m} {}, {}, {:#x}", reg(i.a), reg(i.b), i.imm as u32),
         Format::BranchZ => format!("{m} {}, {:#x}", reg(i.a), i.imm as u32),
-        Format::LinearLoad | Format::LinearStore => {
+        Format::LinearLoad | Format::LinearStore | Format::Atomic => {
             format!("{m} {}, {}, {}", reg(i.a), mem_operand(i.b, i.imm), reg(i.c))
         }
         Format::Jump => format!("{m} {:#x}", i.imm as u32),
@@ -69,6 +69,7 @@ fn is_canonical(i: &Instr) -> bool {
         | Format::Store
         | Format::LinearLoad
         | Format::LinearStore
+        | Format::Atomic
         | Format::Branch
         | Format::BranchZ
         | Format::Jump

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::disasm;
 use crate::isa::{DecodeError, Instr, Opcode, INSTR_SIZE, SP};
-use crate::machine::{Machine, SysIo, Syscall};
+use crate::machine::{sys, Machine, Rmw, SysIo, Syscall};
 use crate::semantics as sem;
 use crate::trap::{Trap, TrapKind};
 
@@ -34,6 +34,10 @@ pub enum Outcome {
     Returned,
     /// A trap.
     Trapped(Trap),
+    /// Stopped before a thread instruction at the machine's pc (or a
+    /// blocking syscall the scheduler jackets), not yet retired: the
+    /// thread scheduler performs it (see `crate::threads`).
+    ThreadOp,
 }
 
 /// Counters of a run, filled when asked for.
@@ -53,6 +57,9 @@ pub struct Interpreter {
     redecodes: u64,
     /// Stores into the code section since the last `take_code_writes`.
     code_writes: Vec<(u64, u64)>,
+    /// Stop before `sys 7` (sleep) and `sys 2` (read) too: the scheduler
+    /// turns them into a park plus a switch (`--jacket`).
+    defer_blocking: bool,
 }
 
 fn decode_slot(m: &Machine, addr: u64) -> Slot {
@@ -79,7 +86,21 @@ impl Interpreter {
     pub fn new(m: &Machine) -> Self {
         let n = ((m.code_end - m.code_start) / INSTR_SIZE) as usize;
         let slots = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).collect();
-        Interpreter { slots, code_start: m.code_start, redecodes: 0, code_writes: Vec::new() }
+        Interpreter { slots, code_start: m.code_start, redecodes: 0, code_writes: Vec::new(), defer_blocking: false }
+    }
+
+    /// Whether `sys 7` and `sys 2` stop the run for the scheduler
+    /// ([`Outcome::ThreadOp`]) instead of blocking.
+    pub fn set_defer_blocking(&mut self, on: bool) {
+        self.defer_blocking = on;
+    }
+
+    /// Re-decodes the slots of code another thread overwrote (its stores
+    /// reach this interpreter's view at its next stop).
+    pub fn refresh_code(&mut self, m: &Machine, addr: u64, n: u64) {
+        let writes = self.code_writes.len();
+        self.code_written(m, addr, n);
+        self.code_writes.truncate(writes);
     }
 
     /// Re-decodes the slots a store of `n` bytes at `addr` touched.
@@ -207,6 +228,15 @@ impl Interpreter {
                     tryt!(m.store::<$n>(addr, v));
                     if m.touches_code(addr, $n) {
                         self.code_written(m, addr, $n);
+                    }
+                }};
+            }
+            macro_rules! atomic {
+                ($rmw:expr) => {{
+                    let addr = m.regs[b].wrapping_add(imm);
+                    m.regs[a] = tryt!(m.atomic(addr, $rmw));
+                    if m.touches_code(addr, 8) {
+                        self.code_written(m, addr, 8);
                     }
                 }};
             }
@@ -384,6 +414,23 @@ impl Interpreter {
                 Opcode::Beqz => branch!(m.regs[a] == 0),
                 Opcode::Bnez => branch!(m.regs[a] != 0),
                 Opcode::Trap => trap!(TrapKind::Raised(slot.imm as u32)),
+                Opcode::Spawn
+                | Opcode::Join
+                | Opcode::Yield
+                | Opcode::TExit
+                | Opcode::Tid
+                | Opcode::Wait
+                | Opcode::Wake => {
+                    // The scheduler performs it, from the state before it.
+                    m.pc = pc!();
+                    m.retired = retired;
+                    stats.redecodes = self.redecodes;
+                    return Outcome::ThreadOp;
+                }
+                Opcode::Cas => atomic!(Rmw::Cas { expected: m.regs[a], new: m.regs[c] }),
+                Opcode::XAdd => atomic!(Rmw::Add(m.regs[c])),
+                Opcode::XChg => atomic!(Rmw::Swap(m.regs[c])),
+                Opcode::Fence => std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst),
                 Opcode::FAdd => m.regs[a] = sem::fadd(m.regs[b], m.regs[c]),
                 Opcode::FSub => m.regs[a] = sem::fsub(m.regs[b], m.regs[c]),
                 Opcode::FMul => m.regs[a] = sem::fmul(m.regs[b], m.regs[c]),
@@ -443,6 +490,13 @@ impl Interpreter {
                     }
                     m.regs[usize::from(SP)] = sp.wrapping_add(8);
                     next = ((t - base) / INSTR_SIZE) as usize;
+                }
+                Opcode::Sys if self.defer_blocking && matches!(slot.imm, sys::SLEEP | sys::READ) => {
+                    // A jacketed blocking call: the scheduler decides.
+                    m.pc = pc!();
+                    m.retired = retired;
+                    stats.redecodes = self.redecodes;
+                    return Outcome::ThreadOp;
                 }
                 Opcode::Sys => {
                     m.pc = pc!();

@@ -54,6 +54,10 @@ pub enum Format {
     LinearLoad,
     /// `op rv, [rs+imm], rl`: stores rv into a linear memory ending at rl
     LinearStore,
+    /// `op rd, [rs+imm], rc`: an atomic read-modify-write (or futex
+    /// operation) on the 8 bytes at rs+imm, with operand rc; rd is read
+    /// (`cas`'s expected value) and written (the old value or a count)
+    Atomic,
 }
 
 impl Class {
@@ -89,7 +93,14 @@ impl Class {
                 | Class::Stack
                 | Class::Call
                 | Class::Return
+                | Class::Atomic
         )
+    }
+
+    /// The scheduler performs the instruction: both engines stop before it
+    /// and hand it over (see `crate::threads`).
+    pub const fn is_thread_op(self) -> bool {
+        matches!(self, Class::Thread)
     }
 }
 
@@ -483,6 +494,29 @@ isa! {
         Sys = 0x7f, "sys", Sys, ENDS_TRAPS;
         Trap = 0x6e, "trap", Sys, ENDS_TRAPS;
     }
+    /// Threads: `spawn`, `join`, `yield`, `texit`, `tid`, and the futex
+    /// pair `wait`/`wake`. The scheduler performs them (both engines stop
+    /// before one and hand it over), so each ends a block.
+    Thread (ThreadOp) {
+        Spawn = 0x44, "spawn", R3, ENDS_TRAPS;
+        Join = 0x45, "join", R2, ENDS_TRAPS;
+        Yield = 0x46, "yield", None, ENDS_TRAPS;
+        TExit = 0x47, "texit", Src, ENDS_TRAPS;
+        Tid = 0x48, "tid", Dst, ENDS_TRAPS;
+        Wait = 0x49, "wait", Atomic, ENDS_TRAPS;
+        Wake = 0x4a, "wake", Atomic, ENDS_TRAPS;
+    }
+    /// Atomic read-modify-writes on an 8-byte aligned doubleword
+    /// (sequentially consistent; stores for self-modifying code).
+    Atomic (AtomicOp) {
+        Cas = 0x4b, "cas", Atomic, TRAPS;
+        XAdd = 0x4c, "xadd", Atomic, TRAPS;
+        XChg = 0x4d, "xchg", Atomic, TRAPS;
+    }
+    /// `fence`: a full memory fence.
+    Fence (FenceOp) {
+        Fence = 0x4e, "fence", None, PLAIN;
+    }
 }
 
 /// One decoded instruction.
@@ -540,6 +574,7 @@ impl Instr {
             | Format::LoadImm
             | Format::Load
             | Format::LinearLoad
+            | Format::Atomic
             | Format::Dst => Some(self.a),
             Format::None
             | Format::Store
@@ -559,7 +594,7 @@ impl Instr {
             Format::None | Format::Jump | Format::Sys => 0,
             Format::LoadImm | Format::Src | Format::Dst | Format::BranchZ => 1,
             Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => 2,
-            Format::R3 | Format::LinearLoad | Format::LinearStore => 3,
+            Format::R3 | Format::LinearLoad | Format::LinearStore | Format::Atomic => 3,
         };
         [self.a, self.b, self.c].into_iter().take(n)
     }

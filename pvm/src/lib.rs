@@ -36,6 +36,7 @@ pub mod programs;
 pub mod run;
 pub mod sandbox;
 pub mod semantics;
+pub mod threads;
 pub mod trap;
 pub mod verify;
 pub mod wasm;

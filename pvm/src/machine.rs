@@ -2,6 +2,7 @@
 //! byte-addressed memory holding code and data, every access bounds-checked.
 
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering::SeqCst;
 
 use crate::image::Image;
 use crate::isa::{INSTR_SIZE, NUM_REGS, SP};
@@ -32,6 +33,11 @@ pub mod sys {
     /// and a pc and run the machine on (how a WebAssembly store calls
     /// functions).
     pub const RETURN: i32 = 6;
+    /// sleep(r1 = microseconds): blocks the calling thread (with `--jacket`,
+    /// parks only the guest thread while others run); r0 = 0.
+    pub const SLEEP: i32 = 7;
+    /// time: r0 = monotonic microseconds since the program started.
+    pub const TIME: i32 = 8;
     /// `HOST + n`: host function `n` of the embedder ([`super::SysIo::host_call`]):
     /// arguments in r0.., results in r0.. (WebAssembly imports).
     pub const HOST: i32 = 0x1000;
@@ -69,6 +75,11 @@ pub trait SysIo {
     fn read(&mut self, buf: &mut [u8]) -> usize;
     /// Pushes buffered output out (before a report on stderr).
     fn flush(&mut self) {}
+    /// Whether a `read` would return at once (input there, or its end):
+    /// a jacketed `sys 2` parks its thread until it would.
+    fn read_ready(&mut self) -> bool {
+        true
+    }
     /// Writes to the program's stderr (WASI's fd 2).
     fn write_err(&mut self, bytes: &[u8]) {
         self.flush();
@@ -110,6 +121,13 @@ impl SysIo for StdIo {
     }
     fn flush(&mut self) {
         let _ = self.out.flush();
+    }
+    fn read_ready(&mut self) -> bool {
+        let mut fd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, a zero timeout; poll writes only revents.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        // (an error or a hang-up: the read will not block either)
+        n != 0
     }
 }
 
@@ -159,6 +177,32 @@ pub struct Machine {
     pub stack_limit: u64,
     /// Instructions retired so far.
     pub retired: u64,
+    /// When the program started (what `sys 8` counts from).
+    pub started: StartTime,
+}
+
+/// The instant a machine was made. Two machines compare equal whatever
+/// their start times: it is not part of the guest's state.
+#[derive(Clone, Copy, Debug)]
+pub struct StartTime(pub std::time::Instant);
+
+impl PartialEq for StartTime {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for StartTime {}
+
+/// An atomic read-modify-write on a guest doubleword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rmw {
+    /// Compare-and-swap: store `new` if the old value is `expected`.
+    Cas { expected: u64, new: u64 },
+    /// Fetch-add (wrapping).
+    Add(u64),
+    /// Exchange.
+    Swap(u64),
 }
 
 impl Machine {
@@ -193,6 +237,7 @@ impl Machine {
             code_end: image.code.addr + image.code.bytes.len() as u64,
             stack_limit: image_end.next_multiple_of(16),
             retired: 0,
+            started: StartTime(std::time::Instant::now()),
         })
     }
 
@@ -231,6 +276,39 @@ impl Machine {
         addr < self.code_end && addr.saturating_add(n) > self.code_start
     }
 
+    /// Checks the address of an atomic or futex access: inside memory (as
+    /// a store of 8 bytes), then 8-byte aligned.
+    #[inline(always)]
+    pub fn atomic_addr(&self, addr: u64) -> Result<usize, TrapKind> {
+        if addr > (self.mem.len() - 8) as u64 {
+            return Err(TrapKind::OutOfBounds { addr, size: 8 });
+        }
+        if !addr.is_multiple_of(8) {
+            return Err(TrapKind::MisalignedAtomic { addr });
+        }
+        Ok(addr as usize)
+    }
+
+    /// Performs `op` atomically (sequentially consistent) on the
+    /// doubleword at `addr`; returns the old value.
+    pub fn atomic(&mut self, addr: u64, op: Rmw) -> Result<u64, TrapKind> {
+        let at = self.atomic_addr(addr)?;
+        let cell = self.mem.atomic_u64(at);
+        Ok(match op {
+            Rmw::Cas { expected, new } => match cell.compare_exchange(expected, new, SeqCst, SeqCst) {
+                Ok(old) | Err(old) => old,
+            },
+            Rmw::Add(v) => cell.fetch_add(v, SeqCst),
+            Rmw::Swap(v) => cell.swap(v, SeqCst),
+        })
+    }
+
+    /// The doubleword at `addr`, read atomically (a futex's check).
+    pub fn atomic_load(&mut self, addr: u64) -> Result<u64, TrapKind> {
+        let at = self.atomic_addr(addr)?;
+        Ok(self.mem.atomic_u64(at).load(SeqCst))
+    }
+
     /// The 8 bytes at `addr`, if in memory.
     pub fn fetch(&self, addr: u64) -> Option<[u8; 8]> {
         let a = usize::try_from(addr).ok()?;
@@ -264,6 +342,11 @@ impl Machine {
         self.mem.digest()
     }
 
+    /// Microseconds since the program started (`sys 8`).
+    pub fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.started.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Performs syscall `n`.
     ///
     /// # Errors
@@ -294,6 +377,11 @@ impl Machine {
             sys::PRINT_FLOAT => io.write(f64::from_bits(r1).to_string().as_bytes()),
             sys::PUTC => io.write(&[r1 as u8]),
             sys::RETURN => return Ok(Syscall::Return),
+            sys::SLEEP => {
+                std::thread::sleep(std::time::Duration::from_micros(r1));
+                self.regs[0] = 0;
+            }
+            sys::TIME => self.regs[0] = self.elapsed_us(),
             sys::HOST.. => return io.host_call((n - sys::HOST) as u32, &mut self.regs, &mut self.mem),
             _ => return Err(TrapKind::BadSyscall(n)),
         }

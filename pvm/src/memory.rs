@@ -150,6 +150,21 @@ impl GuestMemory {
     }
 }
 
+impl GuestMemory {
+    /// The doubleword at byte `at` as an atomic (`at` a multiple of 8 with
+    /// `at + 8 <= len`, which the caller checked: else a panic, not UB).
+    pub fn atomic_u64(&mut self, at: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(at.is_multiple_of(8) && at.checked_add(8).is_some_and(|e| e <= self.len), "atomic at {at}");
+        // SAFETY: [base + at, base + at + 8) is inside the mapping (checked
+        // above) and 8-byte aligned (base is page-aligned); `&mut self`
+        // makes the access exclusive for the borrow's life, so viewing
+        // those bytes as an AtomicU64 aliases no other Rust reference.
+        // Other threads reach them only through atomic operations or the
+        // raw accesses of translated code (see `crate::threads`).
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.as_ptr().add(at).cast()) }
+    }
+}
+
 fn page_hash(page: &[u8]) -> u64 {
     page.chunks_exact(8).fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
         let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);

@@ -7,6 +7,8 @@ use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::sandbox::{self, SandboxError};
+use crate::threads::engine::SliceEngine;
+use crate::threads::{ThreadConfig, ThreadReport};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs, wasm};
 
@@ -163,6 +165,8 @@ pub struct RunConfig {
     /// the engine is set up, before the program's first instruction (it
     /// stays on for the rest of the thread's life).
     pub seccomp: bool,
+    /// How guest threads run, if the program makes any.
+    pub threads: ThreadConfig,
 }
 
 impl Default for RunConfig {
@@ -175,6 +179,7 @@ impl Default for RunConfig {
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
             bounds_slack: 0,
             seccomp: false,
+            threads: ThreadConfig::default(),
         }
     }
 }
@@ -187,6 +192,8 @@ pub struct RunResult {
     pub stats: InterpStats,
     pub jit: Option<JitStats>,
     pub elapsed: Duration,
+    /// The thread model's report, if the program used a thread instruction.
+    pub threads: Option<ThreadReport>,
 }
 
 /// Runs `image` to the end. `trace` (interpreter only) gets one line per
@@ -202,29 +209,42 @@ pub fn run_image(
     let mut m = Machine::new(image, cfg.mem_mib)?;
     let mut st = InterpStats::default();
     let start = Instant::now();
-    if cfg.engine == Engine::Jit {
+    let fuel = cfg.fuel.unwrap_or(u64::MAX);
+    let mut engine = if cfg.engine == Engine::Jit {
         let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
         jit.set_bounds_slack(cfg.bounds_slack);
-        if cfg.seccomp {
-            sandbox::apply()?;
-        }
-        let outcome = jit.run(&mut m, io)?;
-        let elapsed = start.elapsed();
-        if let Some((pc, out)) = dump_block {
-            jit.dump_block(&m, pc, out)?;
-        }
-        return Ok(RunResult { outcome, machine: m, stats: st, jit: Some(jit.stats.clone()), elapsed });
-    }
-    let mut interp = Interpreter::new(&m);
+        SliceEngine::Jit(Box::new(jit))
+    } else {
+        SliceEngine::Interp(Interpreter::new(&m))
+    };
+    engine.set_defer_blocking(cfg.threads.jacket);
     if cfg.seccomp {
         sandbox::apply()?;
     }
-    let fuel = cfg.fuel.unwrap_or(u64::MAX);
-    let outcome = match (cfg.stats, trace) {
-        (false, None) => interp.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
-        (true, None) => interp.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
-        (false, Some(t)) => interp.run::<false, true>(&mut m, io, fuel, &mut st, t),
-        (true, Some(t)) => interp.run::<true, true>(&mut m, io, fuel, &mut st, t),
+    let mut outcome = match (&mut engine, cfg.stats, trace) {
+        (SliceEngine::Jit(jit), ..) => jit.run(&mut m, io)?,
+        (SliceEngine::Interp(i), false, None) => i.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (SliceEngine::Interp(i), true, None) => i.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
+        (SliceEngine::Interp(i), false, Some(t)) => i.run::<false, true>(&mut m, io, fuel, &mut st, t),
+        (SliceEngine::Interp(i), true, Some(t)) => i.run::<true, true>(&mut m, io, fuel, &mut st, t),
     };
-    Ok(RunResult { outcome, machine: m, stats: st, jit: None, elapsed: start.elapsed() })
+    // The first thread instruction hands the run to the thread model
+    // (the trace and the histogram stop there).
+    let mut threads = None;
+    if outcome == Outcome::ThreadOp {
+        let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, &cfg.threads, fuel)?;
+        outcome = o;
+        threads = Some(report);
+    }
+    let elapsed = start.elapsed();
+    let jit = match &mut engine {
+        SliceEngine::Jit(jit) => {
+            if let Some((pc, out)) = dump_block {
+                jit.dump_block(&m, pc, out)?;
+            }
+            Some(jit.stats.clone())
+        }
+        SliceEngine::Interp(_) => None,
+    };
+    Ok(RunResult { outcome, machine: m, stats: st, jit, elapsed, threads })
 }

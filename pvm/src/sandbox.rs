@@ -48,6 +48,9 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_getpid, "getpid", "re-raising a fatal signal"),
     (libc::SYS_gettid, "gettid", "re-raising a fatal signal"),
     (libc::SYS_tgkill, "tgkill", "SIGSYS, SIGSEGV, SIGBUS, SIGABRT re-raised to itself only"),
+    (libc::SYS_nanosleep, "nanosleep", "sys 7 (sleep), and an idle scheduler waiting for a sleeper"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep", "sys 7 (sleep), and an idle scheduler waiting for a sleeper"),
+    (libc::SYS_poll, "poll", "a jacketed sys 2 asks whether stdin has input"),
     (libc::SYS_exit, "exit", "a thread ends"),
     (libc::SYS_exit_group, "exit_group", "the process ends"),
 ];

@@ -33,6 +33,39 @@ pub enum TrapKind {
     /// `trap n`: a trap the program raises (see [`RAISED`] for the codes
     /// the WebAssembly front end uses).
     Raised(u32),
+    /// An atomic or futex access at an address not a multiple of 8.
+    MisalignedAtomic {
+        addr: u64,
+    },
+    /// A `join` of the calling thread itself, of an id no thread has, or
+    /// of a thread already joined.
+    BadJoin {
+        id: u64,
+        why: JoinError,
+    },
+    /// A `spawn` past the limit on live threads (`--max-threads`).
+    TooManyThreads {
+        max: u64,
+    },
+    /// Every live thread waits in `join` or `wait` and none can wake it
+    /// (the run's report lists each thread and what it waits on).
+    Deadlock {
+        threads: u64,
+    },
+    /// A thread instruction reached outside a thread scheduler (an
+    /// embedder that runs the machine itself).
+    NoScheduler,
+}
+
+/// Why a `join` is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// The thread joins itself.
+    Itself,
+    /// No thread has this id.
+    Unknown,
+    /// The thread was joined already (or another thread waits for it).
+    AlreadyJoined,
 }
 
 /// The codes of `trap n` the WebAssembly front end raises, and what they
@@ -60,6 +93,11 @@ impl TrapKind {
             TrapKind::InvalidConversion => 88,
             TrapKind::LinearOutOfBounds { .. } => 89,
             TrapKind::Raised(_) => 90,
+            TrapKind::MisalignedAtomic { .. } => 91,
+            TrapKind::BadJoin { .. } => 92,
+            TrapKind::TooManyThreads { .. } => 93,
+            TrapKind::Deadlock { .. } => 94,
+            TrapKind::NoScheduler => 95,
         }
     }
 }
@@ -87,6 +125,23 @@ impl fmt::Display for TrapKind {
                 Some((_, what)) => write!(f, "{what} (trap {code})"),
                 None => write!(f, "trap {code} raised by the program"),
             },
+            TrapKind::MisalignedAtomic { addr } => {
+                write!(f, "misaligned atomic access at {addr:#x}: atomics and futexes need an 8-byte aligned address")
+            }
+            TrapKind::BadJoin { id, why } => match why {
+                JoinError::Itself => write!(f, "thread {id} joins itself, which would wait forever"),
+                JoinError::Unknown => write!(f, "join of thread {id}, which does not exist"),
+                JoinError::AlreadyJoined => write!(f, "join of thread {id}, which was joined already"),
+            },
+            TrapKind::TooManyThreads { max } => {
+                write!(f, "too many threads: {max} are alive already (raise --max-threads)")
+            }
+            TrapKind::Deadlock { threads } => {
+                write!(f, "deadlock: every thread is waiting ({threads} threads, none can wake another)")
+            }
+            TrapKind::NoScheduler => {
+                write!(f, "thread instruction with no thread scheduler (run the program with `pvm run`)")
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ fn run_cases(cases: u64, seed: u64, slack: u64) -> Tally {
                 let key = match &f.outcome {
                     Outcome::Exited(_) => "exited".to_string(),
                     Outcome::Returned => "returned".to_string(),
+                    Outcome::ThreadOp => "thread op".to_string(),
                     Outcome::Trapped(t) => format!("{:?}", t.kind).split(['(', ' ']).next().unwrap_or("").to_string(),
                 };
                 *t.outcomes.entry(key).or_default() += 1;

@@ -48,6 +48,7 @@ fn key(result: &Result<Outcome, LoadError>) -> String {
     match result {
         Ok(Outcome::Exited(_)) => "ran: exited".into(),
         Ok(Outcome::Returned) => "ran: returned".into(),
+        Ok(Outcome::ThreadOp) => "ran: stopped at a thread instruction".into(),
         Ok(Outcome::Trapped(t)) => format!("ran: {}", name(format!("{:?}", t.kind))),
         Err(LoadError::Asm(_)) => "asm".into(),
         Err(LoadError::Image { source, .. }) => format!("image: {}", name(format!("{source:?}"))),
@@ -232,6 +233,7 @@ fn random_instruction_sequences_end_cleanly() {
         let key = match run_to_end(&image) {
             Outcome::Exited(_) => "exited".to_string(),
             Outcome::Returned => "returned".to_string(),
+            Outcome::ThreadOp => "thread op".to_string(),
             Outcome::Trapped(t) => format!("{:?}", t.kind).split(['(', ' ']).next().unwrap().to_string(),
         };
         *outcomes.entry(key).or_insert(0u32) += 1;

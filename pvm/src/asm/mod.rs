@@ -484,7 +484,7 @@ fn parse_operands(cur: &mut Cursor<'_>, op: Opcode, line: usize) -> Res<Item> {
             cur.comma()?;
             (b, imm) = cur.mem()?;
         }
-        Format::LinearLoad | Format::LinearStore => {
+        Format::LinearLoad | Format::LinearStore | Format::Atomic => {
             a = cur.reg()?;
             cur.comma()?;
             (b, imm) = cur.mem()?;

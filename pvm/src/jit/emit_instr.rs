@@ -59,6 +59,9 @@ impl Emitter {
             Kind::Call(op) => self.call_instr(op, i, k, pc),
             Kind::Return(op) => self.return_instr(op, k),
             Kind::System(op) => self.system_instr(op, k),
+            Kind::Thread(op) => self.thread_instr(op, k),
+            Kind::Atomic(op) => self.atomic_instr(op, i, k),
+            Kind::Fence(op) => self.fence_instr(op),
         }
     }
 }

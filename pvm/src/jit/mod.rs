@@ -14,6 +14,7 @@ pub mod cache;
 pub mod code_memory;
 pub mod context;
 mod emit;
+mod emit_atomic;
 mod emit_control;
 mod emit_f32;
 mod emit_float;
@@ -205,6 +206,29 @@ impl Jit {
     /// guest's trap by the fault handler (a demonstration, and its test).
     pub fn set_bounds_slack(&mut self, bytes: u64) {
         self.layout.bounds_slack = bytes;
+    }
+
+    /// Stops the next runs once `limit` instructions have retired in all
+    /// (a thread's quantum). Blocks translated before without a fuel check
+    /// are dropped: from now on every block checks it.
+    pub fn set_fuel(&mut self, limit: u64) {
+        self.fuel = limit.min(MAX_FUEL);
+        if !self.layout.fuel_limited {
+            self.layout.fuel_limited = true;
+            self.cache.flush();
+        }
+    }
+
+    /// Whether `sys 7` and `sys 2` stop the run for the scheduler.
+    pub fn set_defer_blocking(&mut self, on: bool) {
+        self.interp.set_defer_blocking(on);
+    }
+
+    /// Code at `[addr, addr + len)` changed behind the translator's back
+    /// (the scheduler's read, another thread's store): its blocks go.
+    pub fn code_written(&mut self, m: &Machine, addr: u64, len: u64) {
+        self.interp.refresh_code(m, addr, len);
+        self.cache.invalidate(addr, len);
     }
 
     /// The block at `pc`, translated now if needed (flushing a full cache).

@@ -118,7 +118,7 @@ impl Emitter {
                 Format::R3 => &[i.b, i.c],
                 Format::Store | Format::Branch => &[i.a, i.b],
                 Format::LinearLoad => &[i.b, i.c],
-                Format::LinearStore => &[i.a, i.b, i.c],
+                Format::LinearStore | Format::Atomic => &[i.a, i.b, i.c],
                 Format::Src | Format::BranchZ => &[i.a],
                 Format::Sys => return true,
             };

@@ -30,7 +30,7 @@ use crate::isa::{Opcode, INSTR_SIZE, NUM_REGS, SP};
 use crate::jit::{Jit, JitError};
 use crate::machine::{sys, Machine, MachineError};
 use crate::run::Engine;
-use crate::trap::Trap;
+use crate::trap::{Trap, TrapKind};
 
 /// Memory of a store's machine, in MiB.
 pub const STORE_MEM_MIB: u64 = 2047;
@@ -529,6 +529,11 @@ impl Store {
                 Err(StoreError::Trap { message: super::trap_message(&trap.kind), trap: Box::new(trap) })
             }
             Outcome::Exited(status) => Err(StoreError::Exited(status)),
+            // (compiled WebAssembly has no thread instructions)
+            Outcome::ThreadOp => {
+                let trap = crate::interp::trap_at(&self.m, TrapKind::NoScheduler, self.m.pc);
+                Err(StoreError::Trap { message: super::trap_message(&trap.kind), trap: Box::new(trap) })
+            }
         }
     }
 
