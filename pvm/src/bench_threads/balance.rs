@@ -1,6 +1,6 @@
 //! Load balancing: the hybrid model's placement policies, with and without
 //! stealing, on uniform, heavy-tailed and bursty task lists: makespan and
-//! mean wait (first run - spawn).
+//! mean wait (first run - spawn, from the model's per-thread figures).
 
 use super::guest::{self, reply, with_params};
 use super::runner::{run_guest, Model, Placement};
@@ -56,6 +56,20 @@ fn unit_us(s: &Sizes, rounds: u32) -> Result<f64, ThreadBenchError> {
     Ok(median_f64(&v).max(1e-3))
 }
 
+/// The mean over the spawned threads (all but main) of first run - spawn,
+/// from the thread model's per-thread figures.
+fn mean_wait_ms(report: Option<&crate::threads::ThreadReport>) -> Result<f64, ThreadBenchError> {
+    let report = report.ok_or(ThreadBenchError::NoThreadStats)?;
+    let waits: Vec<f64> = report
+        .threads
+        .iter()
+        .skip(1)
+        .map(|t| t.first_run_ns.map(|f| f.saturating_sub(t.spawn_ns) as f64 / 1e6))
+        .collect::<Option<_>>()
+        .ok_or(ThreadBenchError::NoThreadStats)?;
+    Ok(mean(&waits))
+}
+
 /// Measures every workload under hybrid:2 and hybrid:4, each placement,
 /// with and without stealing.
 ///
@@ -76,8 +90,7 @@ pub fn measure(s: &Sizes, rounds: u32, seed: u64) -> Result<Vec<BalanceRow>, Thr
                     for _ in 0..rounds {
                         let r = run_guest("balance", &src, &want, model, Engine::Interp, seed)?;
                         span.push(r.output.one("span")? as f64 / 1e3);
-                        let w: Vec<f64> = r.output.all("wait").iter().map(|&v| v as f64 / 1e3).collect();
-                        wait.push(mean(&w));
+                        wait.push(mean_wait_ms(r.threads.as_ref())?);
                     }
                     rows.push(BalanceRow {
                         workload,
@@ -129,6 +142,20 @@ mod tests {
         assert!(src.contains("arrivals: .quad 0, 30\n") && src.contains("works: .quad 2, 1\n"));
         assert!(src.contains("n_tasks: .quad 2\n") && src.contains("unit: .quad 10\n"));
         assert_eq!(want, format!("balance 2 tasks, checksum {}\n", reply(0, 20) + reply(1, 10)));
+    }
+
+    #[test]
+    fn the_mean_wait_is_over_the_spawned_threads_and_needs_each_to_have_run() {
+        use crate::threads::{ThreadReport, ThreadStats};
+        let t = |spawn_ns, first: Option<u64>| ThreadStats { spawn_ns, first_run_ns: first, ..Default::default() };
+        let mut r = ThreadReport {
+            threads: vec![t(0, Some(0)), t(1_000_000, Some(2_000_000)), t(0, Some(3_000_000))],
+            ..Default::default()
+        };
+        assert_eq!(mean_wait_ms(Some(&r)).unwrap(), 2.0);
+        r.threads.push(t(5, None));
+        assert!(matches!(mean_wait_ms(Some(&r)), Err(ThreadBenchError::NoThreadStats)));
+        assert!(matches!(mean_wait_ms(None), Err(ThreadBenchError::NoThreadStats)));
     }
 
     #[test]

@@ -70,12 +70,18 @@ pub fn render_servers(out: &mut dyn Write, rows: &[ServerRow]) -> io::Result<()>
         "\n## File server: {} requests, {} misses (blocking disk reads), all arriving at the start (interpreter)\n",
         first.requests, first.misses
     )?;
-    writeln!(out, "| shape | threads | model | throughput (req/s) | mean latency (ms) | p99 latency (ms) |")?;
-    writeln!(out, "|---|---:|---|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "| shape | threads | model | throughput (req/s) | vs single thread | mean latency (ms) | p99 latency (ms) |"
+    )?;
+    writeln!(out, "|---|---:|---|---:|---:|---:|---:|")?;
     for r in rows {
+        // Against the single blocking thread under the same model.
+        let single = rows.iter().find(|x| x.threads == 1 && x.model == r.model && x.shape.starts_with("single"));
+        let rel = single.map_or("-".into(), |x| format!("{:.1}x", r.throughput / x.throughput.max(1e-9)));
         writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {rel} | {:.2} | {:.2} |",
             r.shape, r.threads, r.model, r.throughput, r.mean_latency_ms, r.p99_latency_ms
         )?;
     }
@@ -264,7 +270,7 @@ mod tests {
         assert!(text.contains("| kernel | jit | 9.0 | 3.0 | 3.00x |"));
         assert!(text.contains("parsum on 2 kernel threads (jit) ~2x (>= 1.8x): 3.00x PASS"));
         assert!(text.contains("pvm user (jit) null fork < 1 µs: 0.250 µs PASS"));
-        assert!(text.contains("| finite-state machine | 1 | user | 1000 | 1.50 | 2.00 |"));
+        assert!(text.contains("| finite-state machine | 1 | user | 1000 | - | 1.50 | 2.00 |"), "{text}");
         assert!(text.contains("| bursty | hybrid:4 | least-loaded +steal | 12.50 | NaN |"));
         assert!(text.contains("--quick: medians of 3 rounds; machine: 2 CPUs"));
     }

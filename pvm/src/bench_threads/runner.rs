@@ -66,12 +66,20 @@ pub struct GuestRun {
     pub output: GuestOutput,
     /// The whole run, start-up included.
     pub elapsed: Duration,
+    /// The thread model's per-thread figures.
+    pub threads: Option<crate::threads::ThreadReport>,
 }
 
 /// The run configuration of `model` on `engine`.
-fn config(model: Model, engine: Engine, seed: u64) -> RunConfig {
-    let _ = (model, seed);
-    RunConfig { engine, ..Default::default() }
+fn config(model: Model, engine: Engine, seed: u64) -> Result<RunConfig, ThreadBenchError> {
+    use crate::threads::{Model as M, ThreadConfig};
+    let base = ThreadConfig { seed, ..ThreadConfig::default() };
+    let threads = match model {
+        Model::User => ThreadConfig { model: M::User, ..base },
+        Model::UserJacket => ThreadConfig { model: M::User, jacket: true, ..base },
+        Model::Kernel | Model::Hybrid { .. } => return Err(ThreadBenchError::NoModel(model.to_string())),
+    };
+    Ok(RunConfig { engine, threads, ..Default::default() })
 }
 
 /// Assembles `source`, runs it under `model` on `engine`, and checks that
@@ -95,7 +103,7 @@ pub fn run_guest(
     };
     let image = run::build(name, "pasm", source.as_bytes(), LoadOptions::default()).map_err(load)?;
     let mut io = BufferIo::default();
-    let r = run::run_image(&image, &config(model, engine, seed), None, None, &mut io).map_err(load)?;
+    let r = run::run_image(&image, &config(model, engine, seed)?, None, None, &mut io).map_err(load)?;
     let stdout = String::from_utf8_lossy(&io.output).into_owned();
     let output = split_output(&stdout)?;
     if r.outcome != Outcome::Exited(0) || output.checked != want {
@@ -108,5 +116,5 @@ pub fn run_guest(
             want: want.to_string(),
         })));
     }
-    Ok(GuestRun { output, elapsed: r.elapsed })
+    Ok(GuestRun { output, elapsed: r.elapsed, threads: r.threads })
 }

@@ -4,7 +4,7 @@
 use super::guest::{self, reply, with_params, GuestProgram};
 use super::runner::{run_guest, Model, Placement};
 use super::stats::{mean, median_f64, percentile};
-use super::workload::Rng;
+use super::workload::{unit, Rng};
 use super::{Sizes, ThreadBenchError};
 use crate::run::Engine;
 
@@ -46,7 +46,7 @@ pub fn models() -> [Model; 4] {
 /// Which requests miss the cache (1) and which hit (0), from `seed`.
 pub fn request_kinds(n: usize, seed: u64) -> Vec<u64> {
     let mut rng = Rng::new(seed);
-    (0..n).map(|_| u64::from(!rng.chance(HIT_RATE))).collect()
+    (0..n).map(|_| u64::from(unit(&mut rng) >= HIT_RATE)).collect()
 }
 
 /// A server's source with the sizes and request list written in, and the

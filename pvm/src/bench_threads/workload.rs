@@ -1,34 +1,14 @@
 //! Seeded task lists for the load-balancing runs: when each task arrives
-//! and how much work it carries, uniform, heavy-tailed or bursty.
+//! and how much work it carries, uniform, heavy-tailed or bursty (drawn
+//! with the placement module's generator).
 
 use std::fmt;
 
-/// splitmix64: a reproducible stream from a seed, no crate needed.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub use crate::threads::placement::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
+/// A draw of `rng` uniform in [0, 1).
+pub fn unit(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The shape of a task list.
@@ -93,7 +73,7 @@ pub fn generate(kind: Workload, shape: Shape, seed: u64) -> Vec<Task> {
             let (arrival_us, work) = match kind {
                 Workload::Uniform => (i as u64 * shape.gap_us, mean),
                 Workload::HeavyTailed => {
-                    let u = 1.0 - rng.unit(); // (0, 1]
+                    let u = 1.0 - unit(&mut rng); // (0, 1]
                     (i as u64 * shape.gap_us, (xm / u.powf(1.0 / PARETO_ALPHA)).min(mean * 200.0))
                 }
                 // A burst of BURST tasks at once, then a gap as long as the
@@ -172,6 +152,6 @@ mod tests {
     #[test]
     fn the_unit_interval_stays_in_range() {
         let mut r = Rng::new(0);
-        assert!((0..10_000).map(|_| r.unit()).all(|u| (0.0..1.0).contains(&u)));
+        assert!((0..10_000).map(|_| unit(&mut r)).all(|u| (0.0..1.0).contains(&u)));
     }
 }
