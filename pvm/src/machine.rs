@@ -241,6 +241,22 @@ impl Machine {
         })
     }
 
+    /// A machine for another thread of the same program on another OS
+    /// thread: the same memory (shared, see [`GuestMemory::share`]) and
+    /// code, registers zero, its own retired count.
+    pub fn share(&self) -> Machine {
+        Machine {
+            regs: [0; NUM_REGS],
+            pc: self.pc,
+            mem: self.mem.share(),
+            code_start: self.code_start,
+            code_end: self.code_end,
+            stack_limit: self.stack_limit,
+            retired: 0,
+            started: self.started,
+        }
+    }
+
     /// True if `addr` is the address of an instruction of the code section.
     #[inline(always)]
     pub fn is_code_addr(&self, addr: u64) -> bool {
@@ -250,23 +266,19 @@ impl Machine {
     /// Reads `N` bytes at `addr`, zero-extended to u64.
     #[inline(always)]
     pub fn load<const N: usize>(&self, addr: u64) -> Result<u64, TrapKind> {
-        let a = addr as usize;
         if addr > (self.mem.len() - N) as u64 {
             return Err(TrapKind::OutOfBounds { addr, size: N as u64 });
         }
-        let mut b = [0u8; 8];
-        b[..N].copy_from_slice(&self.mem[a..a + N]);
-        Ok(u64::from_le_bytes(b))
+        Ok(self.mem.read::<N>(addr as usize))
     }
 
     /// Writes the low `N` bytes of `value` at `addr`.
     #[inline(always)]
     pub fn store<const N: usize>(&mut self, addr: u64, value: u64) -> Result<(), TrapKind> {
-        let a = addr as usize;
         if addr > (self.mem.len() - N) as u64 {
             return Err(TrapKind::OutOfBounds { addr, size: N as u64 });
         }
-        self.mem[a..a + N].copy_from_slice(&value.to_le_bytes()[..N]);
+        self.mem.write::<N>(addr as usize, value);
         Ok(())
     }
 

@@ -49,6 +49,29 @@ pub struct GuestMemory {
     /// The first byte of guest memory, `GUARD_BELOW` into the reservation.
     base: NonNull<u8>,
     len: usize,
+    /// Unmaps the reservation when the last handle on it goes (see
+    /// [`GuestMemory::share`]).
+    _owner: std::sync::Arc<Mapping>,
+}
+
+/// The reservation, unmapped when dropped.
+struct Mapping {
+    start: NonNull<u8>,
+    total: usize,
+}
+
+// SAFETY: the mapping is plain memory, owned by this value alone: it is
+// unmapped once, when the last Arc on it goes.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send; the value itself is never accessed through `&`.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the whole reservation, once, when no handle on
+        // it is left (the memory's own mapping is part of it).
+        unsafe { libc::munmap(self.start.as_ptr().cast(), self.total) };
+    }
 }
 
 // SAFETY: the value owns its mappings and hands out access to them only
@@ -89,7 +112,8 @@ impl GuestMemory {
         })?;
         // SAFETY: GUARD_BELOW < total: the base lies inside the reservation.
         let base = unsafe { reservation.add(GUARD_BELOW) };
-        let mem = GuestMemory { reservation, base, len };
+        let _owner = std::sync::Arc::new(Mapping { start: reservation, total });
+        let mem = GuestMemory { reservation, base, len, _owner };
         if len > 0 {
             // SAFETY: [base, base + len) lies inside our reservation, which
             // nothing else uses; MAP_FIXED replaces only those pages.
@@ -151,6 +175,54 @@ impl GuestMemory {
 }
 
 impl GuestMemory {
+    /// Bytes of guest memory (without making a slice of them).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first byte of guest memory, for translated code.
+    pub fn base_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Another handle on the same memory, for another guest thread's
+    /// machine running on another OS thread (`--threads kernel`). The
+    /// guest's plain accesses through the handles are raw reads and writes
+    /// ([`GuestMemory::read`], [`GuestMemory::write`]) and the translated
+    /// code's; a guest data race is the guest's, not a Rust reference
+    /// aliasing another (syscall buffers and digests take slices: the
+    /// guest must not race with its own `write` or `read`).
+    pub fn share(&self) -> GuestMemory {
+        GuestMemory { reservation: self.reservation, base: self.base, len: self.len, _owner: self._owner.clone() }
+    }
+
+    /// The `N` bytes at `at`, zero-extended (`at + N <= len`, which the
+    /// caller checked: else a panic, not UB).
+    #[inline(always)]
+    pub fn read<const N: usize>(&self, at: usize) -> u64 {
+        assert!(at.checked_add(N).is_some_and(|e| e <= self.len) && N <= 8);
+        let mut b = [0u8; 8];
+        // SAFETY: [base + at, base + at + N) is inside the mapping (checked
+        // above); a raw copy creates no reference to guest memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(at), b.as_mut_ptr(), N) };
+        u64::from_le_bytes(b)
+    }
+
+    /// Writes the low `N` bytes of `value` at `at` (checked as for `read`).
+    #[inline(always)]
+    pub fn write<const N: usize>(&mut self, at: usize, value: u64) {
+        assert!(at.checked_add(N).is_some_and(|e| e <= self.len) && N <= 8);
+        let b = value.to_le_bytes();
+        // SAFETY: as for `read`, and `&mut self` keeps this handle's own
+        // slices from overlapping the write.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.base.as_ptr().add(at), N) };
+    }
+
     /// The doubleword at byte `at` as an atomic (`at` a multiple of 8 with
     /// `at + 8 <= len`, which the caller checked: else a panic, not UB).
     pub fn atomic_u64(&mut self, at: usize) -> &std::sync::atomic::AtomicU64 {
@@ -204,14 +276,6 @@ impl Eq for GuestMemory {}
 impl std::fmt::Debug for GuestMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestMemory").field("len", &self.len).field("base", &self.base).finish()
-    }
-}
-
-impl Drop for GuestMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the whole reservation this value owns (the
-        // memory's own mapping is part of it).
-        unsafe { libc::munmap(self.reservation.as_ptr().cast(), self.total()) };
     }
 }
 

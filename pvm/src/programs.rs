@@ -110,6 +110,7 @@ pub const PROGRAMS: &[Program] = &[
     pasm!("threads_pingpong", false),
     pasm!("threads_counter", false),
     pasm!("threads_racy", false),
+    pasm!("threads_parallel", false),
     pasm!("threads_mutex", false),
     pasm!("threads_barrier", false),
     pasm!("threads_prodcons", false),

@@ -8,7 +8,7 @@ use crate::jit::{Jit, JitError, JitStats};
 use crate::machine::{Machine, MachineError, SysIo};
 use crate::sandbox::{self, SandboxError};
 use crate::threads::engine::SliceEngine;
-use crate::threads::{ThreadConfig, ThreadReport};
+use crate::threads::{hybrid, kernel, Model, ThreadConfig, ThreadReport};
 use crate::verify::{verify, VerifyError};
 use crate::{asm, bf, programs, wasm};
 
@@ -210,18 +210,23 @@ pub fn run_image(
     let mut st = InterpStats::default();
     let start = Instant::now();
     let fuel = cfg.fuel.unwrap_or(u64::MAX);
-    let mut engine = if cfg.engine == Engine::Jit {
-        let mut jit = Jit::new(&m, cfg.cache_size, cfg.fuel)?;
-        jit.set_bounds_slack(cfg.bounds_slack);
-        SliceEngine::Jit(Box::new(jit))
-    } else {
-        SliceEngine::Interp(Interpreter::new(&m))
-    };
-    engine.set_defer_blocking(cfg.threads.jacket);
-    if cfg.seccomp {
+    let mut engine = new_engine(cfg, &m)?;
+    if cfg.seccomp && cfg.threads.model != Model::User {
+        // The C library sets up its threads' signal handling on the first
+        // thread it makes: that first one comes before the filter. And one
+        // malloc arena for all: a thread's own arena would read /proc when
+        // it shrinks (an openat the filter refuses).
+        // SAFETY: mallopt changes a malloc tunable; no thread but this
+        // one exists yet.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        let _ = std::thread::spawn(|| {}).join();
+    }
+    if cfg.seccomp && cfg.threads.model != Model::User {
+        sandbox::apply_threaded()?;
+    } else if cfg.seccomp {
         sandbox::apply()?;
     }
-    let mut outcome = match (&mut engine, cfg.stats, trace) {
+    let outcome = match (&mut engine, cfg.stats, trace) {
         (SliceEngine::Jit(jit), ..) => jit.run(&mut m, io)?,
         (SliceEngine::Interp(i), false, None) => i.run::<false, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
         (SliceEngine::Interp(i), true, None) => i.run::<true, false>(&mut m, io, fuel, &mut st, &mut std::io::sink()),
@@ -230,12 +235,34 @@ pub fn run_image(
     };
     // The first thread instruction hands the run to the thread model
     // (the trace and the histogram stop there).
-    let mut threads = None;
     if outcome == Outcome::ThreadOp {
-        let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, &cfg.threads, fuel)?;
-        outcome = o;
-        threads = Some(report);
+        let make = |m: &Machine| new_engine(cfg, m);
+        let t = &cfg.threads;
+        let (outcome, report, machine) = match t.model {
+            Model::User => {
+                let (o, report) = crate::threads::user::run(&mut engine, &mut m, io, t, fuel)?;
+                return finish(o, m, st, engine, start, Some(report), dump_block);
+            }
+            Model::Kernel => kernel::run(engine, m, io, t, fuel, &make)?,
+            Model::Hybrid(k) => hybrid::run(engine, m, io, t, k, fuel, &make)?,
+        };
+        let (elapsed, threads) = (start.elapsed(), Some(report));
+        return Ok(RunResult { outcome, machine, stats: st, jit: None, elapsed, threads });
     }
+    finish(outcome, m, st, engine, start, None, dump_block)
+}
+
+/// The result of a run on one OS thread (the translator's statistics and
+/// `--dump-block` from its engine).
+fn finish(
+    outcome: Outcome,
+    m: Machine,
+    st: InterpStats,
+    mut engine: SliceEngine,
+    start: Instant,
+    threads: Option<ThreadReport>,
+    dump_block: Option<(u64, &mut dyn std::io::Write)>,
+) -> Result<RunResult, LoadError> {
     let elapsed = start.elapsed();
     let jit = match &mut engine {
         SliceEngine::Jit(jit) => {
@@ -247,4 +274,19 @@ pub fn run_image(
         SliceEngine::Interp(_) => None,
     };
     Ok(RunResult { outcome, machine: m, stats: st, jit, elapsed, threads })
+}
+
+/// The engine `cfg` asks for, for machine `m` (the main thread's, or
+/// another thread's under `--threads kernel`).
+fn new_engine(cfg: &RunConfig, m: &Machine) -> Result<SliceEngine, JitError> {
+    let mut engine = if cfg.engine == Engine::Jit {
+        let mut jit = Jit::new(m, cfg.cache_size, cfg.fuel)?;
+        jit.set_bounds_slack(cfg.bounds_slack);
+        SliceEngine::Jit(Box::new(jit))
+    } else {
+        SliceEngine::Interp(Interpreter::new(m))
+    };
+    // (under `kernel` a blocking call blocks only its own OS thread)
+    engine.set_defer_blocking(cfg.threads.jacket && cfg.threads.model == Model::User);
+    Ok(engine)
 }

@@ -55,6 +55,19 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_exit_group, "exit_group", "the process ends"),
 ];
 
+/// What `--threads kernel` (and `hybrid`) need besides: OS threads, and a
+/// translator (its code cache, a memfd) per OS thread.
+pub const THREADS_ALLOWED: &[(i64, &str, &str)] = &[
+    (libc::SYS_clone3, "clone3", "an OS thread per guest thread or worker (kernel, hybrid)"),
+    (libc::SYS_clone, "clone", "the same, where the C library falls back to clone"),
+    (libc::SYS_set_robust_list, "set_robust_list", "a new thread's C library setup"),
+    (libc::SYS_rseq, "rseq", "a new thread's C library setup"),
+    (libc::SYS_sched_getaffinity, "sched_getaffinity", "the C library sizing a new thread"),
+    (libc::SYS_memfd_create, "memfd_create", "a new thread's translator code cache (W^X: one memfd mapped twice)"),
+    (libc::SYS_ftruncate, "ftruncate", "sizing that code cache's memfd"),
+    (libc::SYS_close, "close", "the memfd once mapped"),
+];
+
 /// Builds the filter of a running program.
 ///
 /// # Errors
@@ -62,8 +75,18 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
 /// [`SandboxError::Build`] if seccompiler rejects the rules (a bug here,
 /// not a property of the machine).
 pub fn filter() -> Result<BpfProgram, SandboxError> {
+    filter_for(false)
+}
+
+/// [`filter`], with [`THREADS_ALLOWED`] too if `threads`.
+///
+/// # Errors
+///
+/// As [`filter`].
+pub fn filter_for(threads: bool) -> Result<BpfProgram, SandboxError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for &(nr, _, _) in ALLOWED {
+    let extra = if threads { THREADS_ALLOWED } else { &[] };
+    for &(nr, _, _) in ALLOWED.iter().chain(extra) {
         let conditions = match nr {
             libc::SYS_mmap | libc::SYS_mprotect => sandbox::not_writable_and_executable(2),
             libc::SYS_rt_sigaction => sandbox::any_of(0, &[libc::SIGSEGV, libc::SIGBUS]),
@@ -88,6 +111,16 @@ static REPORT: Report =
 /// handler cannot be installed or the kernel refuses the filter.
 pub fn apply() -> Result<(), SandboxError> {
     install(&filter()?)
+}
+
+/// [`apply`] for a program whose guest threads are OS threads
+/// (`--threads kernel` or `hybrid`): the threads they make inherit it.
+///
+/// # Errors
+///
+/// As [`apply`].
+pub fn apply_threaded() -> Result<(), SandboxError> {
+    install(&filter_for(true)?)
 }
 
 /// Installs `filter` on the calling thread, after the SIGSYS handler.

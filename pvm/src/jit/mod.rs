@@ -135,6 +135,10 @@ pub struct Jit {
     generic: std::collections::HashSet<u64>,
     /// How long each translation took (for the median in the stats).
     block_times: Vec<Duration>,
+    /// Keep the code this translator's guest thread overwrote, for the
+    /// other threads' translators (`--threads kernel`).
+    log_code_writes: bool,
+    code_writes: Vec<(u64, u64)>,
     pub stats: JitStats,
 }
 
@@ -196,6 +200,8 @@ impl Jit {
             encoding: encode::BlockEncoding::new(),
             generic: std::collections::HashSet::new(),
             block_times: Vec::new(),
+            log_code_writes: false,
+            code_writes: Vec::new(),
             stats: JitStats::default(),
         })
     }
@@ -222,6 +228,13 @@ impl Jit {
     /// Whether `sys 7` and `sys 2` stop the run for the scheduler.
     pub fn set_defer_blocking(&mut self, on: bool) {
         self.interp.set_defer_blocking(on);
+    }
+
+    /// The code this machine's thread overwrote since the last call (kept
+    /// only once asked for: the first call turns the log on).
+    pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
+        self.log_code_writes = true;
+        std::mem::take(&mut self.code_writes)
     }
 
     /// Code at `[addr, addr + len)` changed behind the translator's back
@@ -291,6 +304,9 @@ impl Jit {
         let outcome = self.interp.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink());
         for (addr, len) in self.interp.take_code_writes() {
             self.cache.invalidate(addr, len);
+            if self.log_code_writes {
+                self.code_writes.push((addr, len));
+            }
         }
         match outcome {
             Outcome::Trapped(t) if t.kind == TrapKind::FuelExhausted && m.retired < self.fuel => None,
@@ -302,7 +318,7 @@ impl Jit {
     pub fn run(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Result<Outcome, JitError> {
         let mut ctx = JitContext {
             regs: m.regs,
-            mem: m.mem.as_mut_ptr(),
+            mem: m.mem.base_ptr(),
             retired: m.retired,
             exit_pc: m.pc,
             lookup: self.cache.lookup_table(),

@@ -6,7 +6,8 @@ use super::{Model, Placement, ThreadConfig, DEFAULT_MAX_THREADS, DEFAULT_QUANTUM
 /// `--steal`, `--seed`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ThreadArgs {
-    /// Thread model: user (many-to-one, deterministic).
+    /// Thread model: user (many-to-one, deterministic), kernel (one-to-one,
+    /// parallel), hybrid:K (many-to-many over K OS workers).
     #[arg(long = "threads", default_value = "user", value_parser = parse_model)]
     pub model: Model,
     /// Instructions a guest thread retires before it is preempted.

@@ -42,11 +42,77 @@ impl SliceEngine {
         }
     }
 
+    /// The code this engine's thread overwrote since the last call.
+    pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
+        match self {
+            SliceEngine::Interp(i) => i.take_code_writes(),
+            SliceEngine::Jit(j) => j.take_code_writes(),
+        }
+    }
+
     /// Whether jacketed blocking syscalls stop the engine for the scheduler.
     pub fn set_defer_blocking(&mut self, on: bool) {
         match self {
             SliceEngine::Interp(i) => i.set_defer_blocking(on),
             SliceEngine::Jit(j) => j.set_defer_blocking(on),
         }
+    }
+}
+
+/// The program's stdin and stdout shared by the guest threads of several
+/// OS threads: every call takes a lock, so one thread's `write` is whole.
+pub struct SharedIo<'a> {
+    inner: std::sync::Mutex<SendIo<'a>>,
+}
+
+struct SendIo<'a>(&'a mut dyn SysIo);
+
+// SAFETY: the `SysIo` behind it is reached only under `SharedIo`'s mutex,
+// one thread at a time, and only while the run that was handed it
+// exclusively (`run_image`'s `io`) lasts: its OS threads are scoped and
+// joined before it returns. (A `SysIo` tied to the thread that made it,
+// through thread-locals, would see calls from others: ours are not.)
+unsafe impl Send for SendIo<'_> {}
+
+impl<'a> SharedIo<'a> {
+    pub fn new(io: &'a mut dyn SysIo) -> Self {
+        SharedIo { inner: std::sync::Mutex::new(SendIo(io)) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut dyn SysIo) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut *g.0)
+    }
+}
+
+impl SysIo for &SharedIo<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.with(|io| io.write(bytes));
+    }
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        self.with(|io| io.read(buf))
+    }
+    fn flush(&mut self) {
+        self.with(|io| io.flush());
+    }
+    fn read_ready(&mut self) -> bool {
+        self.with(|io| io.read_ready())
+    }
+    fn write_err(&mut self, bytes: &[u8]) {
+        self.with(|io| io.write_err(bytes));
+    }
+    fn host_call(
+        &mut self,
+        n: u32,
+        regs: &mut [u64; crate::isa::NUM_REGS],
+        mem: &mut [u8],
+    ) -> Result<crate::machine::Syscall, crate::trap::TrapKind> {
+        self.with(|io| io.host_call(n, regs, mem))
+    }
+}
+
+impl std::fmt::Debug for SharedIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedIo").finish_non_exhaustive()
     }
 }

@@ -25,7 +25,10 @@
 //! ```
 
 pub mod args;
+pub mod codelog;
 pub mod engine;
+pub mod hybrid;
+pub mod kernel;
 pub mod placement;
 pub mod stats;
 pub mod table;
@@ -40,6 +43,8 @@ pub use stats::{ModelStats, ThreadReport, ThreadStats};
 
 /// Default `--quantum`: instructions a thread retires before a switch.
 pub const DEFAULT_QUANTUM: u64 = 10_000;
+/// Most OS workers of `hybrid:K`.
+pub const MAX_WORKERS: usize = 256;
 /// Default `--max-threads`: live threads at most.
 pub const DEFAULT_MAX_THREADS: usize = 4096;
 
@@ -49,12 +54,18 @@ pub enum Model {
     /// Many-to-one: one OS thread runs every guest thread, deterministically.
     #[default]
     User,
+    /// One-to-one: each guest thread an OS thread, in parallel.
+    Kernel,
+    /// Many-to-many: guest threads multiplexed over this many OS workers.
+    Hybrid(usize),
 }
 
 impl Model {
     pub fn name(self) -> String {
         match self {
             Model::User => "user".into(),
+            Model::Kernel => "kernel".into(),
+            Model::Hybrid(k) => format!("hybrid:{k}"),
         }
     }
 }
@@ -64,7 +75,12 @@ impl std::str::FromStr for Model {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "user" => Ok(Model::User),
-            _ => Err(format!("unknown thread model {s:?}: use user")),
+            "kernel" => Ok(Model::Kernel),
+            _ => match s.strip_prefix("hybrid:").map(str::parse::<usize>) {
+                Some(Ok(k)) if (1..=MAX_WORKERS).contains(&k) => Ok(Model::Hybrid(k)),
+                Some(_) => Err(format!("{s:?}: hybrid takes 1 to {MAX_WORKERS} workers, as hybrid:K")),
+                None => Err(format!("unknown thread model {s:?}: use user, kernel or hybrid:K")),
+            },
         }
     }
 }

@@ -82,6 +82,11 @@ pub struct Table {
     pub blocks: u64,
     /// Threads sleeping or reading (jacketed).
     timed: usize,
+    /// Threads in `join` or `wait`.
+    blocked: usize,
+    /// Threads whose OS thread was started (`--threads kernel`): ids
+    /// from here to the table's end are new.
+    pub launched: usize,
     /// Code the scheduler's own syscalls overwrote (a read into code),
     /// which the engines must see.
     pub code_writes: Vec<(u64, u64)>,
@@ -103,6 +108,8 @@ impl Table {
             blocks: 0,
             code_writes: Vec::new(),
             timed: 0,
+            blocked: 0,
+            launched: 1,
         };
         t.threads[0].stats.first_run_ns = Some(0);
         t
@@ -122,6 +129,11 @@ impl Table {
     /// reader), so that no runnable thread is not yet a deadlock.
     pub fn has_timed_waiters(&self) -> bool {
         self.timed > 0
+    }
+
+    /// Whether every live thread waits in `join` or `wait`.
+    pub fn all_blocked(&self) -> bool {
+        self.live > 0 && self.blocked == self.live
     }
 
     /// Makes ready the sleepers whose time came and the readers whose input
@@ -206,6 +218,7 @@ impl Table {
                         return Step::Continue;
                     }
                     self.futex.entry(addr).or_default().push_back(me);
+                    self.blocked += 1;
                     self.park(me, m, State::Waiting(addr), i.a)
                 })
             }
@@ -290,6 +303,7 @@ impl Table {
             return Ok(Some(v));
         }
         target.joiner = Some(me);
+        self.blocked += 1;
         self.park(me, m, State::Joining(id), dest);
         Ok(None)
     }
@@ -319,6 +333,7 @@ impl Table {
             t.state = State::Ready;
             self.made_ready.push(j);
             self.wakes += 1;
+            self.blocked -= 1;
         }
         if self.live == 0 {
             Step::Finished(Outcome::Exited((value & 0xff) as i32))
@@ -337,6 +352,7 @@ impl Table {
             t.regs[usize::from(t.dest)] = 0;
             t.state = State::Ready;
             self.made_ready.push(id);
+            self.blocked -= 1;
             woken += 1;
         }
         if q.is_empty() {
