@@ -3,7 +3,7 @@
 //! mean wait (first run - spawn, from the model's per-thread figures).
 
 use super::guest::{self, reply, with_params};
-use super::runner::{run_guest, Model, Placement};
+use super::runner::{run_guest, Model, Placement, PLACEMENTS};
 use super::stats::{mean, median_f64};
 use super::workload::{generate, to_quads, Shape, Task, Workload};
 use super::{Sizes, ThreadBenchError};
@@ -83,7 +83,7 @@ pub fn measure(s: &Sizes, rounds: u32, seed: u64) -> Result<Vec<BalanceRow>, Thr
     for workload in Workload::ALL {
         let (src, want) = driver_source(&generate(workload, shape, seed), s.task_unit)?;
         for workers in [2, 4] {
-            for placement in Placement::ALL {
+            for placement in PLACEMENTS {
                 for steal in [false, true] {
                     let model = Model::Hybrid { workers, placement, steal };
                     let (mut span, mut wait) = (Vec::new(), Vec::new());

@@ -53,8 +53,6 @@ pub enum ThreadBenchError {
     WrongOutput(Box<WrongOutput>),
     #[error("a threaded run reported no per-thread figures for every thread (each must have run)")]
     NoThreadStats,
-    #[error("thread model {0} is not in this build of pvm")]
-    NoModel(String),
     #[error("cannot write {path}")]
     Write {
         path: String,

@@ -23,25 +23,10 @@ pub enum Model {
     Hybrid { workers: usize, placement: Placement, steal: bool },
 }
 
-/// Where the hybrid model puts a new thread (`--placement`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    Random,
-    RoundRobin,
-    LeastLoaded,
-}
+pub use crate::threads::Placement;
 
-impl Placement {
-    pub const ALL: [Placement; 3] = [Placement::Random, Placement::RoundRobin, Placement::LeastLoaded];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::Random => "random",
-            Placement::RoundRobin => "round-robin",
-            Placement::LeastLoaded => "least-loaded",
-        }
-    }
-}
+/// Every placement policy, in the order the tables list them.
+pub const PLACEMENTS: [Placement; 3] = [Placement::Random, Placement::RoundRobin, Placement::LeastLoaded];
 
 impl fmt::Display for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,15 +56,18 @@ pub struct GuestRun {
 }
 
 /// The run configuration of `model` on `engine`.
-fn config(model: Model, engine: Engine, seed: u64) -> Result<RunConfig, ThreadBenchError> {
+fn config(model: Model, engine: Engine, seed: u64) -> RunConfig {
     use crate::threads::{Model as M, ThreadConfig};
     let base = ThreadConfig { seed, ..ThreadConfig::default() };
     let threads = match model {
         Model::User => ThreadConfig { model: M::User, ..base },
         Model::UserJacket => ThreadConfig { model: M::User, jacket: true, ..base },
-        Model::Kernel | Model::Hybrid { .. } => return Err(ThreadBenchError::NoModel(model.to_string())),
+        Model::Kernel => ThreadConfig { model: M::Kernel, ..base },
+        Model::Hybrid { workers, placement, steal } => {
+            ThreadConfig { model: M::Hybrid(workers), placement, steal, ..base }
+        }
     };
-    Ok(RunConfig { engine, threads, ..Default::default() })
+    RunConfig { engine, threads, ..Default::default() }
 }
 
 /// Assembles `source`, runs it under `model` on `engine`, and checks that
@@ -103,7 +91,7 @@ pub fn run_guest(
     };
     let image = run::build(name, "pasm", source.as_bytes(), LoadOptions::default()).map_err(load)?;
     let mut io = BufferIo::default();
-    let r = run::run_image(&image, &config(model, engine, seed)?, None, None, &mut io).map_err(load)?;
+    let r = run::run_image(&image, &config(model, engine, seed), None, None, &mut io).map_err(load)?;
     let stdout = String::from_utf8_lossy(&io.output).into_owned();
     let output = split_output(&stdout)?;
     if r.outcome != Outcome::Exited(0) || output.checked != want {
