@@ -6,6 +6,7 @@ use super::balance::BalanceRow;
 use super::costs::{self, CostTable};
 use super::servers::ServerRow;
 use super::{ThreadReport, ThreadsArgs};
+use crate::bench::json_str as q;
 
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.prec$}"))
@@ -146,15 +147,15 @@ fn num_opt(v: Option<f64>) -> String {
 
 /// The figures as JSON, for scripts.
 pub fn to_json(r: &ThreadReport) -> String {
-    let mut parts = vec![format!("\"load_before\": \"{}\", \"load_after\": \"{}\"", r.load_before, r.load_after)];
+    let mut parts = vec![format!("\"load_before\": {}, \"load_after\": {}", q(&r.load_before), q(&r.load_after))];
     if let Some(c) = &r.costs {
         let rows: Vec<String> = c
             .rows
             .iter()
             .map(|x| {
                 format!(
-                    "{{\"row\": \"{}\", \"class\": \"{}\", \"null_fork_us\": {}, \"signal_wait_us\": {}}}",
-                    x.name,
+                    "{{\"row\": {}, \"class\": \"{}\", \"null_fork_us\": {}, \"signal_wait_us\": {}}}",
+                    q(&x.name),
                     x.class.name(),
                     num_opt(x.null_fork_us),
                     num_opt(x.signal_wait_us)
@@ -166,8 +167,8 @@ pub fn to_json(r: &ThreadReport) -> String {
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"model\": \"{}\", \"engine\": \"{}\", \"one_thread_ms\": {}, \"two_threads_ms\": {}, \"speedup\": {}}}",
-                    s.model,
+                    "{{\"model\": {}, \"engine\": \"{}\", \"one_thread_ms\": {}, \"two_threads_ms\": {}, \"speedup\": {}}}",
+                    q(&s.model),
                     s.engine,
                     num(s.one_thread_ms),
                     num(s.two_threads_ms),
@@ -182,10 +183,10 @@ pub fn to_json(r: &ThreadReport) -> String {
             .iter()
             .map(|x| {
                 format!(
-                    "{{\"shape\": \"{}\", \"threads\": {}, \"model\": \"{}\", \"throughput\": {}, \"mean_latency_ms\": {}, \"p99_latency_ms\": {}}}",
+                    "{{\"shape\": \"{}\", \"threads\": {}, \"model\": {}, \"throughput\": {}, \"mean_latency_ms\": {}, \"p99_latency_ms\": {}}}",
                     x.shape,
                     x.threads,
-                    x.model,
+                    q(&x.model),
                     num(x.throughput),
                     num(x.mean_latency_ms),
                     num(x.p99_latency_ms)
