@@ -205,7 +205,7 @@ impl GuestMemory {
     /// caller checked: else a panic, not UB).
     #[inline(always)]
     pub fn read<const N: usize>(&self, at: usize) -> u64 {
-        assert!(at.checked_add(N).is_some_and(|e| e <= self.len) && N <= 8);
+        assert!(N <= 8 && at <= self.len.wrapping_sub(N) && N <= self.len);
         let mut b = [0u8; 8];
         // SAFETY: [base + at, base + at + N) is inside the mapping (checked
         // above); a raw copy creates no reference to guest memory.
@@ -216,7 +216,7 @@ impl GuestMemory {
     /// Writes the low `N` bytes of `value` at `at` (checked as for `read`).
     #[inline(always)]
     pub fn write<const N: usize>(&mut self, at: usize, value: u64) {
-        assert!(at.checked_add(N).is_some_and(|e| e <= self.len) && N <= 8);
+        assert!(N <= 8 && at <= self.len.wrapping_sub(N) && N <= self.len);
         let b = value.to_le_bytes();
         // SAFETY: as for `read`, and `&mut self` keeps this handle's own
         // slices from overlapping the write.
