@@ -100,6 +100,7 @@ fn bench_threads_quick_produces_every_row_with_positive_finite_figures() {
     assert_eq!(balance.len(), 3 * 2 * 3 * 2, "workloads x K x placements x steal");
     balance.iter().for_each(|b| positive(&b.policy(), b.makespan_ms));
     assert!(balance.iter().all(|b| b.mean_wait_ms.is_finite() && b.mean_wait_ms >= 0.0));
+    assert!(balance.iter().filter(|b| !b.steal).all(|b| b.steals == 0.0), "no steals without --steal");
     let mut out = Vec::new();
     bt::render::render(&mut out, &report, &args).unwrap();
     let text = String::from_utf8(out).unwrap();

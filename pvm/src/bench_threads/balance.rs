@@ -24,6 +24,8 @@ pub struct BalanceRow {
     pub steal: bool,
     pub makespan_ms: f64,
     pub mean_wait_ms: f64,
+    /// Threads an idle worker took from another's queue (the model's count).
+    pub steals: f64,
 }
 
 impl BalanceRow {
@@ -86,11 +88,12 @@ pub fn measure(s: &Sizes, rounds: u32, seed: u64) -> Result<Vec<BalanceRow>, Thr
             for placement in PLACEMENTS {
                 for steal in [false, true] {
                     let model = Model::Hybrid { workers, placement, steal };
-                    let (mut span, mut wait) = (Vec::new(), Vec::new());
+                    let (mut span, mut wait, mut steals) = (Vec::new(), Vec::new(), Vec::new());
                     for _ in 0..rounds {
                         let r = run_guest("balance", &src, &want, model, Engine::Interp, seed)?;
                         span.push(r.output.one("span")? as f64 / 1e3);
                         wait.push(mean_wait_ms(r.threads.as_ref())?);
+                        steals.push(r.threads.as_ref().map_or(0.0, |t| t.counters.steals as f64));
                     }
                     rows.push(BalanceRow {
                         workload,
@@ -99,6 +102,7 @@ pub fn measure(s: &Sizes, rounds: u32, seed: u64) -> Result<Vec<BalanceRow>, Thr
                         steal,
                         makespan_ms: median_f64(&span),
                         mean_wait_ms: median_f64(&wait),
+                        steals: median_f64(&steals),
                     });
                 }
             }
@@ -167,6 +171,7 @@ mod tests {
             steal,
             makespan_ms: m,
             mean_wait_ms: 0.0,
+            steals: 0.0,
         };
         let rows = [
             row(Workload::Uniform, 2, Placement::Random, false, 10.0),

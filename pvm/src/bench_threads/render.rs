@@ -95,17 +95,18 @@ pub fn render_balance(out: &mut dyn Write, rows: &[BalanceRow]) -> io::Result<()
         return Ok(());
     }
     writeln!(out, "\n## Load balancing (hybrid model; 2 cores, so hybrid:4 is oversubscribed; interpreter)\n")?;
-    writeln!(out, "| workload | workers | placement | makespan (ms) | mean wait (ms) |")?;
-    writeln!(out, "|---|---:|---|---:|---:|")?;
+    writeln!(out, "| workload | workers | placement | makespan (ms) | mean wait (ms) | steals |")?;
+    writeln!(out, "|---|---:|---|---:|---:|---:|")?;
     for r in rows {
         writeln!(
             out,
-            "| {} | hybrid:{} | {} | {:.2} | {:.3} |",
+            "| {} | hybrid:{} | {} | {:.2} | {:.3} | {:.0} |",
             r.workload,
             r.workers,
             r.policy(),
             r.makespan_ms,
-            r.mean_wait_ms
+            r.mean_wait_ms,
+            r.steals
         )?;
     }
     Ok(())
@@ -200,12 +201,13 @@ pub fn to_json(r: &ThreadReport) -> String {
             .iter()
             .map(|x| {
                 format!(
-                    "{{\"workload\": \"{}\", \"workers\": {}, \"policy\": \"{}\", \"makespan_ms\": {}, \"mean_wait_ms\": {}}}",
+                    "{{\"workload\": \"{}\", \"workers\": {}, \"policy\": \"{}\", \"makespan_ms\": {}, \"mean_wait_ms\": {}, \"steals\": {}}}",
                     x.workload,
                     x.workers,
                     x.policy(),
                     num(x.makespan_ms),
-                    num(x.mean_wait_ms)
+                    num(x.mean_wait_ms),
+                    num(x.steals)
                 )
             })
             .collect();
@@ -257,6 +259,7 @@ mod tests {
                 steal: true,
                 makespan_ms: 12.5,
                 mean_wait_ms: f64::NAN,
+                steals: 3.0,
             }]),
         }
     }
@@ -272,7 +275,7 @@ mod tests {
         assert!(text.contains("parsum on 2 kernel threads (jit) ~2x (>= 1.8x): 3.00x PASS"));
         assert!(text.contains("pvm user (jit) null fork < 1 µs: 0.250 µs PASS"));
         assert!(text.contains("| finite-state machine | 1 | user | 1000 | - | 1.50 | 2.00 |"), "{text}");
-        assert!(text.contains("| bursty | hybrid:4 | least-loaded +steal | 12.50 | NaN |"));
+        assert!(text.contains("| bursty | hybrid:4 | least-loaded +steal | 12.50 | NaN | 3 |"));
         assert!(text.contains("--quick: medians of 3 rounds; machine: 2 CPUs"));
     }
 
