@@ -77,17 +77,26 @@ pub struct WrongOutput {
 /// the test that checks every row appears).
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
+    /// Null forks per pvm run.
     pub pvm_forks: u64,
+    /// Round trips (two hand-offs each) per pvm signal-wait run.
     pub pvm_rounds_sw: u64,
     pub native_thread_forks: u32,
     pub native_process_forks: u32,
+    /// Round trips of the native futex and condvar ping-pongs.
     pub native_sw: u32,
+    /// Round trips of the pipe ping-pong.
     pub pipe_sw: u32,
+    /// Items parsum adds up.
     pub parsum_items: u64,
+    /// File server: requests, dispatcher's workers, disk delay (µs) and
+    /// rounds of compute per request.
     pub requests: usize,
     pub workers: usize,
     pub disk_us: u64,
     pub request_work: u64,
+    /// Load balancing: tasks per list, compute rounds per work unit, mean
+    /// work units per task.
     pub tasks: usize,
     pub task_unit: u64,
     pub task_mean_work: u64,

@@ -2,7 +2,6 @@
 //! output checked.
 
 use std::fmt;
-use std::time::Duration;
 
 use super::guest::{split_output, GuestOutput};
 use super::ThreadBenchError;
@@ -49,8 +48,6 @@ impl fmt::Display for Model {
 #[derive(Clone, Debug)]
 pub struct GuestRun {
     pub output: GuestOutput,
-    /// The whole run, start-up included.
-    pub elapsed: Duration,
     /// The thread model's per-thread figures.
     pub threads: Option<crate::threads::ThreadReport>,
 }
@@ -104,5 +101,5 @@ pub fn run_guest(
             want: want.to_string(),
         })));
     }
-    Ok(GuestRun { output, elapsed: r.elapsed, threads: r.threads })
+    Ok(GuestRun { output, threads: r.threads })
 }
