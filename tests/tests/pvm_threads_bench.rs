@@ -87,7 +87,7 @@ fn bench_threads_quick_produces_every_row_with_positive_finite_figures() {
         r.null_fork_us.into_iter().for_each(|v| positive(&r.name, v));
         positive(&r.name, r.signal_wait_us.unwrap_or(0.0));
     }
-    assert_eq!(costs.speedups.len(), 3);
+    assert_eq!(costs.speedups.len(), 4, "native control, kernel on both engines, user");
     costs.speedups.iter().for_each(|s| positive(&s.model, s.speedup()));
     let servers = report.servers.as_ref().expect("server table");
     assert_eq!(servers.len(), 3 * 4, "three shapes under four models");

@@ -121,6 +121,28 @@ fn parsum_ms(items: u64, threads: u64, model: Model, engine: Engine, rounds: u32
     Ok(median_f64(&v))
 }
 
+/// The native control: can two host threads run in parallel right now?
+fn native_speedup(items: u64, rounds: u32) -> Result<SpeedupRow, ThreadBenchError> {
+    let want = guest::parsum_total(items);
+    let ms = |t: u64| -> Result<f64, ThreadBenchError> {
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            let (d, total) = native::parsum(items, t)?;
+            if total != want {
+                return Err(ThreadBenchError::NativeWrong { got: total, want });
+            }
+            v.push(d.as_secs_f64() * 1e3);
+        }
+        Ok(median_f64(&v))
+    };
+    Ok(SpeedupRow {
+        model: "native std::thread".into(),
+        engine: "rustc",
+        one_thread_ms: ms(1)?,
+        two_threads_ms: ms(2)?,
+    })
+}
+
 /// Measures the table.
 ///
 /// # Errors
@@ -150,7 +172,7 @@ pub fn measure(s: &Sizes, rounds: u32) -> Result<CostTable, ThreadBenchError> {
         null_fork_us: Some(native_median(rounds, || native::process_null_fork(s.native_process_forks))?),
         signal_wait_us: Some(native_median(rounds, || native::process_signal_wait(s.pipe_sw))?),
     });
-    let mut speedups = Vec::new();
+    let mut speedups = vec![native_speedup(s.parsum_items, rounds)?];
     for (model, engine) in
         [(Model::Kernel, Engine::Interp), (Model::Kernel, Engine::Jit), (Model::User, Engine::Interp)]
     {

@@ -33,6 +33,8 @@ pub enum ThreadBenchError {
     Native(&'static str, #[source] std::io::Error),
     #[error("a native baseline's thread panicked")]
     NativePanic,
+    #[error("native parsum gave {got}, want {want}")]
+    NativeWrong { got: u64, want: u64 },
     #[error("a native baseline's child process failed (wait status {0})")]
     ChildFailed(i32),
     #[error("guest program has no `{0}: .quad` line to set (the program and the bench disagree)")]

@@ -215,6 +215,28 @@ pub fn process_signal_wait(n: u32) -> Result<Duration, ThreadBenchError> {
     Ok(elapsed / (2 * n.max(1)))
 }
 
+/// parsum natively, the control of the parallel speedup: the same sum
+/// split over `threads` scoped threads. Returns the time and the total.
+///
+/// # Errors
+/// If a thread panics.
+pub fn parsum(n: u64, threads: u64) -> Result<(Duration, u64), ThreadBenchError> {
+    let t = threads.max(1);
+    let start = Instant::now();
+    let total = std::thread::scope(|s| {
+        let parts: Vec<_> = (0..t)
+            .map(|k| {
+                s.spawn(move || {
+                    let (lo, hi) = (k * n / t, (k + 1) * n / t);
+                    (lo..hi).map(|i| std::hint::black_box((i.wrapping_mul(i) ^ i) & 1023)).sum::<u64>()
+                })
+            })
+            .collect();
+        parts.into_iter().map(|h| h.join().map_err(|_| ThreadBenchError::NativePanic)).sum::<Result<u64, _>>()
+    })?;
+    Ok((start.elapsed(), total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +253,15 @@ mod tests {
             let t = t.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(t > Duration::ZERO, "{name}");
         }
+    }
+
+    #[test]
+    fn native_parsum_gives_the_guests_total_on_any_number_of_threads() {
+        let want = crate::bench_threads::guest::parsum_total(10_001);
+        for t in [0, 1, 2, 3, 7] {
+            assert_eq!(parsum(10_001, t).unwrap().1, want, "{t} threads");
+        }
+        assert_eq!(parsum(0, 2).unwrap().1, 0);
     }
 
     #[test]
