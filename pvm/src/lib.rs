@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod addr_map;
 pub mod asm;
 pub mod bench;
 pub mod bench_threads;

@@ -1,7 +1,7 @@
 //! The block cache: translated blocks by guest pc, in one code buffer, with
 //! chaining, invalidation by guest address range, and a flush when full.
 
-use std::collections::HashMap;
+use crate::addr_map::AddrMap;
 
 use super::block::{Translated, TrapSite};
 use super::code_memory::{CodeMemory, CodeMemoryError};
@@ -57,7 +57,7 @@ pub struct BlockCache {
     mem: CodeMemory,
     /// Bytes at the start of the buffer that survive a flush (the trampoline).
     reserved: usize,
-    by_pc: HashMap<u64, usize>,
+    by_pc: AddrMap<usize>,
     blocks: Vec<Block>,
     exits: Vec<Exit>,
     lookup: Box<[LookupEntry]>,
@@ -72,7 +72,7 @@ impl BlockCache {
         Ok(BlockCache {
             mem: CodeMemory::new(size)?,
             reserved: 0,
-            by_pc: HashMap::new(),
+            by_pc: AddrMap::default(),
             blocks: Vec::new(),
             exits: Vec::new(),
             lookup: LookupEntry::empty_table(),

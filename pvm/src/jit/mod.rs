@@ -139,6 +139,8 @@ pub struct Jit {
     /// other threads' translators (`--threads kernel`).
     log_code_writes: bool,
     code_writes: Vec<(u64, u64)>,
+    /// How many block times the median in the stats was taken of.
+    median_of: usize,
     pub stats: JitStats,
 }
 
@@ -201,6 +203,7 @@ impl Jit {
             generic: std::collections::HashSet::new(),
             block_times: Vec::new(),
             log_code_writes: false,
+            median_of: 0,
             code_writes: Vec::new(),
             stats: JitStats::default(),
         })
@@ -394,9 +397,14 @@ impl Jit {
     }
 
     fn finish(&mut self, outcome: Outcome) -> Outcome {
-        let mut times = self.block_times.clone();
-        times.sort_unstable();
-        self.stats.median_block_translation = times.get(times.len() / 2).copied().unwrap_or_default();
+        // (a threaded run ends a run at every switch: the median only
+        // changes when blocks were translated)
+        if self.block_times.len() != self.median_of {
+            let mut times = self.block_times.clone();
+            times.sort_unstable();
+            self.stats.median_block_translation = times.get(times.len() / 2).copied().unwrap_or_default();
+            self.median_of = times.len();
+        }
         self.stats.chains = self.cache.chains;
         self.stats.invalidations = self.cache.invalidations;
         self.stats.flushes = self.cache.flushes;

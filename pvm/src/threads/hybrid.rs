@@ -269,7 +269,7 @@ fn pick(sh: &Shared, me: usize, m: &mut Machine) -> Option<u64> {
         }
         if let Some(id) = s.next_for(me, sh.steal) {
             s.running[me] = Some(id);
-            let now = s.table.now_ns();
+            let now = if s.table.threads[id as usize].stats.first_run_ns.is_none() { s.table.now_ns() } else { 0 };
             let t = &mut s.table.threads[id as usize];
             if t.stats.first_run_ns.is_some() && t.stats.worker != me {
                 t.stats.migrations += 1;

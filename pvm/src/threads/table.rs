@@ -4,9 +4,10 @@
 //! [`Table::perform`], which says whether the thread goes on, gives up the
 //! processor, blocks, or ends (and with it, perhaps, the program).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::addr_map::AddrMap;
 use crate::interp::{trap_at, Outcome};
 use crate::isa::{Instr, Opcode, NUM_REGS, SP};
 use crate::machine::{sys, Machine, SysIo, Syscall};
@@ -70,7 +71,7 @@ pub enum Step {
 pub struct Table {
     pub threads: Vec<GuestThread>,
     /// Waiters per address, in the order they came (woken first-in first-out).
-    futex: HashMap<u64, VecDeque<u64>>,
+    futex: AddrMap<VecDeque<u64>>,
     live: usize,
     max_threads: usize,
     /// Jacketed `sys 7` and `sys 2`: park the guest thread, not the worker.
@@ -98,7 +99,7 @@ impl Table {
         let main = GuestThread::new([0; NUM_REGS], 0, Duration::ZERO);
         let mut t = Table {
             threads: vec![main],
-            futex: HashMap::new(),
+            futex: AddrMap::default(),
             live: 1,
             max_threads: max_threads.max(1),
             jacket,
@@ -355,7 +356,9 @@ impl Table {
             self.blocked -= 1;
             woken += 1;
         }
-        if q.is_empty() {
+        // (an empty queue stays for the next wait on that address, unless
+        // the program waited on very many)
+        if q.is_empty() && self.futex.len() > 4096 {
             self.futex.remove(&addr);
         }
         self.wakes += woken;

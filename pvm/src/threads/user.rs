@@ -97,9 +97,10 @@ pub fn run(
             counters.switches += 1;
         }
         cur = next;
-        let now = table.now_ns();
-        let t = &mut table.threads[cur as usize];
-        t.stats.first_run_ns.get_or_insert(now);
+        if table.threads[cur as usize].stats.first_run_ns.is_none() {
+            table.threads[cur as usize].stats.first_run_ns = Some(table.now_ns());
+        }
+        let t = &table.threads[cur as usize];
         m.regs = t.regs;
         m.pc = t.pc;
         slice_start = m.retired;
