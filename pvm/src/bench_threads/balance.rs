@@ -37,6 +37,7 @@ impl BalanceRow {
 
 /// The driver's source for `tasks` and the output it must give.
 pub fn driver_source(tasks: &[Task], unit: u64) -> Result<(String, String), ThreadBenchError> {
+    guest::check_size("tasks", tasks.len(), guest::MAX_TASKS)?;
     let (arrivals, works) = to_quads(tasks);
     let src = with_params(
         guest::BALANCE.source,
@@ -146,6 +147,7 @@ mod tests {
         assert!(src.contains("arrivals: .quad 0, 30\n") && src.contains("works: .quad 2, 1\n"));
         assert!(src.contains("n_tasks: .quad 2\n") && src.contains("unit: .quad 10\n"));
         assert_eq!(want, format!("balance 2 tasks, checksum {}\n", reply(0, 20) + reply(1, 10)));
+        assert!(driver_source(&[], 10).is_err(), "an empty list would be an empty .quad line");
     }
 
     #[test]

@@ -52,6 +52,24 @@ impl GuestProgram {
     }
 }
 
+/// The most requests a file server's tables hold (`queue`, `done`).
+pub const MAX_REQUESTS: usize = 2048;
+/// The most worker threads fs_dispatch's `tids` holds.
+pub const MAX_WORKERS: usize = 64;
+/// The most tasks balance's tables (and its 4 KiB stacks at 4 MiB) hold.
+pub const MAX_TASKS: usize = 1024;
+
+/// Checks a size against what a program's tables hold.
+///
+/// # Errors
+/// If `n` is 0 or above `max`.
+pub fn check_size(what: &'static str, n: usize, max: usize) -> Result<(), ThreadBenchError> {
+    if n == 0 || n > max {
+        return Err(ThreadBenchError::Size { what, n, max });
+    }
+    Ok(())
+}
+
 /// `source` with the `.quad` line of each named parameter replaced by the
 /// given values (one number or a comma-separated list).
 ///
@@ -161,6 +179,14 @@ mod tests {
             let params: Vec<(&str, String)> = names.iter().map(|&n| (n, "1".to_string())).collect();
             with_params(&p.full_source(), &params).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
+    }
+
+    #[test]
+    fn sizes_outside_the_tables_are_refused() {
+        assert!(check_size("requests", 1, MAX_REQUESTS).is_ok());
+        assert!(check_size("requests", MAX_REQUESTS, MAX_REQUESTS).is_ok());
+        assert!(matches!(check_size("requests", MAX_REQUESTS + 1, MAX_REQUESTS), Err(ThreadBenchError::Size { .. })));
+        assert!(matches!(check_size("tasks", 0, MAX_TASKS), Err(ThreadBenchError::Size { .. })));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum ThreadBenchError {
     ChildFailed(i32),
     #[error("guest program has no `{0}: .quad` line to set (the program and the bench disagree)")]
     NoParam(String),
+    #[error("{n} {what}: the guest program's tables hold 1 to {max}")]
+    Size { what: &'static str, n: usize, max: usize },
     #[error("guest program printed no `@{0}` timing line")]
     NoTiming(String),
     #[error("guest program printed a malformed timing line {0:?} (want `@name number`)")]

@@ -57,6 +57,8 @@ pub fn server_source(
     kinds: &[u64],
     workers: usize,
 ) -> Result<(String, String), ThreadBenchError> {
+    guest::check_size("requests", kinds.len(), guest::MAX_REQUESTS)?;
+    guest::check_size("workers", workers, guest::MAX_WORKERS)?;
     let list = kinds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
     let src = with_params(
         &p.full_source(),
@@ -129,5 +131,8 @@ mod tests {
             shapes(3).iter().map(|(_, p, _)| server_source(*p, &Sizes::QUICK, &kinds, 3).unwrap().1).collect();
         assert!(outs.windows(2).all(|w| w[0] == w[1]));
         assert!(outs[0].starts_with("served 10 requests, "));
+        let too_many = request_kinds(guest::MAX_REQUESTS + 1, 1);
+        assert!(server_source(guest::FS_FSM, &Sizes::QUICK, &too_many, 3).is_err());
+        assert!(server_source(guest::FS_DISPATCH, &Sizes::QUICK, &kinds, guest::MAX_WORKERS + 1).is_err());
     }
 }
