@@ -175,3 +175,31 @@ fn models_parse_from_the_command_line_and_reject_bad_worker_counts() {
     assert_eq!((o.status, o.stdout.as_str()), (0, "40000\n"), "{}", o.stderr);
     assert!(o.stderr.contains("threads (hybrid:3): 5 threads"), "{}", o.stderr);
 }
+
+#[test]
+fn every_model_reports_each_thread_and_the_counts_add_up() {
+    let image = builtin("threads_counter");
+    for t in models() {
+        for e in ENGINES {
+            let mut io = BufferIo::default();
+            let cfg = RunConfig { engine: e, threads: t, ..RunConfig::default() };
+            let r = run::run_image(&image, &cfg, None, None, &mut io).unwrap();
+            let rep = r.threads.expect("a threaded run");
+            assert_eq!(rep.model, t.model.name());
+            assert_eq!(rep.threads.len(), 5, "{t:?}");
+            // xadd loops of a fixed length: the same count under every model
+            assert_eq!(r.machine.retired, 120_063, "{t:?} on {e:?}");
+            assert_eq!(rep.threads.iter().map(|s| s.retired).sum::<u64>(), 120_063, "{t:?} on {e:?}: {rep:?}");
+            for s in &rep.threads[1..] {
+                assert_eq!(s.retired, 3 + 3 * 10_000 + 1, "{t:?} on {e:?}");
+                assert!(s.end_ns.is_some() && s.first_run_ns.is_some(), "{t:?}: {s:?}");
+                if let Model::Hybrid(k) = t.model {
+                    assert!(s.worker < k, "{t:?}: {s:?}");
+                }
+            }
+            if !t.steal {
+                assert_eq!(rep.counters.steals, 0, "{t:?}");
+            }
+        }
+    }
+}

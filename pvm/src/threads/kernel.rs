@@ -75,16 +75,14 @@ pub fn run(
         io: SharedIo::new(io),
         make_engine,
     };
-    let already = m.retired;
     let mut main = std::thread::scope(|s| worker(&sh, s, 0, m, engine, Some(Outcome::ThreadOp)));
     main.retired = sh.retired.load(Ordering::SeqCst);
     let end = sh.end.lock().unwrap_or_else(PoisonError::into_inner).take();
     let (outcome, deadlock) = end.unwrap_or_else(|| Ok((Outcome::Exited(0), Vec::new())))?;
     let table = sh.lock();
-    let mut threads: Vec<_> = table.threads.iter().map(|t| t.stats.clone()).collect();
-    if let Some(t) = threads.first_mut() {
-        t.retired += already;
-    }
+    // (the main thread's count includes its instructions before the first
+    // thread instruction: its machine counted them)
+    let threads = table.threads.iter().map(|t| t.stats.clone()).collect();
     let counters = ModelStats {
         preemptions: sh.preemptions.load(Ordering::SeqCst),
         blocks: table.blocks,

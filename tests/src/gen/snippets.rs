@@ -297,7 +297,9 @@ impl<'s> Gen<'s> {
     /// one way or the other.
     fn memory(&mut self, avoid: &[u8]) {
         // (a linear-memory access also ends its linear memory near a boundary)
+        // (or an atomic read-modify-write: the translator's inline ones)
         let linear = self.chance(30);
+        let atomic = !linear && self.chance(15);
         let ops: Vec<Opcode> = Opcode::ALL
             .iter()
             .copied()
@@ -305,6 +307,8 @@ impl<'s> Gen<'s> {
                 let c = op.info().class;
                 if linear {
                     c.linear_memory()
+                } else if atomic {
+                    c == Class::Atomic
                 } else {
                     matches!(c, Class::Load | Class::Store)
                 }
@@ -322,9 +326,16 @@ impl<'s> Gen<'s> {
         if let Some(b) = b {
             self.li(base, b);
         }
-        let loads = matches!(op.info().class, Class::Load | Class::LinearLoad);
+        if atomic && self.chance(60) {
+            // mostly aligned, or every atomic would trap
+            self.emit(Opcode::AndI, base, base, 0, Val::Const(-8));
+        }
+        let loads = matches!(op.info().class, Class::Load | Class::LinearLoad | Class::Atomic);
         let v = if loads { self.reg(avoid) } else { self.reg(&[]) };
         let mut end = 0;
+        if atomic {
+            end = self.reg(&[]);
+        }
         if linear {
             end = self.reg(&[avoid, &[SP, base]].concat());
             let at = self.interesting();
