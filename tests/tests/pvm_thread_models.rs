@@ -203,3 +203,34 @@ fn every_model_reports_each_thread_and_the_counts_add_up() {
         }
     }
 }
+
+#[test]
+fn thread_ids_in_the_report_are_their_places() {
+    let r = run::run_image(&builtin("threads_nullfork"), &RunConfig::default(), None, None, &mut BufferIo::default());
+    let rep = r.unwrap().threads.unwrap();
+    assert_eq!(rep.threads.len(), 1001);
+    assert!(rep.threads.iter().enumerate().all(|(k, t)| t.id == k as u64));
+}
+
+#[test]
+fn a_trap_or_an_exit_in_any_thread_ends_the_program_under_every_model() {
+    // The main thread waits in join (and a third thread on a futex) while
+    // the child traps, or exits.
+    let body = |end: &str| {
+        build(&format!(
+            "main: li r2, child\n li r3, 0x800000\n li r2, waiter\n spawn r5, r2, r3\n li r2, child\n\
+             spawn r4, r2, r3\n join r6, r4\n li r1, 0\n sys 0\n\
+             waiter: li r6, 0\n li r7, 0x10000\n wait r6, [r7], r6\n texit r6\n\
+             child: li r1, 20000\n l: addi r1, r1, -1\n bnez r1, l\n {end}\n"
+        ))
+    };
+    let traps = body("li r2, 0\n divs r1, r1, r2\n texit r1");
+    let exits = body("li r1, 33\n sys 0");
+    for t in models() {
+        for e in ENGINES {
+            let (o, _) = run_with(&traps, e, t, None);
+            assert!(matches!(&o, Outcome::Trapped(tr) if tr.kind == TrapKind::DivisionByZero), "{t:?} on {e:?}: {o:?}");
+            assert_eq!(run_with(&exits, e, t, None).0, Outcome::Exited(33), "{t:?} on {e:?}");
+        }
+    }
+}

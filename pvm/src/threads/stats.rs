@@ -6,6 +6,8 @@ use std::io::Write;
 /// monotonic).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ThreadStats {
+    /// The thread's id (its index in [`ThreadReport::threads`]).
+    pub id: u64,
     pub spawn_ns: u64,
     /// When it first ran (`None`: never ran).
     pub first_run_ns: Option<u64>,
@@ -69,10 +71,11 @@ impl ThreadReport {
             "id", "spawn ns", "first run ns", "end ns", "retired", "worker", "migr", "stolen"
         );
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-        for (id, t) in self.threads.iter().enumerate() {
+        for t in &self.threads {
             let _ = writeln!(
                 out,
-                "  {id:>5} {:>12} {:>12} {:>12} {:>14} {:>6} {:>6} {:>6}",
+                "  {:>5} {:>12} {:>12} {:>12} {:>14} {:>6} {:>6} {:>6}",
+                t.id,
                 t.spawn_ns,
                 opt(t.first_run_ns),
                 opt(t.end_ns),

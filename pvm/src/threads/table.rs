@@ -278,7 +278,9 @@ impl Table {
         regs[usize::from(SP)] = arg;
         let id = self.threads.len() as u64;
         let spawned = Duration::from_nanos(self.now_ns());
-        self.threads.push(GuestThread::new(regs, entry, spawned));
+        let mut t = GuestThread::new(regs, entry, spawned);
+        t.stats.id = id;
+        self.threads.push(t);
         self.live += 1;
         self.made_ready.push(id);
         Ok(id)
@@ -394,4 +396,16 @@ fn retire_and(m: &mut Machine, step: Step) -> Step {
 
 fn trapped(m: &Machine, kind: TrapKind) -> Step {
     Step::Finished(Outcome::Trapped(trap_at(m, kind, m.pc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_costs_a_few_hundred_bytes_of_table() {
+        // (ids are never reused: every thread ever made keeps its entry)
+        let size = std::mem::size_of::<GuestThread>();
+        assert!(size <= 320, "{size} bytes per thread");
+    }
 }
