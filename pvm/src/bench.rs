@@ -267,7 +267,8 @@ fn ratio_lines(out: &mut dyn Write, bench: &[&BenchRow], peers: &[&str], base: O
     Ok(())
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string literal.
+pub(crate) fn json_str(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {

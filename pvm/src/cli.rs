@@ -140,8 +140,12 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
-    /// Run the benchmark programs on both engines and compare them.
+    /// Run the benchmark programs on both engines and compare them
+    /// (`pvm bench threads`: the thread and process costs instead).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
         #[arg(long, value_enum, default_value_t = EngineArg::Both)]
         engine: EngineArg,
         /// Only these programs (comma-separated).
@@ -168,6 +172,14 @@ enum Command {
         #[arg(long, default_value = "../shared/bench-peers")]
         peers: String,
     },
+}
+
+/// What `pvm bench` measures besides its programs.
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Threads and processes: the textbook cost table, server models and
+    /// load balancing, measured.
+    Threads(crate::bench_threads::ThreadsArgs),
 }
 
 fn load_status(e: &LoadError) -> i32 {
@@ -352,6 +364,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
         },
         Command::Wast { engine, verbose, files } => wast_command(&engine.engines(), verbose, &files, out, err),
+        Command::Bench { what: Some(BenchWhat::Threads(args)), .. } => crate::bench_threads::command(&args, out, err),
         Command::Bench { engine, programs, rounds, json, plot, compare, wasm: true, .. } => {
             let rows = match wasm_bench(&engine.engines(), &programs, rounds, compare, err) {
                 Ok(rows) => rows,
@@ -369,7 +382,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             write_outputs(&rows, json, plot, err)
         }
-        Command::Bench { engine, programs, rounds, json, plot, compare, peers, wasm: false } => {
+        Command::Bench { engine, programs, rounds, json, plot, compare, peers, wasm: false, .. } => {
             let peers = if compare {
                 match crate::peers::Peers::discover(std::path::Path::new(&peers)) {
                     Ok(p) => {

@@ -20,6 +20,7 @@
 pub mod addr_map;
 pub mod asm;
 pub mod bench;
+pub mod bench_threads;
 pub mod bench_wasm;
 pub mod bf;
 pub mod cli;
