@@ -8,12 +8,11 @@
 //! worker only. Code writes travel as under `kernel` (see [`CodeLog`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::codelog::CodeLog;
 use super::engine::{SharedIo, SliceEngine};
 use super::kernel::MakeEngine;
+use super::parallel::{End, Ending};
 use super::placement::{steal_from, Placer};
 use super::stats::{ModelStats, ThreadReport};
 use super::table::{Step, Table};
@@ -22,9 +21,6 @@ use crate::interp::{trap_at, Outcome};
 use crate::jit::JitError;
 use crate::machine::{Machine, SysIo};
 use crate::trap::TrapKind;
-
-/// How the run ended (as under `kernel`).
-type End = Result<(Outcome, Vec<String>), JitError>;
 
 /// The scheduler's state, behind one lock.
 struct Sched {
@@ -39,11 +35,7 @@ struct Sched {
 struct Shared<'a> {
     sched: Mutex<Sched>,
     wakeup: Condvar,
-    stop: AtomicBool,
-    end: Mutex<Option<End>>,
-    code_log: CodeLog,
-    retired: AtomicU64,
-    fuel: u64,
+    ending: Ending,
     quantum: u64,
     steal: bool,
     io: SharedIo<'a>,
@@ -77,11 +69,7 @@ pub fn run(
     let sh = Shared {
         sched: Mutex::new(sched),
         wakeup: Condvar::new(),
-        stop: AtomicBool::new(false),
-        end: Mutex::new(None),
-        code_log: CodeLog::default(),
-        retired: AtomicU64::new(m.retired),
-        fuel,
+        ending: Ending::new(m.retired, fuel),
         quantum: cfg.quantum.max(1),
         steal: cfg.steal,
         io: SharedIo::new(io),
@@ -105,9 +93,8 @@ pub fn run(
         worker(&sh, 0, m, engine, Some(0))
     });
     let mut main = main;
-    main.retired = sh.retired.load(Ordering::SeqCst);
-    let end = sh.end.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let (outcome, deadlock) = end.unwrap_or_else(|| Ok((Outcome::Exited(0), Vec::new())))?;
+    main.retired = sh.ending.retired();
+    let (outcome, deadlock) = sh.ending.take()?;
     let s = sh.lock();
     let threads = s.table.threads.iter().map(|t| t.stats.clone()).collect();
     let counters = ModelStats { blocks: s.table.blocks, wakes: s.table.wakes, ..s.counters.clone() };
@@ -120,10 +107,7 @@ impl Shared<'_> {
     }
 
     fn finish(&self, end: End) {
-        let mut e = self.end.lock().unwrap_or_else(PoisonError::into_inner);
-        e.get_or_insert(end);
-        self.stop.store(true, Ordering::SeqCst);
-        drop(e);
+        self.ending.record(end);
         let _s = self.lock();
         self.wakeup.notify_all();
     }
@@ -172,7 +156,7 @@ fn worker(sh: &Shared, me: usize, mut m: Machine, mut engine: SliceEngine, mut c
     let mut slice_end = m.retired.saturating_add(sh.quantum);
     let mut last: Option<u64> = current;
     loop {
-        if sh.stop.load(Ordering::Relaxed) {
+        if sh.ending.stopped() {
             break;
         }
         let Some(id) = current else {
@@ -192,25 +176,13 @@ fn worker(sh: &Shared, me: usize, mut m: Machine, mut engine: SliceEngine, mut c
         };
         let o = match pending.take() {
             Some(o) => o,
-            None => {
-                sh.code_log.catch_up(&mut engine, &m, &mut seen);
-                let before = m.retired;
-                let o = match engine.run(&mut m, &mut io, slice_end) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        sh.finish(Err(e));
-                        break;
-                    }
-                };
-                sh.code_log.publish(engine.take_code_writes(), &mut seen);
-                let total = sh.retired.fetch_add(m.retired - before, Ordering::SeqCst) + (m.retired - before);
-                if total >= sh.fuel && !matches!(o, Outcome::Exited(_) | Outcome::Returned) {
-                    let t = trap_at(&m, TrapKind::FuelExhausted, m.pc);
-                    sh.finish(Ok((Outcome::Trapped(t), Vec::new())));
+            None => match sh.ending.slice(&mut engine, &mut m, &mut io, slice_end, &mut seen) {
+                Ok(o) => o,
+                Err(end) => {
+                    sh.finish(end);
                     break;
                 }
-                o
-            }
+            },
         };
         let mut s = sh.lock();
         let step = match o {
@@ -221,7 +193,7 @@ fn worker(sh: &Shared, me: usize, mut m: Machine, mut engine: SliceEngine, mut c
             Outcome::ThreadOp => {
                 let before = m.retired;
                 let step = s.table.perform(id, &mut m, &mut io);
-                sh.retired.fetch_add(m.retired - before, Ordering::SeqCst);
+                sh.ending.count(m.retired - before);
                 if s.place_ready() {
                     sh.wakeup.notify_all();
                 }
@@ -264,7 +236,7 @@ fn worker(sh: &Shared, me: usize, mut m: Machine, mut engine: SliceEngine, mut c
 fn pick(sh: &Shared, me: usize, m: &mut Machine) -> Option<u64> {
     let mut s = sh.lock();
     loop {
-        if sh.stop.load(Ordering::SeqCst) {
+        if sh.ending.stopped() {
             return None;
         }
         if let Some(id) = s.next_for(me, sh.steal) {

@@ -9,12 +9,12 @@
 //! instructions (the fuel check at block entry), applies the shared log of
 //! code writes, and goes on (see docs/isa.md, "Memory model").
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Scope;
 
-use super::codelog::CodeLog;
 use super::engine::{SharedIo, SliceEngine};
+use super::parallel::{End, Ending};
 use super::stats::{ModelStats, ThreadReport};
 use super::table::{State, Step, Table};
 use super::ThreadConfig;
@@ -26,20 +26,12 @@ use crate::trap::TrapKind;
 /// Makes a thread's engine for its machine.
 pub type MakeEngine<'a> = dyn Fn(&Machine) -> Result<SliceEngine, JitError> + Sync + 'a;
 
-/// How the run ended: the outcome and a deadlock's report, or a
-/// translator's failure.
-type End = Result<(Outcome, Vec<String>), JitError>;
-
 /// What every OS thread of the run shares.
 struct Shared<'a> {
     table: Mutex<Table>,
     wakeup: Condvar,
-    stop: AtomicBool,
-    end: Mutex<Option<End>>,
-    code_log: CodeLog,
-    retired: AtomicU64,
+    ending: Ending,
     preemptions: AtomicU64,
-    fuel: u64,
     quantum: u64,
     io: SharedIo<'a>,
     make_engine: &'a MakeEngine<'a>,
@@ -65,20 +57,15 @@ pub fn run(
     let sh = Shared {
         table: Mutex::new(table),
         wakeup: Condvar::new(),
-        stop: AtomicBool::new(false),
-        end: Mutex::new(None),
-        code_log: CodeLog::default(),
-        retired: AtomicU64::new(m.retired),
+        ending: Ending::new(m.retired, fuel),
         preemptions: AtomicU64::new(0),
-        fuel,
         quantum: cfg.quantum.max(1),
         io: SharedIo::new(io),
         make_engine,
     };
     let mut main = std::thread::scope(|s| worker(&sh, s, 0, m, engine, Some(Outcome::ThreadOp)));
-    main.retired = sh.retired.load(Ordering::SeqCst);
-    let end = sh.end.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let (outcome, deadlock) = end.unwrap_or_else(|| Ok((Outcome::Exited(0), Vec::new())))?;
+    main.retired = sh.ending.retired();
+    let (outcome, deadlock) = sh.ending.take()?;
     let table = sh.lock();
     // (the main thread's count includes its instructions before the first
     // thread instruction: its machine counted them)
@@ -99,12 +86,7 @@ impl Shared<'_> {
 
     /// The program ends (the first end counts): every thread stops.
     fn finish(&self, end: End) {
-        let mut e = self.end.lock().unwrap_or_else(PoisonError::into_inner);
-        if e.is_none() {
-            *e = Some(end);
-        }
-        self.stop.store(true, Ordering::SeqCst);
-        drop(e);
+        self.ending.record(end);
         let _t = self.lock();
         self.wakeup.notify_all();
     }
@@ -123,28 +105,18 @@ fn worker<'s, 'e>(
     let mut seen = 0;
     let mut io = &sh.io;
     let mut outcome = first;
-    while !sh.stop.load(Ordering::Relaxed) {
+    while !sh.ending.stopped() {
         let o = match outcome.take() {
             Some(o) => o,
             None => {
-                sh.code_log.catch_up(&mut engine, &m, &mut seen);
-                let before = m.retired;
                 let limit = m.retired.saturating_add(sh.quantum);
-                let o = match engine.run(&mut m, &mut io, limit) {
+                match sh.ending.slice(&mut engine, &mut m, &mut io, limit, &mut seen) {
                     Ok(o) => o,
-                    Err(e) => {
-                        sh.finish(Err(e));
+                    Err(end) => {
+                        sh.finish(end);
                         break;
                     }
-                };
-                sh.code_log.publish(engine.take_code_writes(), &mut seen);
-                let total = sh.retired.fetch_add(m.retired - before, Ordering::SeqCst) + (m.retired - before);
-                if total >= sh.fuel && !matches!(o, Outcome::Exited(_) | Outcome::Returned) {
-                    let t = trap_at(&m, TrapKind::FuelExhausted, m.pc);
-                    sh.finish(Ok((Outcome::Trapped(t), Vec::new())));
-                    break;
                 }
-                o
             }
         };
         match o {
@@ -181,7 +153,7 @@ fn thread_op<'s, 'e>(
     let mut table = sh.lock();
     let before = m.retired;
     let step = table.perform(me, m, io);
-    sh.retired.fetch_add(m.retired - before, Ordering::SeqCst);
+    sh.ending.count(m.retired - before);
     if !table.made_ready.is_empty() {
         table.made_ready.clear();
         sh.wakeup.notify_all();
@@ -216,9 +188,7 @@ fn thread_op<'s, 'e>(
         Step::Ended => {
             if table.all_blocked() {
                 // (the others wait for what nobody left can do)
-                let end = table.deadlock(m, me);
-                sh.end.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Ok(end));
-                sh.stop.store(true, Ordering::SeqCst);
+                sh.ending.record(Ok(table.deadlock(m, me)));
                 sh.wakeup.notify_all();
             }
             false
@@ -262,16 +232,12 @@ fn block<'a>(
     let t = &mut table.threads[me as usize];
     (t.regs, t.pc) = (m.regs, m.pc);
     if table.all_blocked() {
-        let end = table.deadlock(m, me);
-        let mut e = sh.end.lock().unwrap_or_else(PoisonError::into_inner);
-        e.get_or_insert(Ok(end));
-        sh.stop.store(true, Ordering::SeqCst);
+        sh.ending.record(Ok(table.deadlock(m, me)));
         sh.wakeup.notify_all();
-        drop(e);
         return (table, false);
     }
     while table.threads[me as usize].state != State::Ready {
-        if sh.stop.load(Ordering::SeqCst) {
+        if sh.ending.stopped() {
             return (table, false);
         }
         table = sh.wakeup.wait(table).unwrap_or_else(PoisonError::into_inner);

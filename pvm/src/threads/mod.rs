@@ -29,6 +29,7 @@ pub mod codelog;
 pub mod engine;
 pub mod hybrid;
 pub mod kernel;
+pub mod parallel;
 pub mod placement;
 pub mod stats;
 pub mod table;
