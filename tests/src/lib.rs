@@ -166,6 +166,34 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the real `name` binary (see [`binary`]) as a child process with
+/// `input` on its stdin, capturing its output; fails the test if a signal
+/// killed it.
+pub fn process(name: &str, args: &[&str], input: &[u8]) -> Outcome {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // (a child that ends without reading its input closes the pipe)
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("wait for {name}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.signal(), None, "{name} {args:?} was killed by a signal: {stderr}");
+    Outcome {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
+
 /// A path for `name` in a fresh per-process directory under the temp dir.
 pub fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("virtlab-tests-{}", std::process::id()));
@@ -232,6 +260,26 @@ pub fn random_program(rng: &mut Rng, len: u64) -> Image {
     let code: Vec<u8> = prologue.iter().chain(&body).flat_map(Instr::encode).collect();
     let data = Section { addr: (CODE_BASE + (len + 2) * 8).next_multiple_of(16), bytes: vec![7; 64] };
     Image::new(CODE_BASE, Section { addr: CODE_BASE, bytes: code }, vec![data])
+}
+
+/// A built-in pvm program, assembled and verified.
+pub fn builtin_image(name: &str) -> Image {
+    let p = pvm::programs::find(name).unwrap_or_else(|| panic!("no built-in program {name}"));
+    pvm::run::build(p.name, p.kind, p.source.as_bytes(), pvm::run::LoadOptions::default()).expect("builds")
+}
+
+/// The built-in thread programs whose output does not depend on how their
+/// threads interleave (the `threads_*` programs that exit with 0 and take
+/// no arguments: not the racy counter, which needs `--quantum 1`, nor the
+/// deadlocks), by name, with their expected output.
+pub fn synchronized_thread_programs() -> Vec<(&'static str, String)> {
+    pvm::programs::PROGRAMS
+        .iter()
+        .filter(|p| p.name.starts_with("threads_"))
+        .map(|p| (p.name, p.expectation()))
+        .filter(|(_, e)| e.status == 0 && e.trap.is_none() && e.args.is_empty())
+        .map(|(name, e)| (name, e.stdout))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,24 +4,17 @@
 //! output, status and trap. (A forbidden call dying of SIGSYS with its
 //! report is shown by the unit tests of `pvm::sandbox`.)
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pvm::programs::PROGRAMS;
-use tests::{binary, temp_file, Outcome};
+use tests::{binary, process, temp_file, Outcome};
 
 /// Runs the real `pvm` with empty stdin; fails if a signal killed it.
 fn pvm(args: &[&str]) -> Outcome {
-    let out = Command::new(binary("pvm")).args(args).stdin(Stdio::null()).output().expect("run pvm");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.signal(), None, "pvm {args:?} was killed by a signal: {stderr}");
-    assert!(!stderr.contains("seccomp"), "pvm {args:?}: {stderr}");
-    Outcome {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
+    let o = process("pvm", args, b"");
+    assert!(!o.stderr.contains("seccomp"), "pvm {args:?}: {}", o.stderr);
+    o
 }
 
 #[test]

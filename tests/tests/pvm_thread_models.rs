@@ -10,6 +10,7 @@ use pvm::machine::BufferIo;
 use pvm::run::{self, Engine, LoadOptions, RunConfig};
 use pvm::threads::{Model, Placement, ThreadConfig};
 use pvm::trap::TrapKind;
+use tests::{builtin_image, synchronized_thread_programs};
 
 const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Jit];
 
@@ -28,11 +29,6 @@ fn models() -> Vec<ThreadConfig> {
     all
 }
 
-fn builtin(name: &str) -> Image {
-    let p = pvm::programs::find(name).expect("a built-in program");
-    run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default()).unwrap()
-}
-
 fn build(src: &str) -> Image {
     run::build("t.pasm", "pasm", src.as_bytes(), LoadOptions::default()).expect("assembles and verifies")
 }
@@ -46,20 +42,14 @@ fn run_with(image: &Image, engine: Engine, threads: ThreadConfig, fuel: Option<u
 
 #[test]
 fn synchronized_programs_give_one_result_under_every_model() {
-    for (name, want) in [
-        ("threads_counter", "40000\n"),
-        ("threads_mutex", "8000\n"),
-        ("threads_barrier", "240\n"),
-        ("threads_prodcons", "500500\n"),
-        ("threads_pingpong", "1000 round trips\n"),
-        ("threads_nullfork", "1000\n"),
-        ("threads_parallel", "10000000\n"),
-    ] {
-        let image = builtin(name);
+    let programs = synchronized_thread_programs();
+    assert!(programs.len() >= 7, "{programs:?}");
+    for (name, want) in programs {
+        let image = builtin_image(name);
         for t in models() {
             for e in ENGINES {
                 let got = run_with(&image, e, t, None);
-                assert_eq!(got, (Outcome::Exited(0), want.to_string()), "{name} under {t:?} on {e:?}");
+                assert_eq!(got, (Outcome::Exited(0), want.clone()), "{name} under {t:?} on {e:?}");
             }
         }
     }
@@ -108,7 +98,7 @@ fn a_racy_counter_loses_updates_in_parallel_and_xadd_loses_none() {
 #[test]
 fn deadlocks_trap_under_every_model() {
     for name in ["threads_deadlock_join", "threads_deadlock_wait"] {
-        let image = builtin(name);
+        let image = builtin_image(name);
         for t in models() {
             for e in ENGINES {
                 let (o, _) = run_with(&image, e, t, None);
@@ -178,7 +168,7 @@ fn models_parse_from_the_command_line_and_reject_bad_worker_counts() {
 
 #[test]
 fn every_model_reports_each_thread_and_the_counts_add_up() {
-    let image = builtin("threads_counter");
+    let image = builtin_image("threads_counter");
     for t in models() {
         for e in ENGINES {
             let mut io = BufferIo::default();
@@ -206,7 +196,8 @@ fn every_model_reports_each_thread_and_the_counts_add_up() {
 
 #[test]
 fn thread_ids_in_the_report_are_their_places() {
-    let r = run::run_image(&builtin("threads_nullfork"), &RunConfig::default(), None, None, &mut BufferIo::default());
+    let r =
+        run::run_image(&builtin_image("threads_nullfork"), &RunConfig::default(), None, None, &mut BufferIo::default());
     let rep = r.unwrap().threads.unwrap();
     assert_eq!(rep.threads.len(), 1001);
     assert!(rep.threads.iter().enumerate().all(|(k, t)| t.id == k as u64));

@@ -11,17 +11,13 @@ use pvm::run::{self, Engine, LoadOptions, RunConfig};
 use pvm::threads::ThreadConfig;
 use pvm::trap::{JoinError, TrapKind};
 use tests::diff::{agree, run_on};
+use tests::{builtin_image, synchronized_thread_programs};
 
 const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Jit];
 const QUANTA: [u64; 3] = [1, 7, 1000];
 
 fn build(src: &str) -> Image {
     run::build("t.pasm", "pasm", src.as_bytes(), LoadOptions::default()).expect("assembles and verifies")
-}
-
-fn builtin(name: &str) -> Image {
-    let p = pvm::programs::find(name).expect("a built-in program");
-    run::build(p.name, p.kind, p.source.as_bytes(), LoadOptions::default()).unwrap()
 }
 
 fn cfg(engine: Engine, quantum: u64) -> RunConfig {
@@ -221,7 +217,7 @@ fn wait_returns_at_once_when_the_value_changed_and_wake_counts_the_woken() {
 #[test]
 fn deadlocks_end_in_a_trap_that_names_every_thread() {
     for name in ["threads_deadlock_join", "threads_deadlock_wait"] {
-        let image = builtin(name);
+        let image = builtin_image(name);
         for e in ENGINES {
             for q in QUANTA {
                 let mut io = BufferIo::default();
@@ -247,7 +243,7 @@ fn threaded_programs_agree_on_both_engines_at_every_quantum() {
     let threaded =
         pvm::programs::PROGRAMS.iter().filter(|p| p.name.starts_with("threads_") && p.name != "threads_parallel");
     for p in threaded {
-        let image = builtin(p.name);
+        let image = builtin_image(p.name);
         for q in QUANTA {
             agree(&format!("{} with quantum {q}", p.name), &image, cfg(Engine::Interp, q), b"");
         }
@@ -262,15 +258,12 @@ fn threaded_programs_agree_on_both_engines_at_every_quantum() {
 
 #[test]
 fn synchronized_programs_give_one_result_whatever_the_quantum() {
-    for (name, want) in [
-        ("threads_counter", "40000\n"),
-        ("threads_mutex", "8000\n"),
-        ("threads_barrier", "240\n"),
-        ("threads_prodcons", "500500\n"),
-        ("threads_pingpong", "1000 round trips\n"),
-        ("threads_nullfork", "1000\n"),
-    ] {
-        let image = builtin(name);
+    // (threads_parallel's 10 million instructions at quantum 1 would take long)
+    let programs: Vec<_> =
+        synchronized_thread_programs().into_iter().filter(|(n, _)| *n != "threads_parallel").collect();
+    assert!(programs.len() >= 6, "{programs:?}");
+    for (name, want) in programs {
+        let image = builtin_image(name);
         for q in [1, 2, 3, 7, 64, 1000, 1 << 40] {
             for e in ENGINES {
                 let t = ThreadConfig { quantum: q, ..ThreadConfig::default() };
@@ -282,7 +275,7 @@ fn synchronized_programs_give_one_result_whatever_the_quantum() {
 
 #[test]
 fn a_racy_counter_loses_updates_and_xadd_loses_none() {
-    let racy = builtin("threads_racy");
+    let racy = builtin_image("threads_racy");
     for e in ENGINES {
         // switched after every instruction: deterministically lost
         let t = ThreadConfig { quantum: 1, ..ThreadConfig::default() };
@@ -299,7 +292,7 @@ fn a_racy_counter_loses_updates_and_xadd_loses_none() {
 
 #[test]
 fn the_report_counts_threads_and_their_instructions() {
-    let image = builtin("threads_counter");
+    let image = builtin_image("threads_counter");
     for e in ENGINES {
         let mut io = BufferIo::default();
         let r = run::run_image(&image, &cfg(e, 1000), None, None, &mut io).unwrap();
@@ -320,7 +313,7 @@ fn the_report_counts_threads_and_their_instructions() {
         assert_eq!(table.lines().count(), 2 + 5, "{table}");
     }
     // No thread instruction: no report, and the run is the plain one.
-    let r = run::run_image(&builtin("fib"), &RunConfig::default(), None, None, &mut BufferIo::default()).unwrap();
+    let r = run::run_image(&builtin_image("fib"), &RunConfig::default(), None, None, &mut BufferIo::default()).unwrap();
     assert!(r.threads.is_none());
 }
 

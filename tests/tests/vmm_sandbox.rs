@@ -4,31 +4,19 @@
 //! interrupt line all work under it. (A forbidden call dying of SIGSYS
 //! with its report is shown by the unit tests of `vmm::seccomp`.)
 
-use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::{binary, kvm_available, temp_file, Outcome};
+use tests::{binary, kvm_available, process, temp_file, Outcome};
 
 /// Bound on every run, so a broken guest fails the test instead of hanging it.
 const TIMEOUT: &str = "30";
 
 /// Runs the real `vmm` with `input` on its stdin; fails if a signal killed it.
 fn vmm(args: &[&str], input: &str) -> Outcome {
-    let mut child = spawn(args);
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).expect("write the guest's serial input");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait for vmm");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.signal(), None, "vmm {args:?} was killed by a signal: {stderr}");
-    assert!(!stderr.contains("seccomp"), "vmm {args:?}: {stderr}");
-    Outcome {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
+    let o = process("vmm", args, input.as_bytes());
+    assert!(!o.stderr.contains("seccomp"), "vmm {args:?}: {}", o.stderr);
+    o
 }
 
 fn spawn(args: &[&str]) -> Child {

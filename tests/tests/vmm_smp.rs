@@ -8,11 +8,10 @@
 //! an AP never started, an AP that ends the run or fails it.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::{binary, kvm_available, temp_file, temp_path, vmm, Outcome};
+use tests::{binary, kvm_available, process, temp_file, temp_path, vmm, Outcome};
 
 /// Bound on every run, so a broken guest fails the test instead of hanging it.
 const TIMEOUT: &str = "30";
@@ -28,14 +27,7 @@ fn expected(vcpus: u32) -> &'static str {
 
 /// The `vmm` binary as a process of its own (snapshots use signals and files).
 fn vmm_process(args: &[&str]) -> Outcome {
-    let out = Command::new(binary("vmm")).args(args).output().expect("start vmm");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.signal(), None, "vmm {args:?} was killed by a signal: {stderr}");
-    Outcome {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
+    process("vmm", args, b"")
 }
 
 #[test]

@@ -5,36 +5,17 @@
 //! a part of the state is caught by the same comparison; damaged, foreign
 //! and mismatched snapshots are refused with a message naming the problem.
 
-use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tests::{binary, kvm_available, temp_path, Outcome};
+use tests::{binary, kvm_available, process, temp_path, Outcome};
 
 /// Bound on every run, so a broken restore fails the test instead of hanging it.
 const TIMEOUT: &str = "20";
 
 fn vmm(args: &[&str], input: &str) -> Outcome {
-    let mut child = Command::new(binary("vmm"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vmm");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).expect("write the guest's serial input");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait for vmm");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.signal(), None, "vmm {args:?} was killed by a signal: {stderr}");
-    Outcome {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
+    process("vmm", args, input.as_bytes())
 }
 
 fn snapshot_path(name: &str) -> PathBuf {
