@@ -373,18 +373,7 @@ setup_idt:
         jne     1b
         ret
 
-/* set_gate: a 64-bit interrupt gate for handler rax at rdi. Clobbers rdx. */
-set_gate:
-        mov     %ax, 0(%rdi)
-        movw    $CODE64, 2(%rdi)
-        movw    $0x8e00, 4(%rdi)
-        mov     %rax, %rdx
-        shr     $16, %rdx
-        mov     %dx, 6(%rdi)
-        shr     $16, %rdx
-        mov     %edx, 8(%rdi)
-        movl    $0, 12(%rdi)
-        ret
+        .include "idt64.inc"
 
 /* on_ping: on the AP. Acknowledge, then answer the BSP. */
 on_ping:

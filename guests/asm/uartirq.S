@@ -114,18 +114,7 @@ fault:  lea     m_fault(%rip), %rsi
         call    puts
         EXIT_WITH 3
 
-/* set_gate: write a 64-bit interrupt gate for handler rax at rdi. */
-set_gate:
-        mov     %ax, 0(%rdi)
-        movw    $CODE64, 2(%rdi)
-        movw    $0x8e00, 4(%rdi)        /* present, DPL 0, 64-bit interrupt gate */
-        mov     %rax, %rdx
-        shr     $16, %rdx
-        mov     %dx, 6(%rdi)
-        shr     $16, %rdx
-        mov     %edx, 8(%rdi)
-        movl    $0, 12(%rdi)
-        ret
+        .include "idt64.inc"
 
         .include "lib64.inc"
 

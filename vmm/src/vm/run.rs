@@ -52,6 +52,18 @@ impl RunReport {
             RunEnd::Reset => ExitCode::GuestReset as i32,
         }
     }
+
+    /// This report with what the controller did during the run (its
+    /// snapshots and migrations), or the failure that ended the run.
+    fn with_controller(mut self, outcome: crate::controller::Outcome) -> Result<Self, VmError> {
+        if let Some(fatal) = outcome.fatal {
+            return Err(fatal);
+        }
+        self.snapshots = outcome.snapshots;
+        self.snapshot_failures = outcome.failures;
+        self.migrations = outcome.migrations;
+        Ok(self)
+    }
 }
 
 /// Options of one run.
@@ -172,14 +184,8 @@ impl Vm {
                 migrate,
             };
             let outcome = controller.serve();
-            let mut report = vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            if let Some(fatal) = outcome.fatal {
-                return Err(fatal);
-            }
-            report.snapshots = outcome.snapshots;
-            report.snapshot_failures = outcome.failures;
-            report.migrations = outcome.migrations;
-            Ok(report)
+            let report = vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            report.with_controller(outcome)
         })
     }
 
@@ -221,16 +227,10 @@ impl Vm {
             Controller { vm, mem, machine, cpuid, tsc_khz, written, control, paused, snapshot, migrate }.serve()
         };
         let (report, outcome) = crate::smp::run(parts, opts, serve);
-        let mut report = report?;
-        if let Some(outcome) = outcome {
-            if let Some(fatal) = outcome.fatal {
-                return Err(fatal);
-            }
-            report.snapshots = outcome.snapshots;
-            report.snapshot_failures = outcome.failures;
-            report.migrations = outcome.migrations;
+        match outcome {
+            Some(outcome) => report?.with_controller(outcome),
+            None => report,
         }
-        Ok(report)
     }
 
     /// The benchmark floor: KVM_RUN in a loop, no device dispatch, until a
