@@ -69,6 +69,7 @@ pub fn run(
     names: &[String],
     engines: &[Engine],
     rounds: u32,
+    jit_threshold: u32,
     peers: Option<&crate::peers::Peers>,
 ) -> Result<Vec<BenchRow>, Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
@@ -81,7 +82,7 @@ pub fn run(
         for _ in 0..rounds.max(1) {
             for (engine, t) in &mut times {
                 let mut io = BufferIo::default();
-                let cfg = RunConfig { engine: *engine, mem_mib: DEFAULT_MEM_MIB, ..Default::default() };
+                let cfg = RunConfig { engine: *engine, mem_mib: DEFAULT_MEM_MIB, jit_threshold, ..Default::default() };
                 let r = run::run_image(&image, &cfg, None, None, &mut io)?;
                 let output = String::from_utf8_lossy(&io.output).into_owned();
                 if r.outcome != Outcome::Exited(0) || output != want {
@@ -291,8 +292,8 @@ pub fn to_json(rows: &[BenchRow]) -> String {
         .map(|r| {
             let jit = r.jit_stats.as_ref().map_or("null".into(), |j| {
                 format!(
-                    "{{\"blocks_translated\": {}, \"guest_instructions_translated\": {}, \"host_bytes\": {}, \"translate_seconds\": {:.6}, \"median_block_translate_seconds\": {:.9}, \"slowest_block_translate_seconds\": {:.9}, \"slowest_block_pc\": {}, \"cache_lookups\": {}, \"cache_hits\": {}, \"chains\": {}, \"invalidations\": {}, \"flushes\": {}, \"interpreted\": {}, \"guard_failures\": {}}}",
-                    j.blocks_translated, j.guest_instructions_translated, j.host_bytes, j.translate_time.as_secs_f64(), j.median_block_translation.as_secs_f64(), j.slowest_block_translation.as_secs_f64(), j.slowest_block_pc, j.cache_lookups, j.cache_hits, j.chains, j.invalidations, j.flushes, j.interpreted, j.guard_failures
+                    "{{\"blocks_translated\": {}, \"guest_instructions_translated\": {}, \"host_bytes\": {}, \"translate_seconds\": {:.6}, \"median_block_translate_seconds\": {:.9}, \"slowest_block_translate_seconds\": {:.9}, \"slowest_block_pc\": {}, \"cache_lookups\": {}, \"cache_hits\": {}, \"chains\": {}, \"invalidations\": {}, \"flushes\": {}, \"interpreted\": {}, \"guard_failures\": {}, \"jit_threshold\": {}, \"cold_blocks\": {}, \"cold_instructions\": {}}}",
+                    j.blocks_translated, j.guest_instructions_translated, j.host_bytes, j.translate_time.as_secs_f64(), j.median_block_translation.as_secs_f64(), j.slowest_block_translation.as_secs_f64(), j.slowest_block_pc, j.cache_lookups, j.cache_hits, j.chains, j.invalidations, j.flushes, j.interpreted, j.guard_failures, j.threshold, j.cold_blocks, j.cold_instructions
                 )
             });
             let peers: Vec<String> =

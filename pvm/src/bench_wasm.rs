@@ -38,7 +38,11 @@ pub fn suite(names: &[String]) -> Vec<&'static WasmProgram> {
 
 /// One in-process run: retired instructions, the translator's figures,
 /// the time (decoding and lowering included).
-fn in_process(p: &WasmProgram, engine: Engine) -> Result<(u64, Option<JitStats>, Duration), BoxError> {
+fn in_process(
+    p: &WasmProgram,
+    engine: Engine,
+    jit_threshold: u32,
+) -> Result<(u64, Option<JitStats>, Duration), BoxError> {
     let started = Instant::now();
     let loaded = run::build_program(p.name, "wasm", p.wasm, LoadOptions::default())?;
     let info = loaded.wasm.ok_or("not compiled as WebAssembly")?;
@@ -46,7 +50,7 @@ fn in_process(p: &WasmProgram, engine: Engine) -> Result<(u64, Option<JitStats>,
     let argv = std::iter::once(p.name.to_string()).chain(p.args.iter().map(|a| a.to_string())).collect();
     let env = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut io = Wasi::new(&mut inner, argv, env, info.memory_desc);
-    let cfg = RunConfig { engine, mem_mib: info.mem_mib, ..RunConfig::default() };
+    let cfg = RunConfig { engine, mem_mib: info.mem_mib, jit_threshold, ..RunConfig::default() };
     let r = run::run_image(&loaded.image, &cfg, None, None, &mut io)?;
     let elapsed = started.elapsed();
     let status = match r.outcome {
@@ -72,9 +76,10 @@ fn in_process(p: &WasmProgram, engine: Engine) -> Result<(u64, Option<JitStats>,
 
 /// One whole-process run of `pvm run`, output and status checked as the
 /// peers' runs are.
-fn process(exe: &Path, wasm: &Path, p: &WasmProgram, engine: Engine) -> Result<Duration, BoxError> {
+fn process(exe: &Path, wasm: &Path, p: &WasmProgram, engine: Engine, jit_threshold: u32) -> Result<Duration, BoxError> {
     let mut cmd = Command::new(exe);
     cmd.arg("run").arg(wasm).args(["--engine", engine.name()]);
+    cmd.arg("--jit-threshold").arg(jit_threshold.to_string());
     for (k, v) in p.env {
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
@@ -94,6 +99,7 @@ pub fn run(
     names: &[String],
     engines: &[Engine],
     rounds: u32,
+    jit_threshold: u32,
     peers: Option<&WasmPeers>,
 ) -> Result<Vec<BenchRow>, BoxError> {
     let programs = suite(names);
@@ -110,7 +116,7 @@ pub fn run(
         let mut retired = 0;
         let mut jit_stats = None;
         for &e in engines {
-            let (r, j, _) = in_process(p, e)?;
+            let (r, j, _) = in_process(p, e, jit_threshold)?;
             if retired != 0 && r != retired {
                 return Err(format!("{}: the engines retired {retired} and {r} instructions", p.name).into());
             }
@@ -132,7 +138,7 @@ pub fn run(
     for _ in 0..rounds.max(1) {
         for (i, p) in programs.iter().enumerate() {
             for (e, t) in &mut ours[i] {
-                t.push(process(exe, &paths[i], p, *e)?);
+                t.push(process(exe, &paths[i], p, *e, jit_threshold)?);
             }
             if let Some(peers) = peers {
                 for sample in peers.time_suite(&[p], 1)? {

@@ -92,6 +92,10 @@ enum Command {
         /// Code cache size of the translator (bytes, or with K or M).
         #[arg(long, value_parser = parse_size, default_value = "32M")]
         cache_size: usize,
+        /// Entries a block start takes before the translator translates it
+        /// (jit; before that it runs on the interpreter; 1: at once).
+        #[arg(long, default_value_t = crate::jit::DEFAULT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+        jit_threshold: u32,
         /// Print the translation of the block at this guest pc (jit).
         #[arg(long, value_parser = parse_addr)]
         dump_block: Option<u64>,
@@ -171,6 +175,10 @@ enum Command {
         /// Where the peer programs are.
         #[arg(long, default_value = "../shared/bench-peers")]
         peers: String,
+        /// Entries a block start takes before the translator translates it
+        /// (jit; before that it runs on the interpreter; 1: at once).
+        #[arg(long, default_value_t = crate::jit::DEFAULT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+        jit_threshold: u32,
     },
 }
 
@@ -237,6 +245,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             wasm_memory,
             engine,
             cache_size,
+            jit_threshold,
             dump_block,
             stats,
             trace,
@@ -287,6 +296,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
                 fuel,
                 stats,
                 cache_size,
+                jit_threshold,
                 bounds_slack: bounds_slack as u64,
                 seccomp: !no_seccomp,
                 threads: threads.config(),
@@ -365,8 +375,8 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
         },
         Command::Wast { engine, verbose, files } => wast_command(&engine.engines(), verbose, &files, out, err),
         Command::Bench { what: Some(BenchWhat::Threads(args)), .. } => crate::bench_threads::command(&args, out, err),
-        Command::Bench { engine, programs, rounds, json, plot, compare, wasm: true, .. } => {
-            let rows = match wasm_bench(&engine.engines(), &programs, rounds, compare, err) {
+        Command::Bench { engine, programs, rounds, json, plot, compare, wasm: true, jit_threshold, .. } => {
+            let rows = match wasm_bench(&engine.engines(), &programs, rounds, compare, jit_threshold, err) {
                 Ok(rows) => rows,
                 Err(e) => {
                     report(err, &*e);
@@ -382,7 +392,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             }
             write_outputs(&rows, json, plot, err)
         }
-        Command::Bench { engine, programs, rounds, json, plot, compare, peers, wasm: false, .. } => {
+        Command::Bench { engine, programs, rounds, json, plot, compare, peers, wasm: false, jit_threshold, .. } => {
             let peers = if compare {
                 match crate::peers::Peers::discover(std::path::Path::new(&peers)) {
                     Ok(p) => {
@@ -397,7 +407,7 @@ pub fn main_with(args: &[&str], io: &mut dyn SysIo, out: &mut dyn Write, err: &m
             } else {
                 None
             };
-            let rows = match crate::bench::run(&programs, &engine.engines(), rounds, peers.as_ref()) {
+            let rows = match crate::bench::run(&programs, &engine.engines(), rounds, jit_threshold, peers.as_ref()) {
                 Ok(rows) => rows,
                 Err(e) => {
                     report(err, &*e);
@@ -444,6 +454,7 @@ fn wasm_bench(
     programs: &[String],
     rounds: u32,
     compare: bool,
+    jit_threshold: u32,
     err: &mut dyn Write,
 ) -> Result<Vec<crate::bench::BenchRow>, Box<dyn std::error::Error>> {
     let peers = if compare {
@@ -457,7 +468,7 @@ fn wasm_bench(
         None
     };
     let exe = std::env::current_exe()?;
-    crate::bench_wasm::run(&exe, programs, engines, rounds, peers.as_ref())
+    crate::bench_wasm::run(&exe, programs, engines, rounds, jit_threshold, peers.as_ref())
 }
 
 /// The .wast files `specs` name (a directory: its .wast files, sorted).
@@ -561,13 +572,18 @@ fn print_stats(err: &mut dyn Write, r: &run::RunResult, engine: Engine) {
         let _ = writeln!(err, "dispatcher entries:   {}", j.dispatcher_entries);
         let _ = writeln!(
             err,
-            "cache lookups:        {} ({} hits, {} misses)",
-            j.cache_lookups, j.cache_hits, j.cache_misses
+            "cache lookups:        {} ({} hits, {} misses, {} not hot yet)",
+            j.cache_lookups, j.cache_hits, j.cache_misses, j.cold_blocks
         );
         let _ = writeln!(err, "chained links:        {}", j.chains);
         let _ = writeln!(err, "invalidations:        {}", j.invalidations);
         let _ = writeln!(err, "cache flushes:        {}", j.flushes);
-        let _ = writeln!(err, "interpreted instrs:   {}", j.interpreted);
+        let _ = writeln!(err, "interpreted instrs:   {} (one at a time)", j.interpreted);
+        let _ = writeln!(
+            err,
+            "jit threshold:        {} (before it: {} blocks, {} instrs interpreted)",
+            j.threshold, j.cold_blocks, j.cold_instructions
+        );
         let _ = writeln!(err, "guard failures:       {}", j.guard_failures);
         let _ = writeln!(err, "faults recovered:     {}", j.faults_recovered);
         return;

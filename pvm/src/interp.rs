@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use crate::disasm;
-use crate::isa::{DecodeError, Instr, Opcode, INSTR_SIZE, SP};
+use crate::isa::{Class, DecodeError, Instr, Opcode, INSTR_SIZE, SP};
 use crate::machine::{sys, Machine, Rmw, SysIo, Syscall};
 use crate::semantics as sem;
 use crate::trap::{Trap, TrapKind};
@@ -21,6 +21,8 @@ struct Slot {
     c: u8,
     imm: i32,
     target: u32,
+    /// The translator's block ends after it (see `jit::block::scan`).
+    ends_block: bool,
 }
 
 const NO_TARGET: u32 = u32::MAX;
@@ -70,9 +72,11 @@ fn decode_slot(m: &Machine, addr: u64) -> Slot {
                 Some(t) if m.is_code_addr(t) => ((t - m.code_start) / INSTR_SIZE) as u32,
                 _ => NO_TARGET,
             };
-            Slot { op: Some(i.op), a: i.a, b: i.b, c: i.c, imm: i.imm, target }
+            let info = i.op.info();
+            let ends_block = info.ends_block && info.class != Class::Branch;
+            Slot { op: Some(i.op), a: i.a, b: i.b, c: i.c, imm: i.imm, target, ends_block }
         }
-        Err(_) => Slot { op: None, a: 0, b: 0, c: 0, imm: 0, target: NO_TARGET },
+        Err(_) => Slot { op: None, a: 0, b: 0, c: 0, imm: 0, target: NO_TARGET, ends_block: true },
     }
 }
 
@@ -121,6 +125,12 @@ impl Interpreter {
         self.code_writes.push((addr, n));
     }
 
+    /// The code section's instructions as decoded now (`None` where the
+    /// bytes are no instruction).
+    pub fn instrs(&self) -> impl Iterator<Item = Option<Instr>> + Clone + '_ {
+        self.slots.iter().map(|s| s.op.map(|op| Instr::new(op, s.a, s.b, s.c, s.imm)))
+    }
+
     /// The ranges `(address, length)` of code overwritten since the last call.
     pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
         std::mem::take(&mut self.code_writes)
@@ -137,6 +147,38 @@ impl Interpreter {
         stats: &mut InterpStats,
         trace: &mut dyn Write,
     ) -> Outcome {
+        match self.exec::<STATS, TRACE, false>(m, io, fuel, stats, trace) {
+            Some(outcome) => outcome,
+            None => Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc)),
+        }
+    }
+
+    /// Runs from `m.pc` until exit or trap, or until `limit` instructions
+    /// have retired in all: `None` then, with the machine before the next
+    /// instruction (no trap record is built: the translator's dispatcher
+    /// steps through instructions this way).
+    pub fn run_until(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Option<Outcome> {
+        self.exec::<false, false, false>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
+    }
+
+    /// [`Interpreter::run_until`], stopping too at the end of the block the
+    /// translator would make at `m.pc` (after its last instruction, see
+    /// `jit::block::scan`) or after a taken branch: the dispatcher runs a
+    /// block that is not hot yet this way, and counts where it went.
+    pub fn run_block(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Option<Outcome> {
+        self.exec::<false, false, true>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
+    }
+
+    /// The interpreter loop: `None` when it stopped at `fuel`, or with
+    /// `BLOCK` at the end of a block, before the next instruction.
+    fn exec<const STATS: bool, const TRACE: bool, const BLOCK: bool>(
+        &mut self,
+        m: &mut Machine,
+        io: &mut dyn SysIo,
+        fuel: u64,
+        stats: &mut InterpStats,
+        trace: &mut dyn Write,
+    ) -> Option<Outcome> {
         if STATS && stats.histogram.len() < 256 {
             stats.histogram.resize(256, 0);
         }
@@ -155,7 +197,7 @@ impl Interpreter {
                 m.retired = retired;
                 let t = trap_at(m, $kind, m.pc);
                 stats.redecodes = self.redecodes;
-                return Outcome::Trapped(t);
+                return Some(Outcome::Trapped(t));
             }};
         }
         macro_rules! tryt {
@@ -172,10 +214,13 @@ impl Interpreter {
                 m.pc = addr;
                 m.retired = retired;
                 stats.redecodes = self.redecodes;
-                return Outcome::Trapped(trap_at(m, TrapKind::BadJumpTarget(addr), addr));
+                return Some(Outcome::Trapped(trap_at(m, TrapKind::BadJumpTarget(addr), addr)));
             };
             if retired >= fuel {
-                trap!(TrapKind::FuelExhausted);
+                m.pc = pc!();
+                m.retired = retired;
+                stats.redecodes = self.redecodes;
+                return None;
             }
             let op = match slot.op {
                 Some(op) => op,
@@ -425,7 +470,7 @@ impl Interpreter {
                     m.pc = pc!();
                     m.retired = retired;
                     stats.redecodes = self.redecodes;
-                    return Outcome::ThreadOp;
+                    return Some(Outcome::ThreadOp);
                 }
                 Opcode::Cas => atomic!(Rmw::Cas { expected: m.regs[a], new: m.regs[c] }),
                 Opcode::XAdd => atomic!(Rmw::Add(m.regs[c])),
@@ -496,7 +541,7 @@ impl Interpreter {
                     m.pc = pc!();
                     m.retired = retired;
                     stats.redecodes = self.redecodes;
-                    return Outcome::ThreadOp;
+                    return Some(Outcome::ThreadOp);
                 }
                 Opcode::Sys => {
                     m.pc = pc!();
@@ -507,10 +552,10 @@ impl Interpreter {
                                 stats.histogram[op as usize] += 1;
                             }
                             stats.redecodes = self.redecodes;
-                            return match end {
+                            return Some(match end {
                                 Syscall::Exit(status) => Outcome::Exited(status),
                                 _ => Outcome::Returned,
-                            };
+                            });
                         }
                         // A read into the code section is a store into code.
                         Syscall::Wrote { addr, len } if m.touches_code(addr, len) => self.code_written(m, addr, len),
@@ -531,6 +576,13 @@ impl Interpreter {
                 let _ = writeln!(trace, "{pc:#08x}  {text:<28} {}", changed.join(" "));
             }
             retired += 1;
+            if BLOCK && (next != idx + 1 || slot.ends_block) {
+                idx = next;
+                m.pc = pc!();
+                m.retired = retired;
+                stats.redecodes = self.redecodes;
+                return None;
+            }
             idx = next;
         }
     }

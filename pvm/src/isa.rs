@@ -201,6 +201,7 @@ macro_rules! isa {
             }
 
             /// The table row of this opcode.
+            #[inline]
             pub const fn info(self) -> OpInfo {
                 match self {
                     $( $( Opcode::$variant => OpInfo {
@@ -590,19 +591,29 @@ impl Instr {
     /// The registers the instruction's fields name, read or written (sp
     /// moved by a push, pop, call or return is not named).
     pub fn named_regs(&self) -> impl Iterator<Item = u8> {
-        let n = match self.op.info().format {
-            Format::None | Format::Jump | Format::Sys => 0,
-            Format::LoadImm | Format::Src | Format::Dst | Format::BranchZ => 1,
-            Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => 2,
-            Format::R3 | Format::LinearLoad | Format::LinearStore | Format::Atomic => 3,
-        };
-        [self.a, self.b, self.c].into_iter().take(n)
+        [self.a, self.b, self.c].into_iter().take(self.op.info().format.named_fields())
     }
 
     /// The absolute target of a direct jump, branch or call.
     pub fn target(&self) -> Option<u64> {
-        matches!(self.op.info().format, Format::Jump | Format::Branch | Format::BranchZ)
-            .then_some(self.imm as u32 as u64)
+        self.op.info().format.has_target().then_some(self.imm as u32 as u64)
+    }
+}
+
+impl Format {
+    /// How many of the register fields a, b, c (in that order) it names.
+    pub const fn named_fields(self) -> usize {
+        match self {
+            Format::None | Format::Jump | Format::Sys => 0,
+            Format::LoadImm | Format::Src | Format::Dst | Format::BranchZ => 1,
+            Format::R2 | Format::RI | Format::Load | Format::Store | Format::Branch => 2,
+            Format::R3 | Format::LinearLoad | Format::LinearStore | Format::Atomic => 3,
+        }
+    }
+
+    /// Its immediate is an absolute code address (a direct jump, branch, call).
+    pub const fn has_target(self) -> bool {
+        matches!(self, Format::Jump | Format::Branch | Format::BranchZ)
     }
 }
 

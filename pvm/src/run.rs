@@ -158,6 +158,9 @@ pub struct RunConfig {
     pub stats: bool,
     /// Code cache size of the translator, in bytes.
     pub cache_size: usize,
+    /// Entries a block start takes before the translator translates it
+    /// (the interpreter runs it until then; 1: at the first entry).
+    pub jit_threshold: u32,
     /// Bytes the translator's bounds checks let through on purpose (see
     /// `Jit::set_bounds_slack`); 0 normally.
     pub bounds_slack: u64,
@@ -177,6 +180,7 @@ impl Default for RunConfig {
             fuel: None,
             stats: false,
             cache_size: crate::jit::DEFAULT_CACHE_SIZE,
+            jit_threshold: crate::jit::DEFAULT_THRESHOLD,
             bounds_slack: 0,
             seccomp: false,
             threads: ThreadConfig::default(),
@@ -282,6 +286,7 @@ fn new_engine(cfg: &RunConfig, m: &Machine) -> Result<SliceEngine, JitError> {
     let mut engine = if cfg.engine == Engine::Jit {
         let mut jit = Jit::new(m, cfg.cache_size, cfg.fuel)?;
         jit.set_bounds_slack(cfg.bounds_slack);
+        jit.set_threshold(cfg.jit_threshold);
         SliceEngine::Jit(Box::new(jit))
     } else {
         SliceEngine::Interp(Interpreter::new(m))

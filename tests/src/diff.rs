@@ -45,10 +45,27 @@ pub fn try_run_on(image: &Image, cfg: RunConfig, input: &[u8]) -> Result<(Final,
     Ok((f, r.jit))
 }
 
-/// Runs `image` on both engines and returns both results.
+/// The translator's hotness thresholds every differential run tries: 1
+/// first (every block translated at its first entry: the most translated
+/// code), then 2 (every block interpreted once, then translated: the most
+/// changes between the tiers) and the default.
+pub fn thresholds() -> Vec<u32> {
+    let mut t = vec![1, 2, pvm::jit::DEFAULT_THRESHOLD];
+    t.dedup();
+    t
+}
+
+/// Runs `image` on both engines and returns both results: the translator's
+/// with threshold 1 (every block translated). Its runs with the other
+/// [`thresholds`], interpreted and translated blocks mixed, must end
+/// exactly as the interpreter's run: this panics if they do not.
 pub fn both(image: &Image, cfg: RunConfig, input: &[u8]) -> (Final, Final, JitStats) {
     let (interp, _) = run_on(image, RunConfig { engine: Engine::Interp, ..cfg }, input);
-    let (jit, stats) = run_on(image, RunConfig { engine: Engine::Jit, ..cfg }, input);
+    let (jit, stats) = run_on(image, RunConfig { engine: Engine::Jit, jit_threshold: 1, ..cfg }, input);
+    for t in thresholds().into_iter().skip(1) {
+        let (tiered, _) = run_on(image, RunConfig { engine: Engine::Jit, jit_threshold: t, ..cfg }, input);
+        assert_eq!(interp, tiered, "the translator with --jit-threshold {t} disagrees with the interpreter");
+    }
     (interp, jit, stats.expect("jit stats"))
 }
 

@@ -79,7 +79,14 @@ fn random_programs_agree_on_both_engines_with_a_tiny_cache() {
         // A cache of 1 KiB holds the trampoline and a few blocks: it flushes
         // often. A block too big for it is a clean error, not a comparison.
         let cache_size = if n % 2 == 0 { 1024 } else { 1 << 20 };
-        let tiny = RunConfig { engine: Engine::Jit, mem_mib: 1, fuel: Some(20_000), cache_size, ..Default::default() };
+        let tiny = RunConfig {
+            engine: Engine::Jit,
+            jit_threshold: 1,
+            mem_mib: 1,
+            fuel: Some(20_000),
+            cache_size,
+            ..Default::default()
+        };
         let mut io = BufferIo::default();
         if let Err(e) = run::run_image(&image, &tiny, None, None, &mut io) {
             assert!(matches!(e, run::LoadError::Jit(pvm::jit::JitError::CacheTooSmall(_))), "{e}");

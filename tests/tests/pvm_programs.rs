@@ -42,7 +42,8 @@ fn dump_block_shows_the_guest_block_next_to_its_x86_64() {
 
 #[test]
 fn jit_stats_report_the_translator_at_work() {
-    let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K"]);
+    // (threshold 1: every block translated at its first entry)
+    let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K", "--jit-threshold", "1"]);
     assert_eq!(o.status, 0, "{}", o.stderr);
     let field = |name: &str| -> u64 {
         let line =
@@ -56,6 +57,24 @@ fn jit_stats_report_the_translator_at_work() {
     assert!(o.stderr.contains("ns per guest instruction"), "{}", o.stderr);
     let per_block = o.stderr.lines().find(|l| l.starts_with("translation per block:")).expect("per-block line");
     assert!(per_block.contains("median") && per_block.contains("slowest") && per_block.contains("(block at 0x"));
+    assert!(o.stderr.contains("jit threshold:        1 (before it: 0 blocks, 0 instrs interpreted)"), "{}", o.stderr);
+}
+
+#[test]
+fn jit_stats_report_the_blocks_run_interpreted_before_they_got_hot() {
+    // expect: at the default threshold (50) the first blocks of `collatz`
+    // run on the interpreter, its loops get hot and are translated
+    let o = pvm(&["run", "collatz", "--engine", "jit", "--stats"]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let line = o.stderr.lines().find(|l| l.starts_with("jit threshold:")).expect("a threshold line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    // jit threshold: 50 (before it: N blocks, M instrs interpreted)
+    assert_eq!(words[2], pvm::jit::DEFAULT_THRESHOLD.to_string(), "{line}");
+    let blocks: u64 = words[5].parse().expect("blocks");
+    let instrs: u64 = words[7].parse().expect("instrs");
+    assert!(blocks > 0 && instrs >= blocks, "{line}");
+    let translated = o.stderr.lines().find_map(|l| l.strip_prefix("blocks translated:")).expect("blocks translated");
+    assert!(translated.trim().parse::<u64>().expect("a count") > 0, "{}", o.stderr);
 }
 
 #[test]

@@ -42,7 +42,8 @@ fn every_builtin_program_runs_under_the_filter_on_both_engines() {
 
 #[test]
 fn statistics_the_trace_a_small_code_cache_and_a_block_dump_work_under_the_filter() {
-    let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K"]);
+    // (threshold 1: every block translated at once, so the 2 KiB cache fills)
+    let o = pvm(&["run", "selfmod", "--engine", "jit", "--stats", "--cache-size", "2K", "--jit-threshold", "1"]);
     assert_eq!(o.status, 0, "{}", o.stderr);
     let flushes = o.stderr.lines().find_map(|l| l.strip_prefix("cache flushes:")).map(str::trim);
     assert!(flushes.is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 1)), "{}", o.stderr);

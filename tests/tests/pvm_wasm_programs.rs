@@ -53,6 +53,28 @@ fn every_wasm_program_prints_its_expected_output_and_status_on_both_engines() {
     assert!(n >= 2 * 11, "only {n} runs");
 }
 
+/// The retired count `--stats` reports.
+fn retired(r: &Run) -> Option<u64> {
+    r.stderr.lines().find_map(|l| l.strip_prefix("retired instructions:")).and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn every_wasm_program_retires_as_many_instructions_on_the_translator_whatever_its_threshold() {
+    for p in programs() {
+        let interp = run("interp", p, &["--stats"]);
+        let want = retired(&interp);
+        assert!(want.is_some_and(|n| n > 0), "{}: {}", p.name, interp.stderr);
+        for t in tests::diff::thresholds() {
+            let t = t.to_string();
+            let r = run("jit", p, &["--stats", "--jit-threshold", &t]);
+            let what = format!("{} on jit, --jit-threshold {t}", p.name);
+            assert_eq!((&r.stdout, r.status), (&interp.stdout, interp.status), "{what}: {}", r.stderr);
+            assert_eq!(retired(&r), want, "{what}: {}", r.stderr);
+            assert!(r.stderr.contains(&format!("jit threshold:        {t} ")), "{what}: {}", r.stderr);
+        }
+    }
+}
+
 #[test]
 fn a_linear_memory_ceiling_makes_growth_fail_cleanly_or_is_a_clear_error() {
     // malloc_grow needs 48 MiB: under a ceiling of 1 MiB memory.grow returns

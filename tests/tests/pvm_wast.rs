@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use pvm::run::Engine;
-use pvm::wasm::wast::run_script;
+use pvm::wasm::wast::run_script_tiered;
 
 fn suite_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VIRTLAB_WASM_TESTSUITE") {
@@ -25,7 +25,7 @@ fn expected() -> BTreeSet<String> {
         .collect()
 }
 
-fn run_suite(engine: Engine) {
+fn run_suite(engine: Engine, jit_threshold: u32) {
     let dir = suite_dir();
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the test suite is not at {} ({e}): set VIRTLAB_WASM_TESTSUITE", dir.display()))
@@ -39,7 +39,7 @@ fn run_suite(engine: Engine) {
     for path in &scripts {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(path).unwrap();
-        let report = run_script(&name, &text, engine).unwrap_or_else(|e| panic!("{e}"));
+        let report = run_script_tiered(&name, &text, engine, jit_threshold).unwrap_or_else(|e| panic!("{e}"));
         passed += report.passed;
         for f in &report.failures {
             let key = format!("{name}:{}", f.line);
@@ -69,10 +69,17 @@ fn run_suite(engine: Engine) {
 
 #[test]
 fn the_1_0_test_suite_passes_on_the_interpreter() {
-    run_suite(Engine::Interp);
+    run_suite(Engine::Interp, 1);
 }
 
 #[test]
 fn the_1_0_test_suite_passes_on_the_translator() {
-    run_suite(Engine::Jit);
+    run_suite(Engine::Jit, 1);
+}
+
+#[test]
+fn the_1_0_test_suite_passes_on_the_translator_with_interpreted_blocks_mixed_in() {
+    for t in tests::diff::thresholds().into_iter().skip(1) {
+        run_suite(Engine::Jit, t);
+    }
 }

@@ -21,27 +21,38 @@ impl RegMap {
     /// Gives host registers to the guest registers the code names most,
     /// a use inside a loop (between a backward branch and its target)
     /// counting ten times per level of nesting.
-    pub fn for_code(code: &[u8], code_start: u64) -> Self {
-        let instrs: Vec<Option<Instr>> =
-            code.chunks_exact(8).map(|c| Instr::decode(c.try_into().unwrap_or([0xff; 8])).ok()).collect();
-        let mut depth = vec![0u32; instrs.len()];
-        for (k, i) in instrs.iter().enumerate() {
-            let Some(t) = i.and_then(|i| i.target()) else { continue };
-            let from = t.wrapping_sub(code_start) / INSTR_SIZE;
+    /// `instrs` are the code section's instructions from `code_start` on
+    /// (`None` where the bytes do not decode), walked twice.
+    pub fn for_code(instrs: impl Iterator<Item = Option<Instr>> + Clone, code_start: u64) -> Self {
+        let n = instrs.clone().count();
+        // Loops covering each instruction, capped at 4: a difference array
+        // (a loop adds one from its target to its backward branch), not a
+        // walk over every loop's body, which is quadratic in a big function.
+        // (one table lookup per instruction: `info` is not inlined, and
+        // this runs over a whole libc at start-up)
+        let mut starts = vec![0i64; n + 1];
+        for (k, i) in instrs.clone().enumerate() {
+            let Some(i) = i else { continue };
+            if !i.op.info().format.has_target() {
+                continue;
+            }
+            let from = u64::from(i.imm as u32).wrapping_sub(code_start) / INSTR_SIZE;
             if from <= k as u64 {
-                for d in &mut depth[from as usize..=k] {
-                    *d = (*d + 1).min(4);
-                }
+                starts[from as usize] += 1;
+                starts[k + 1] -= 1;
             }
         }
+        let mut open = 0i64;
         let mut uses = [0u64; NUM_REGS];
-        for (k, i) in instrs.iter().enumerate() {
+        for (i, &d) in instrs.zip(&starts[..n]) {
+            open += d;
             let Some(i) = i else { continue };
-            let weight = 10u64.pow(depth[k]);
-            for f in i.named_regs() {
+            let info = i.op.info();
+            let weight = 10u64.pow(open.clamp(0, 4) as u32);
+            for &f in &[i.a, i.b, i.c][..info.format.named_fields()] {
                 uses[usize::from(f)] += weight;
             }
-            if i.op.info().class.moves_sp() {
+            if info.class.moves_sp() {
                 uses[usize::from(SP)] += weight;
             }
         }
@@ -221,5 +232,23 @@ pub(super) fn r32(r: AsmRegister64) -> AsmRegister32 {
         edx
     } else {
         HOST_POOL.iter().position(|&p| p == r).map_or(eax, |i| HOST_POOL32[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::Opcode;
+
+    #[test]
+    fn registers_used_in_nested_loops_get_host_registers_first() {
+        let add = |g: u8| Instr::new(Opcode::Add, g, g, g, 0);
+        let top = 0x1000 + 20 * INSTR_SIZE as i32;
+        // 20 uses of r1 outside any loop (60 names), one of r2 two loops
+        // deep (3 x 100), r3 in the inner (100) and the outer branch (10).
+        let mut code: Vec<Instr> = vec![add(1); 20];
+        code.extend([add(2), Instr::new(Opcode::Bnez, 3, 0, 0, top), Instr::new(Opcode::Bnez, 3, 0, 0, top)]);
+        let map = RegMap::for_code(code.iter().map(|&i| Some(i)), 0x1000);
+        assert_eq!((map.0[2], map.0[3], map.0[1], map.0[4]), (Some(rbx), Some(rbp), Some(rsi), None));
     }
 }

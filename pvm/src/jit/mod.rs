@@ -28,8 +28,11 @@ pub mod magic;
 mod ops;
 mod plan;
 mod specialize;
+mod tier;
 pub mod translate;
 mod xmm;
+
+pub use self::tier::DEFAULT_THRESHOLD;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -39,8 +42,9 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use self::block::{Layout, RegMap};
 use self::cache::BlockCache;
 use self::context::{JitContext, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
+use self::tier::Next;
 use crate::disasm;
-use crate::interp::{InterpStats, Interpreter, Outcome};
+use crate::interp::{trap_at, Interpreter, Outcome};
 use crate::isa::INSTR_SIZE;
 use crate::machine::{Machine, SysIo};
 use crate::trap::TrapKind;
@@ -103,8 +107,14 @@ pub struct JitStats {
     pub chains: u64,
     pub invalidations: u64,
     pub flushes: u64,
-    /// Instructions the dispatcher handed to the interpreter.
+    /// Instructions the dispatcher handed to the interpreter one at a time.
     pub interpreted: u64,
+    /// Entries a block start takes to be translated (see `tier`).
+    pub threshold: u32,
+    /// Blocks run on the interpreter because their start was not hot yet,
+    /// and the instructions they retired.
+    pub cold_blocks: u64,
+    pub cold_instructions: u64,
     /// Blocks that left because a value they assumed changed (and were
     /// translated again without assumptions).
     pub guard_failures: u64,
@@ -141,6 +151,7 @@ pub struct Jit {
     code_writes: Vec<(u64, u64)>,
     /// How many block times the median in the stats was taken of.
     median_of: usize,
+    hotness: tier::Hotness,
     pub stats: JitStats,
 }
 
@@ -172,8 +183,8 @@ impl Jit {
         if i32::try_from(mem_size).is_err() {
             return Err(JitError::MemoryTooLarge(mem_size));
         }
-        let code = &m.mem[m.code_start as usize..m.code_end as usize];
-        let map = RegMap::for_code(code, m.code_start);
+        let interp = Interpreter::new(m);
+        let map = RegMap::for_code(interp.instrs(), m.code_start);
         let mut cache = BlockCache::new(cache_size)?;
         let at = cache.next_exec_addr();
         let (tramp, offsets) = translate::trampoline(map, at)?;
@@ -196,7 +207,7 @@ impl Jit {
             layout,
             map,
             enter_addr,
-            interp: Interpreter::new(m),
+            interp,
             fuel: fuel.map_or(u64::MAX, |f| f.min(MAX_FUEL)),
             assembler: None,
             encoding: encode::BlockEncoding::new(),
@@ -205,7 +216,8 @@ impl Jit {
             log_code_writes: false,
             median_of: 0,
             code_writes: Vec::new(),
-            stats: JitStats::default(),
+            hotness: tier::Hotness::new(DEFAULT_THRESHOLD),
+            stats: JitStats { threshold: DEFAULT_THRESHOLD, ..JitStats::default() },
         })
     }
 
@@ -255,6 +267,11 @@ impl Jit {
             return Ok(Some(b));
         }
         self.stats.cache_misses += 1;
+        self.translate_at(m, pc)
+    }
+
+    /// Translates the block at `pc` (flushing a full cache).
+    fn translate_at(&mut self, m: &Machine, pc: u64) -> Result<Option<usize>, JitError> {
         if self.cache.next_exit_id() > MAX_EXIT_ID {
             self.cache.flush();
         }
@@ -303,17 +320,22 @@ impl Jit {
     fn interpret_one(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Option<Outcome> {
         self.stats.interpreted += 1;
         let limit = self.fuel.min(m.retired + 1);
-        let mut st = InterpStats::default();
-        let outcome = self.interp.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink());
+        let outcome = self.interp.run_until(m, io, limit);
+        self.drop_overwritten_code();
+        match outcome {
+            None if m.retired < self.fuel => None,
+            None => Some(Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc))),
+            other => other,
+        }
+    }
+
+    /// Drops the blocks of the code the interpreter just overwrote.
+    fn drop_overwritten_code(&mut self) {
         for (addr, len) in self.interp.take_code_writes() {
             self.cache.invalidate(addr, len);
             if self.log_code_writes {
                 self.code_writes.push((addr, len));
             }
-        }
-        match outcome {
-            Outcome::Trapped(t) if t.kind == TrapKind::FuelExhausted && m.retired < self.fuel => None,
-            other => Some(other),
         }
     }
 
@@ -335,18 +357,22 @@ impl Jit {
         let enter: EnterFn = unsafe { std::mem::transmute::<u64, EnterFn>(self.enter_addr) };
         let (guard_start, guard_len) = m.mem.reservation();
         let armed = fault::Armed::new(guard_start, guard_len);
-        let mut next: Option<usize> = None;
+        let mut pending: Option<Next> = None;
         let outcome = loop {
-            let block = match next.take() {
-                Some(b) => Some(b),
-                None if m.retired >= self.fuel || !m.is_code_addr(m.pc) => None,
-                None => self.block_at(m, m.pc)?,
+            let next = match pending.take() {
+                Some(n) => n,
+                None => self.next_at(m)?,
             };
-            let Some(block) = block else {
-                if let Some(outcome) = self.interpret_one(m, io) {
-                    break outcome;
-                }
-                continue;
+            let block = match next {
+                Next::Block(b) => b,
+                Next::Cold => match self.interpret_cold(m, io) {
+                    Some(outcome) => break outcome,
+                    None => continue,
+                },
+                Next::Interpret => match self.interpret_one(m, io) {
+                    Some(outcome) => break outcome,
+                    None => continue,
+                },
             };
             self.cache.publish(m.pc, block);
             ctx.regs = m.regs;
@@ -368,9 +394,7 @@ impl Jit {
             m.retired = ctx.retired;
             m.pc = ctx.exit_pc;
             if code == EXIT_INTERPRET {
-                if let Some(outcome) = self.interpret_one(m, io) {
-                    break outcome;
-                }
+                pending = Some(Next::Interpret);
                 continue;
             }
             if code == EXIT_DESPECIALIZE {
@@ -380,16 +404,16 @@ impl Jit {
                 self.stats.guard_failures += 1;
                 continue;
             }
-            // A direct exit: translate its target and chain the jump to it.
+            // A direct exit: chain the jump to its target once that is
+            // translated (a target not hot yet comes back here, counted).
             let exit_id = code - EXIT_DIRECT;
-            if m.retired < self.fuel && m.is_code_addr(m.pc) {
-                if let Some(target) = self.block_at(m, m.pc)? {
-                    if self.cache.exit(exit_id).is_some_and(|e| e.target == m.pc) {
-                        self.cache.chain(exit_id, target);
-                    }
-                    next = Some(target);
+            let next = self.next_at(m)?;
+            if let Next::Block(target) = next {
+                if self.cache.exit(exit_id).is_some_and(|e| e.target == m.pc) {
+                    self.cache.chain(exit_id, target);
                 }
             }
+            pending = Some(next);
         };
         self.stats.faults_recovered += armed.recovered();
         self.stats.guard_faults += armed.guarded();

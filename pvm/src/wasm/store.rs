@@ -153,6 +153,7 @@ pub struct Store {
     engine: Engine,
     interp: Option<Interpreter>,
     jit: Option<Jit>,
+    jit_threshold: u32,
     ids: TypeIds,
     data_next: u64,
     memory_next: u64,
@@ -188,6 +189,7 @@ impl Store {
             engine,
             interp: None,
             jit: None,
+            jit_threshold: crate::jit::DEFAULT_THRESHOLD,
             ids: TypeIds::default(),
             data_next: super::image::DATA_BASE,
             memory_next: MEMORY_BASE,
@@ -207,6 +209,15 @@ impl Store {
     pub fn set_fuel(&mut self, fuel: u64) {
         self.fuel = fuel;
         self.jit = None;
+    }
+
+    /// Sets how many entries make a block hot for the translator (see
+    /// `Jit::set_threshold`; 1: translate every block at once).
+    pub fn set_jit_threshold(&mut self, threshold: u32) {
+        self.jit_threshold = threshold;
+        if let Some(jit) = &mut self.jit {
+            jit.set_threshold(threshold);
+        }
     }
 
     /// Sets the most pages a memory instantiated from now on may grow to.
@@ -546,7 +557,9 @@ impl Store {
             }
             Engine::Jit => {
                 if self.jit.is_none() {
-                    self.jit = Some(Jit::new(&self.m, crate::jit::DEFAULT_CACHE_SIZE, Some(self.fuel))?);
+                    let mut jit = Jit::new(&self.m, crate::jit::DEFAULT_CACHE_SIZE, Some(self.fuel))?;
+                    jit.set_threshold(self.jit_threshold);
+                    self.jit = Some(jit);
                 }
                 let jit = self.jit.as_mut().ok_or(StoreError::Full("translator"))?;
                 Ok(jit.run(&mut self.m, &mut self.io)?)

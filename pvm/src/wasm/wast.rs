@@ -62,6 +62,7 @@ enum Home {
 /// The state of one script's run.
 struct Runner {
     engine: Engine,
+    jit_threshold: u32,
     features: wasmparser::WasmFeatures,
     shared: Option<Store>,
     private: Vec<Option<Store>>,
@@ -80,6 +81,16 @@ struct Runner {
 ///
 /// A script that does not parse.
 pub fn run_script(name: &str, text: &str, engine: Engine) -> Result<Report, WastError> {
+    run_script_tiered(name, text, engine, crate::jit::DEFAULT_THRESHOLD)
+}
+
+/// [`run_script`], the translator translating a block at its
+/// `jit_threshold`-th entry (see `Store::set_jit_threshold`).
+///
+/// # Errors
+///
+/// A script that does not parse.
+pub fn run_script_tiered(name: &str, text: &str, engine: Engine, jit_threshold: u32) -> Result<Report, WastError> {
     let perr = |e: wast::Error| WastError::Parse { name: name.to_string(), message: e.to_string() };
     // The suite's names.wast exports names with bidirectional controls.
     let mut lexer = wast::lexer::Lexer::new(text);
@@ -88,6 +99,7 @@ pub fn run_script(name: &str, text: &str, engine: Engine) -> Result<Report, Wast
     let script: Wast<'_> = parser::parse(&buf).map_err(perr)?;
     let mut r = Runner {
         engine,
+        jit_threshold,
         features: module::WASM1,
         shared: None,
         private: Vec::new(),
@@ -154,6 +166,7 @@ impl Runner {
         if slot.is_none() {
             let mut s = Store::new(self.engine, self.features).map_err(|e| chain(&e))?;
             s.set_fuel(SCRIPT_FUEL);
+            s.set_jit_threshold(self.jit_threshold);
             *slot = Some(s);
         }
         slot.as_mut().ok_or_else(|| "no store".to_string())

@@ -321,19 +321,30 @@ pub fn check(case: &Case) -> Result<Verdict, String> {
     if pvm::verify::verify(&case.image).is_err() {
         return Ok(Verdict::Skipped("does not verify"));
     }
-    let jit_cfg = RunConfig { engine: Engine::Jit, ..case.cfg };
-    let jit = match try_run_on(&case.image, jit_cfg, &case.input) {
-        Err(LoadError::Jit(pvm::jit::JitError::CacheTooSmall(_))) => return Ok(Verdict::Skipped("cache too small")),
-        Err(e) => return Err(format!("the translator failed: {e}")),
-        Ok((jit, stats)) => (jit, stats.unwrap_or_default()),
-    };
-    let (jit, stats) = jit;
     let (interp, _) = run_on(&case.image, RunConfig { engine: Engine::Interp, ..case.cfg }, &case.input);
-    if interp == jit {
-        return Ok(Verdict::Agree(Box::new(interp), Box::new(stats)));
+    // (threshold 1 first: its statistics are the verdict's, every block translated)
+    let mut first = None;
+    let mut disagreement = None;
+    for t in crate::diff::thresholds() {
+        let jit_cfg = RunConfig { engine: Engine::Jit, jit_threshold: t, ..case.cfg };
+        let (jit, stats) = match try_run_on(&case.image, jit_cfg, &case.input) {
+            Err(LoadError::Jit(pvm::jit::JitError::CacheTooSmall(_))) => {
+                return Ok(Verdict::Skipped("cache too small"))
+            }
+            Err(e) => return Err(format!("the translator failed (--jit-threshold {t}): {e}")),
+            Ok((jit, stats)) => (jit, stats.unwrap_or_default()),
+        };
+        if jit != interp {
+            disagreement = Some((t, jit));
+            break;
+        }
+        first.get_or_insert(stats);
     }
+    let Some((threshold, jit)) = disagreement else {
+        return Ok(Verdict::Agree(Box::new(interp), Box::new(first.unwrap_or_default())));
+    };
     Err(format!(
-        "the engines disagree\ninterp: {interp:?}\njit:    {jit:?}\nlayout: {:?}, code at {:#x}..{:#x}, cfg {:?}, input {:?}\n{}",
+        "the engines disagree (--jit-threshold {threshold})\ninterp: {interp:?}\njit:    {jit:?}\nlayout: {:?}, code at {:#x}..{:#x}, cfg {:?}, input {:?}\n{}",
         case.layout,
         case.image.code.addr,
         case.image.code.addr + case.image.code.bytes.len() as u64,

@@ -150,9 +150,10 @@ struct PvmSide {
 }
 
 impl PvmSide {
-    fn new(engine: Engine, bytes: &[u8], limits: Limits) -> (PvmSide, Outcome) {
+    fn new(engine: Engine, jit_threshold: u32, bytes: &[u8], limits: Limits) -> (PvmSide, Outcome) {
         let mut store = Store::new(engine, program_features()).unwrap_or_else(|e| panic!("a store: {e}"));
         store.set_fuel(limits.fuel);
+        store.set_jit_threshold(jit_threshold);
         store.set_max_pages(limits.pages);
         let mut side = PvmSide { store, id: None, digest: None };
         let outcome = match side.store.instantiate(bytes) {
@@ -297,10 +298,13 @@ impl WasmiSide {
     }
 }
 
-/// One module on the three sides.
+/// One module on the three sides (the translator's several times: every
+/// block translated at once, and interpreted blocks mixed in, see
+/// `tests::diff::thresholds`).
 pub struct Trio {
     interp: PvmSide,
-    jit: PvmSide,
+    /// The translator's sides, by threshold, threshold 1 first.
+    jits: Vec<(u32, PvmSide)>,
     wasmi: WasmiSide,
     memory: Option<String>,
     globals: Vec<String>,
@@ -329,12 +333,16 @@ impl Trio {
     /// Instantiates `bytes` on the three sides. `Ok(None)`: all refused
     /// it or trapped alike (the outcome says how); a divergence otherwise.
     pub fn new(engine: &wasmi::Engine, bytes: &[u8], limits: Limits) -> Result<(Option<Trio>, Outcome), Divergence> {
-        let (interp, a) = PvmSide::new(Engine::Interp, bytes, limits);
-        let (jit, b) = PvmSide::new(Engine::Jit, bytes, limits);
-        let (wasmi, c) = WasmiSide::new(engine, bytes, limits);
-        if a != b {
-            return Err(Divergence(format!("instantiation: interp {a:?}, jit {b:?}")));
+        let (interp, a) = PvmSide::new(Engine::Interp, 1, bytes, limits);
+        let mut jits = Vec::new();
+        for t in tests::diff::thresholds() {
+            let (jit, b) = PvmSide::new(Engine::Jit, t, bytes, limits);
+            if a != b {
+                return Err(Divergence(format!("instantiation: interp {a:?}, jit (threshold {t}) {b:?}")));
+            }
+            jits.push((t, jit));
         }
+        let (wasmi, c) = WasmiSide::new(engine, bytes, limits);
         // A segment that does not fit is a link error here, a trap (or an
         // error) in wasmi.
         let segment = match (&a, &c) {
@@ -362,7 +370,7 @@ impl Trio {
             exports.iter().filter(|(_, e)| matches!(e, Extern::Global(_))).map(|(n, _)| n.clone()).collect();
         globals.sort();
         let memory = interp.memory_name();
-        let mut trio = Trio { interp, jit, wasmi, memory, globals, funcs, full_checks: true };
+        let mut trio = Trio { interp, jits, wasmi, memory, globals, funcs, full_checks: true };
         trio.check_state(None)?;
         Ok((Some(trio), a))
     }
@@ -385,12 +393,14 @@ impl Trio {
     pub fn call(&mut self, name: &str, args: &[Value]) -> Result<Outcome, Divergence> {
         let results = self.funcs.iter().find(|f| f.0 == name).map_or(0, |f| f.1.results.len());
         let a = self.interp.invoke(name, args);
-        let b = self.jit.invoke(name, args);
-        let c = self.wasmi.invoke(name, args, results);
         let what = || format!("{name}({})", args.iter().map(Value::to_string).collect::<Vec<_>>().join(", "));
-        if a != b {
-            return Err(Divergence(format!("{}: interp {a:?}, jit {b:?}", what())));
+        for (t, jit) in &mut self.jits {
+            let b = jit.invoke(name, args);
+            if a != b {
+                return Err(Divergence(format!("{}: interp {a:?}, jit (threshold {t}) {b:?}", what())));
+            }
         }
+        let c = self.wasmi.invoke(name, args, results);
         if a.resource_out() || c.resource_out() {
             return Ok(if a.resource_out() { a } else { Outcome::Fuel { detail: format!("wasmi: {c:?}") } });
         }
@@ -409,10 +419,14 @@ impl Trio {
         let id = self.interp.id.unwrap_or(0);
         for g in &self.globals {
             let a = self.interp.store.global(id, g).ok();
-            let b = self.jit.store.global(id, g).ok();
             let c = self.wasmi.global(g);
-            if a != b || a != c {
-                return Err(Divergence(format!("global {g:?} {after}: interp {a:?}, jit {b:?}, wasmi {c:?}")));
+            for (t, jit) in &self.jits {
+                let b = jit.store.global(id, g).ok();
+                if a != b || a != c {
+                    return Err(Divergence(format!(
+                        "global {g:?} {after}: interp {a:?}, jit (threshold {t}) {b:?}, wasmi {c:?}"
+                    )));
+                }
             }
         }
         self.check_range(0, usize::MAX, &after)
@@ -429,7 +443,8 @@ impl Trio {
         let len = mem.len();
         let (from, to) = (from.min(len), to.min(len));
         let data = mem[from..to].to_vec();
-        for (engine, side) in [("interp", &mut self.interp), ("jit", &mut self.jit)] {
+        let jits = self.jits.iter_mut().map(|(t, side)| (format!("jit (threshold {t})"), side));
+        for (engine, side) in std::iter::once(("interp".to_string(), &mut self.interp)).chain(jits) {
             let pages = side.digest_call("pages", &[]);
             if pages * u64::from(PAGE) != len as u64 {
                 return Err(Divergence(format!(

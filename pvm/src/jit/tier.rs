@@ -1,0 +1,189 @@
+//! Tiering: a block start is translated only once the dispatcher has
+//! entered it `threshold` times (LuaJIT's `hotloop`, V8's tiering). Before
+//! that the dispatcher runs the block on its interpreter, to the block's end
+//! or its first taken branch, and counts the next start: most blocks of a
+//! short program run once or twice, and translating one costs about as much
+//! as interpreting it a few hundred times.
+//!
+//! Chained and indirect jumps reach translated blocks only, so a jump into a
+//! start that is not hot yet comes back to the dispatcher, which counts it.
+//! The interpreter and the translator share the machine, the fuel limit and
+//! the code-write log: counts, traps and self-modifying code are exact
+//! whatever the threshold.
+
+use super::{block, Jit, JitError};
+use crate::addr_map::AddrMap;
+use crate::interp::Outcome;
+use crate::machine::{Machine, SysIo};
+
+/// The threshold `pvm run` uses unless told otherwise, chosen by measuring
+/// hello world and the benchmarks (see `docs/benchmarks.md`).
+pub const DEFAULT_THRESHOLD: u32 = 50;
+
+/// Entries into block starts not translated yet.
+#[derive(Debug)]
+pub(super) struct Hotness {
+    threshold: u32,
+    counts: AddrMap<u32>,
+}
+
+impl Hotness {
+    pub(super) fn new(threshold: u32) -> Self {
+        Hotness { threshold: threshold.max(1), counts: AddrMap::default() }
+    }
+
+    pub(super) fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    /// Counts an entry into `pc`; whether it is hot now (translate it).
+    /// (A start stays hot: after an invalidation it is translated again
+    /// at once, as before tiering.)
+    pub(super) fn enter(&mut self, pc: u64) -> bool {
+        if self.threshold <= 1 {
+            return true;
+        }
+        let n = self.counts.entry(pc).or_insert(0);
+        *n = n.saturating_add(1);
+        *n >= self.threshold
+    }
+}
+
+/// Where the dispatcher goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Into this translated block.
+    Block(usize),
+    /// A block start not hot yet: interpret its block.
+    Cold,
+    /// One instruction on the interpreter (fuel exhausted, not code, or
+    /// nothing to translate there).
+    Interpret,
+}
+
+impl Jit {
+    /// Sets how many entries make a block start hot (1: translate at the
+    /// first entry). Counts taken so far stay.
+    pub fn set_threshold(&mut self, threshold: u32) {
+        self.hotness.threshold = threshold.max(1);
+        self.stats.threshold = self.hotness.threshold();
+    }
+
+    /// Decides where the dispatcher continues at `m.pc`, translating the
+    /// block there if it just became hot.
+    pub(super) fn next_at(&mut self, m: &Machine) -> Result<Next, JitError> {
+        if m.retired >= self.fuel || !m.is_code_addr(m.pc) {
+            return Ok(Next::Interpret);
+        }
+        self.stats.cache_lookups += 1;
+        if let Some(b) = self.cache.get(m.pc) {
+            self.stats.cache_hits += 1;
+            return Ok(Next::Block(b));
+        }
+        if !self.hotness.enter(m.pc) {
+            return Ok(Next::Cold);
+        }
+        self.stats.cache_misses += 1;
+        Ok(match self.translate_at(m, m.pc)? {
+            Some(b) => Next::Block(b),
+            None => Next::Interpret,
+        })
+    }
+
+    /// Runs the block at `m.pc` on the interpreter: to its end, its first
+    /// taken branch, or the fuel limit. `Some` ends the run.
+    pub(super) fn interpret_cold(&mut self, m: &mut Machine, io: &mut dyn SysIo) -> Option<Outcome> {
+        let before = m.retired;
+        let limit = self.fuel.min(m.retired.saturating_add(block::MAX_BLOCK as u64));
+        let outcome = self.interp.run_block(m, io, limit);
+        self.stats.cold_blocks += 1;
+        self.stats.cold_instructions += m.retired - before;
+        self.drop_overwritten_code();
+        // (stopped at the fuel limit: the next step reports it exactly as
+        // the interpreter would, through `interpret_one`)
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm;
+    use crate::machine::BufferIo;
+    use crate::trap::TrapKind;
+
+    fn machine(src: &str) -> Machine {
+        Machine::new(&asm::assemble("t", src).unwrap(), 1).unwrap()
+    }
+
+    /// Counts to 1000 in a loop, then writes one byte and exits 7.
+    const LOOP: &str = "
+        li r1, 0
+        li r2, 1000
+    top:
+        addi r1, r1, 1
+        blt r1, r2, top
+        li r1, 65
+        sys 5
+        li r1, 7
+        sys 0
+    ";
+
+    fn run(src: &str, threshold: u32, fuel: Option<u64>) -> (Outcome, Machine, Vec<u8>, super::super::JitStats) {
+        let mut m = machine(src);
+        let mut jit = Jit::new(&m, 1 << 20, fuel).unwrap();
+        jit.set_threshold(threshold);
+        let mut io = BufferIo::default();
+        let o = jit.run(&mut m, &mut io).unwrap();
+        (o, m, io.output, jit.stats)
+    }
+
+    #[test]
+    fn a_start_gets_hot_on_its_threshold_th_entry() {
+        let mut h = Hotness::new(3);
+        assert_eq!([h.enter(8), h.enter(8), h.enter(16), h.enter(8), h.enter(8)], [false, false, false, true, true]);
+        assert!(Hotness::new(0).enter(8), "0 means 1: translate at once");
+    }
+
+    #[test]
+    fn the_loop_gets_translated_and_the_rest_runs_interpreted() {
+        let (o1, m1, out1, s1) = run(LOOP, 1, None);
+        let (o4, m4, out4, s4) = run(LOOP, 4, None);
+        assert_eq!((&o1, m1.retired, &out1), (&o4, m4.retired, &out4));
+        assert_eq!(o4, Outcome::Exited(7));
+        assert_eq!(s1.cold_blocks, 0);
+        assert_eq!(s4.threshold, 4);
+        // (the entry block, three loop iterations, and the tail after the loop)
+        assert!(s4.cold_blocks >= 4, "{s4:?}");
+        assert!(s4.cold_instructions >= 3 * 2, "{s4:?}");
+        assert!(s4.blocks_translated >= 1 && s4.blocks_translated < s1.blocks_translated + 1, "{s4:?}");
+        assert_eq!(m1.regs, m4.regs);
+    }
+
+    #[test]
+    fn the_fuel_stops_an_interpreted_block_at_the_same_instruction() {
+        let (full, m, ..) = run(LOOP, 1, None);
+        assert_eq!(full, Outcome::Exited(7));
+        for fuel in [1, 2, 3, 5, 8, 1000, m.retired - 1] {
+            let (o1, m1, ..) = run(LOOP, 1, Some(fuel));
+            for t in [2, 50, 10_000] {
+                let (o, mt, ..) = run(LOOP, t, Some(fuel));
+                assert_eq!((&o, mt.retired, mt.pc, mt.regs), (&o1, m1.retired, m1.pc, m1.regs), "fuel {fuel}, T={t}");
+                assert!(matches!(&o, Outcome::Trapped(t) if t.kind == TrapKind::FuelExhausted && t.retired == fuel));
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_interpreted_stops_after_its_taken_branch() {
+        let mut m = machine(LOOP);
+        let mut interp = crate::interp::Interpreter::new(&m);
+        let mut io = BufferIo::default();
+        // li, li, addi, blt (taken): back at `top`
+        assert_eq!(interp.run_block(&mut m, &mut io, 1000), None);
+        assert_eq!((m.retired, m.pc), (4, m.code_start + 16));
+        // the limit stops it first
+        assert_eq!(interp.run_block(&mut m, &mut io, 5), None);
+        assert_eq!((m.retired, m.pc), (5, m.code_start + 24));
+    }
+}
