@@ -42,15 +42,16 @@ pub fn render_costs(out: &mut dyn Write, t: &CostTable) -> io::Result<()> {
             )?;
         }
     }
-    writeln!(out, "\n## CPU-bound parsum ({} items) on 1 and 2 threads\n", t.parsum_items)?;
-    writeln!(out, "| model | engine | 1 thread (ms) | 2 threads (ms) | speedup |")?;
-    writeln!(out, "|---|---|---:|---:|---:|")?;
+    writeln!(out, "\n## CPU-bound parsum on 1 and 2 threads\n")?;
+    writeln!(out, "| model | engine | items | 1 thread (ms) | 2 threads (ms) | speedup |")?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|")?;
     for s in &t.speedups {
         writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
             s.model,
             s.engine,
+            s.items,
             s.one_thread_ms,
             s.two_threads_ms,
             s.speedup()
@@ -168,9 +169,10 @@ pub fn to_json(r: &ThreadReport) -> String {
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"model\": {}, \"engine\": \"{}\", \"one_thread_ms\": {}, \"two_threads_ms\": {}, \"speedup\": {}}}",
+                    "{{\"model\": {}, \"engine\": \"{}\", \"items\": {}, \"one_thread_ms\": {}, \"two_threads_ms\": {}, \"speedup\": {}}}",
                     q(&s.model),
                     s.engine,
+                    s.items,
                     num(s.one_thread_ms),
                     num(s.two_threads_ms),
                     num(s.speedup())
@@ -237,10 +239,10 @@ mod tests {
                 speedups: vec![SpeedupRow {
                     model: "kernel".into(),
                     engine: "jit",
+                    items: 10,
                     one_thread_ms: 9.0,
                     two_threads_ms: 3.0,
                 }],
-                parsum_items: 10,
             }),
             servers: Some(vec![ServerRow {
                 shape: "finite-state machine",
