@@ -273,7 +273,7 @@ mod tests {
         render(&mut out, &report(), &args).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("| pvm user (jit) | user-level | 0.250 | 34 | 0.0074 | - | 37 | - |"), "{text}");
-        assert!(text.contains("| kernel | jit | 9.0 | 3.0 | 3.00x |"));
+        assert!(text.contains("| kernel | jit | 10 | 9.0 | 3.0 | 3.00x |"));
         assert!(text.contains("parsum on 2 kernel threads (jit) ~2x (>= 1.8x): 3.00x PASS"));
         assert!(text.contains("pvm user (jit) null fork < 1 µs: 0.250 µs PASS"));
         assert!(text.contains("| finite-state machine | 1 | user | 1000 | - | 1.50 | 2.00 |"), "{text}");
