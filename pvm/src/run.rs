@@ -224,8 +224,6 @@ pub fn run_image(
         // one exists yet.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
         let _ = std::thread::spawn(|| {}).join();
-    }
-    if cfg.seccomp && cfg.threads.model != Model::User {
         sandbox::apply_threaded()?;
     } else if cfg.seccomp {
         sandbox::apply()?;
