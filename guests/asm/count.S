@@ -15,12 +15,7 @@
         .set TOUCHED, 0x2000000         /* the pages written once start at 32 MiB */
         .set K_LINE, 0x9e3779b1
         .set K_PAGE, 0x85ebca77
-        .code32
-        .globl _start
-_start:
-        mov     $0x80000, %esp
-        mov     24(%ebx), %eax          /* hvm_start_info.cmdline_paddr */
-        mov     %eax, cmdline
+        PVH_START
         mov     $k_n, %edi
         mov     $20, %edx
         mov     $10000000, %ebx

@@ -14,12 +14,7 @@
         .set IB700_STOP, 0x441
         .set IB700_START, 0x443
         .set COM1_LSR_DATA_READY, 1
-        .code32
-        .globl _start
-_start:
-        mov     $0x80000, %esp
-        mov     24(%ebx), %eax          /* hvm_start_info.cmdline_paddr */
-        mov     %eax, cmdline
+        PVH_START
         mov     $k_pets, %edi
         mov     $5, %edx
         mov     $100000000, %ebx

@@ -15,12 +15,7 @@
         .set BASE, 0x1000000            /* the working set starts at 16 MiB */
         .set K_PASS, 0x9e3779b1
         .set K_PAGE, 0x85ebca77
-        .code32
-        .globl _start
-_start:
-        mov     $0x80000, %esp
-        mov     24(%ebx), %eax          /* hvm_start_info.cmdline_paddr */
-        mov     %eax, cmdline
+        PVH_START
         mov     $k_mib, %edi
         mov     $1, %edx
         mov     $2048, %ebx
