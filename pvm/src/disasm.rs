@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::image::Image;
+use crate::image::{Image, CODE_BASE};
 use crate::isa::{Format, Instr, INSTR_SIZE, SP};
 
 /// A register's name (`sp` for r15).
@@ -84,6 +84,10 @@ fn is_canonical(i: &Instr) -> bool {
 pub fn disassemble(image: &Image) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "; pvm disassembly\n.entry {:#x}\n.text", image.entry);
+    if image.code.addr != CODE_BASE {
+        // (where the code starts, even when there is none: it is the image's)
+        let _ = writeln!(out, ".org {:#x}", image.code.addr);
+    }
     for (k, chunk) in image.code.bytes.chunks(8).enumerate() {
         let addr = image.code.addr + k as u64 * INSTR_SIZE;
         let text = match <[u8; 8]>::try_from(chunk).ok().map(Instr::decode) {
@@ -137,5 +141,18 @@ mod tests {
         assert!(text.contains("add r1, r2, r3"), "{text}");
         let again = crate::asm::assemble("again.pasm", &text).unwrap();
         assert_eq!(again.code, image.code, "{text}");
+    }
+
+    #[test]
+    fn code_placed_by_org_reassembles_at_its_address_even_when_empty() {
+        // Found by the pvm_asm fuzz target (fuzz/regressions/pvm_asm/
+        // empty-code-at-org.pasm): `.org 0x1010` and no instruction gave an
+        // empty code section at 0x1010, whose disassembly, without the
+        // `.org`, reassembled at 0x1000.
+        for src in [".org 0X1010\n", ".org 0xff000\nmain: nop\n sys 0\n", "main: nop\n"] {
+            let image = crate::asm::assemble("x.pasm", src).unwrap();
+            let text = disassemble(&image);
+            assert_eq!(crate::asm::assemble("again.pasm", &text).unwrap(), image, "{src}:\n{text}");
+        }
     }
 }
