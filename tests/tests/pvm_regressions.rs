@@ -323,3 +323,24 @@ fn a_code_cache_too_large_for_rel32_jumps_is_a_clean_error() {
     let cfg = RunConfig { cache_size: pvm::jit::MAX_CACHE_SIZE, ..cfg };
     assert_eq!(run::run_image(&image, &cfg, None, None, &mut io).unwrap().outcome, Outcome::Exited(0));
 }
+
+/// The input of CI's `pvm_differential` timeout (2026-12-02): a loop that
+/// stores into its own block every iteration, in a 1 MiB memory with an
+/// 8 KiB code cache. The translator dropped and translated the block
+/// again at every iteration, at every threshold: 18,200 translations in
+/// 100,000 instructions, 220 times the interpreter's time. A start
+/// rewritten over and over now backs off (`pvm::jit::tier`).
+#[test]
+fn a_block_rewritten_every_iteration_is_not_translated_every_iteration() {
+    let input = include_bytes!("../../fuzz/regressions/pvm_differential/self-patching-loop-translated-every-iteration");
+    let case = tests::gen::case(&mut tests::gen::Bytes::new(input));
+    assert_eq!(case.cfg.fuel, Some(100_000));
+    match tests::gen::check(&case) {
+        Ok(tests::gen::Verdict::Agree(f, stats)) => {
+            assert_eq!(f.retired, 100_000, "{f:?}");
+            assert!(stats.blocks_translated < 100 && stats.invalidations < 100, "{stats:?}");
+            assert!(stats.cold_blocks > 1000, "the rewritten block ran interpreted: {stats:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -205,8 +205,9 @@ impl BlockCache {
     }
 
     /// Drops every block whose guest code overlaps `[addr, addr + len)` and
-    /// unchains the jumps into them. Returns how many were dropped.
-    pub fn invalidate(&mut self, addr: u64, len: u64) -> usize {
+    /// unchains the jumps into them. Returns the guest starts of the
+    /// blocks dropped.
+    pub fn invalidate(&mut self, addr: u64, len: u64) -> Vec<u64> {
         let end = addr.saturating_add(len);
         let hit: Vec<usize> = self
             .blocks
@@ -215,11 +216,19 @@ impl BlockCache {
             .filter(|(_, b)| b.valid && b.guest_start < end && b.guest_end() > addr)
             .map(|(i, _)| i)
             .collect();
+        let mut starts = Vec::with_capacity(hit.len());
         for &id in &hit {
             self.blocks[id].valid = false;
             let start = self.blocks[id].guest_start;
+            starts.push(start);
             if self.by_pc.get(&start) == Some(&id) {
                 self.by_pc.remove(&start);
+            }
+            // Indirect jumps must not reach a dropped block: its slot goes
+            // (in place, so the table's address generated code holds stays).
+            let slot = lookup_slot(start);
+            if self.lookup[slot].guest == start {
+                self.lookup[slot] = LookupEntry::empty(slot);
             }
             for exit in std::mem::take(&mut self.blocks[id].incoming) {
                 let e = &mut self.exits[exit as usize];
@@ -233,12 +242,8 @@ impl BlockCache {
                 }
             }
         }
-        if !hit.is_empty() {
-            // Indirect jumps must not reach a dropped block.
-            self.lookup = LookupEntry::empty_table();
-            self.invalidations += hit.len() as u64;
-        }
-        hit.len()
+        self.invalidations += hit.len() as u64;
+        starts
     }
 
     /// Forgets every block (the buffer is full); the trampoline stays.
@@ -247,7 +252,9 @@ impl BlockCache {
         self.by_pc.clear();
         self.blocks.clear();
         self.exits.clear();
-        self.lookup = LookupEntry::empty_table();
+        for (slot, e) in self.lookup.iter_mut().enumerate() {
+            *e = LookupEntry::empty(slot);
+        }
         self.flushes += 1;
     }
 
@@ -307,11 +314,31 @@ mod tests {
         assert_eq!(jump_target(&c, site.jump), c.entry(b));
         assert_eq!(c.chains, 1);
         // a store into block b's guest code drops it and restores a's jump
-        assert_eq!(c.invalidate(0x1108, 1), 1);
+        assert_eq!(c.invalidate(0x1108, 1).len(), 1);
         assert_eq!(c.get(0x1100), None);
         assert_eq!(jump_target(&c, site.jump), c.memory().exec_addr(site.stub));
         assert_eq!(c.get(0x1000), Some(a));
-        assert_eq!(c.invalidate(0x2000, 8), 0);
+        assert_eq!(c.invalidate(0x2000, 8).len(), 0);
+    }
+
+    #[test]
+    fn invalidation_empties_the_dropped_blocks_lookup_slot_in_place() {
+        let mut c = BlockCache::new(4096).unwrap();
+        let a = c.insert(&fake(0x1000, 4)).unwrap();
+        let b = c.insert(&fake(0x1100, 2)).unwrap();
+        let table = c.lookup_table();
+        let slot = |pc| c.lookup[lookup_slot(pc)];
+        assert_eq!((slot(0x1000).guest, slot(0x1000).host), (0x1000, c.entry(a)));
+        assert_eq!(slot(0x1100).guest, 0x1100);
+        assert_eq!(c.invalidate(0x1100, 8), vec![0x1100]);
+        // (generated code holds the table's address: it must not move)
+        assert_eq!(c.lookup_table(), table);
+        assert_ne!(c.lookup[lookup_slot(0x1100)].guest, 0x1100, "a dropped block stays reachable");
+        assert_eq!(c.lookup[lookup_slot(0x1000)].host, c.entry(a));
+        let _ = b;
+        c.flush();
+        assert_eq!(c.lookup_table(), table);
+        assert_ne!(c.lookup[lookup_slot(0x1000)].guest, 0x1000);
     }
 
     /// A block that adds to the count before its exit: `add r13, -2`, then a
@@ -378,7 +405,7 @@ mod tests {
         let mut c = BlockCache::new(4096).unwrap();
         c.insert(&fake(0x1000, 4)).unwrap(); // 0x1000..0x1020
         c.insert(&fake(0x1020, 4)).unwrap(); // 0x1020..0x1040
-        assert_eq!(c.invalidate(0x101c, 8), 2);
+        assert_eq!(c.invalidate(0x101c, 8).len(), 2);
         assert!(c.is_empty());
     }
 

@@ -256,7 +256,14 @@ impl Jit {
     /// (the scheduler's read, another thread's store): its blocks go.
     pub fn code_written(&mut self, m: &Machine, addr: u64, len: u64) {
         self.interp.refresh_code(m, addr, len);
-        self.cache.invalidate(addr, len);
+        self.drop_blocks(addr, len);
+    }
+
+    /// Drops the blocks over `[addr, addr + len)`, just overwritten.
+    fn drop_blocks(&mut self, addr: u64, len: u64) {
+        for start in self.cache.invalidate(addr, len) {
+            self.hotness.rewritten(start);
+        }
     }
 
     /// The block at `pc`, translated now if needed (flushing a full cache).
@@ -332,7 +339,7 @@ impl Jit {
     /// Drops the blocks of the code the interpreter just overwrote.
     fn drop_overwritten_code(&mut self) {
         for (addr, len) in self.interp.take_code_writes() {
-            self.cache.invalidate(addr, len);
+            self.drop_blocks(addr, len);
             if self.log_code_writes {
                 self.code_writes.push((addr, len));
             }

@@ -20,32 +20,61 @@ use crate::machine::{Machine, SysIo};
 /// hello world and the benchmarks (see `docs/benchmarks.md`).
 pub const DEFAULT_THRESHOLD: u32 = 50;
 
-/// Entries into block starts not translated yet.
+/// How many rewrites of a block start's translated code are taken as they
+/// come (each translated again at the threshold); each further one doubles
+/// the entries the start needs, up to `threshold << MAX_BACKOFF`.
+const FREE_REWRITES: u32 = 8;
+const MAX_BACKOFF: u32 = 16;
+
+/// Entries into block starts not translated yet, and how often each
+/// start's translation was dropped because its code was overwritten.
+///
+/// Code written a few times (a loader, a patched call site) is translated
+/// again at the threshold; code rewritten over and over (a loop that patches
+/// itself) would be translated at nearly every entry, each time costing
+/// hundreds of interpreted runs, so it backs off exponentially and runs on
+/// the interpreter between translations (Smith & Nair, 3.4: "self-modifying
+/// code"). Stable again, it gets hot again.
 #[derive(Debug)]
 pub(super) struct Hotness {
     threshold: u32,
     counts: AddrMap<u32>,
+    rewrites: AddrMap<u32>,
 }
 
 impl Hotness {
     pub(super) fn new(threshold: u32) -> Self {
-        Hotness { threshold: threshold.max(1), counts: AddrMap::default() }
+        Hotness { threshold: threshold.max(1), counts: AddrMap::default(), rewrites: AddrMap::default() }
     }
 
     pub(super) fn threshold(&self) -> u32 {
         self.threshold
     }
 
+    /// The entries `pc` needs before it is translated.
+    fn needed(&self, pc: u64) -> u32 {
+        let backoff = self.rewrites.get(&pc).map_or(0, |&k| k.saturating_sub(FREE_REWRITES).min(MAX_BACKOFF));
+        self.threshold.saturating_mul(1 << backoff)
+    }
+
     /// Counts an entry into `pc`; whether it is hot now (translate it).
-    /// (A start stays hot: after an invalidation it is translated again
-    /// at once, as before tiering.)
+    /// (A start stays hot until its code is overwritten.)
     pub(super) fn enter(&mut self, pc: u64) -> bool {
-        if self.threshold <= 1 {
+        let needed = self.needed(pc);
+        if needed <= 1 {
             return true;
         }
         let n = self.counts.entry(pc).or_insert(0);
         *n = n.saturating_add(1);
-        *n >= self.threshold
+        *n >= needed
+    }
+
+    /// The translation of the block at `pc` was dropped because its code
+    /// was overwritten: it counts its entries from zero again.
+    pub(super) fn rewritten(&mut self, pc: u64) {
+        let k = self.rewrites.entry(pc).or_insert(0);
+        *k = k.saturating_add(1);
+        self.counts.remove(&pc);
     }
 }
 
@@ -143,6 +172,67 @@ mod tests {
         let mut h = Hotness::new(3);
         assert_eq!([h.enter(8), h.enter(8), h.enter(16), h.enter(8), h.enter(8)], [false, false, false, true, true]);
         assert!(Hotness::new(0).enter(8), "0 means 1: translate at once");
+    }
+
+    #[test]
+    fn a_start_rewritten_again_and_again_backs_off_exponentially() {
+        for t in [1, 3] {
+            let mut h = Hotness::new(t);
+            let entries_to_hot = |h: &mut Hotness| (1..=u32::MAX).find(|_| h.enter(8)).unwrap();
+            assert_eq!(entries_to_hot(&mut h), t);
+            // (written a few times: the threshold again, counted from zero)
+            for k in 1..=FREE_REWRITES {
+                h.rewritten(8);
+                assert_eq!(entries_to_hot(&mut h), t, "T={t}, rewrite {k}");
+            }
+            for k in 1..=MAX_BACKOFF + 2 {
+                h.rewritten(8);
+                assert_eq!(entries_to_hot(&mut h), t << k.min(MAX_BACKOFF), "T={t}, rewrite {}", FREE_REWRITES + k);
+            }
+            // hot, it stays hot; other starts are not affected
+            assert!(h.enter(8));
+            assert_eq!((1..).find(|_| h.enter(16)).unwrap(), t);
+        }
+    }
+
+    /// A loop that rewrites an immediate of its own block 10,000 times:
+    /// the sum of 0..10000 in r3.
+    const SELF_PATCHING_LOOP: &str = "
+        li r9, 0
+        li r3, 0
+        li r4, 0
+        li r5, 10000
+    loop:
+        st32 r4, [r9+bump+4]
+    bump:
+        addi r3, r3, 0
+        addi r4, r4, 1
+        blt r4, r5, loop
+        mov r1, r3
+        sys 3
+        li r1, 0
+        sys 0
+    ";
+
+    #[test]
+    fn a_block_that_rewrites_itself_every_iteration_is_not_translated_every_iteration() {
+        let mut m = machine(SELF_PATCHING_LOOP);
+        let expected = crate::interp::Interpreter::new(&m).run::<false, false>(
+            &mut m,
+            &mut BufferIo::default(),
+            u64::MAX,
+            &mut Default::default(),
+            &mut std::io::sink(),
+        );
+        for t in [1, 2, 50] {
+            let (o, mt, out, s) = run(SELF_PATCHING_LOOP, t, None);
+            assert_eq!((&o, mt.retired, mt.regs), (&expected, m.retired, m.regs), "T={t}");
+            assert_eq!(out, b"49995000", "T={t}");
+            // (without the back-off: a translation per iteration, 10,000)
+            assert!(s.blocks_translated < 64 && s.invalidations < 64, "T={t}: {s:?}");
+            assert!(s.invalidations > FREE_REWRITES.into(), "T={t}: {s:?}");
+            assert!(s.cold_blocks > 9000, "T={t}: the rewritten block ran interpreted: {s:?}");
+        }
     }
 
     #[test]
