@@ -3,12 +3,16 @@
 //! so self-modifying programs see their new instructions at once.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::disasm;
 use crate::isa::{Class, DecodeError, Instr, Opcode, INSTR_SIZE, SP};
+use crate::kick::Kick;
 use crate::machine::{sys, Machine, Rmw, SysIo, Syscall};
 use crate::semantics as sem;
 use crate::trap::{Trap, TrapKind};
+
+mod threaded;
 
 /// A pre-decoded instruction: the fields, and for direct control transfers
 /// the slot index of the target (`NO_TARGET` if it is not an instruction).
@@ -62,6 +66,8 @@ pub struct Interpreter {
     /// Stop before `sys 7` (sleep) and `sys 2` (read) too: the scheduler
     /// turns them into a park plus a switch (`--jacket`).
     defer_blocking: bool,
+    /// Another thread's request to stop (`run_kickable`).
+    kick: Option<Arc<Kick>>,
 }
 
 fn decode_slot(m: &Machine, addr: u64) -> Slot {
@@ -90,7 +96,14 @@ impl Interpreter {
     pub fn new(m: &Machine) -> Self {
         let n = ((m.code_end - m.code_start) / INSTR_SIZE) as usize;
         let slots = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).collect();
-        Interpreter { slots, code_start: m.code_start, redecodes: 0, code_writes: Vec::new(), defer_blocking: false }
+        Interpreter {
+            slots,
+            code_start: m.code_start,
+            redecodes: 0,
+            code_writes: Vec::new(),
+            defer_blocking: false,
+            kick: None,
+        }
     }
 
     /// Whether `sys 7` and `sys 2` stop the run for the scheduler
@@ -147,7 +160,7 @@ impl Interpreter {
         stats: &mut InterpStats,
         trace: &mut dyn Write,
     ) -> Outcome {
-        match self.exec::<STATS, TRACE, false>(m, io, fuel, stats, trace) {
+        match self.exec::<STATS, TRACE, false, false>(m, io, fuel, stats, trace) {
             Some(outcome) => outcome,
             None => Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc)),
         }
@@ -158,7 +171,7 @@ impl Interpreter {
     /// instruction (no trap record is built: the translator's dispatcher
     /// steps through instructions this way).
     pub fn run_until(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Option<Outcome> {
-        self.exec::<false, false, false>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
+        self.exec::<false, false, false, false>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
     }
 
     /// [`Interpreter::run_until`], stopping too at the end of the block the
@@ -166,12 +179,13 @@ impl Interpreter {
     /// `jit::block::scan`) or after a taken branch: the dispatcher runs a
     /// block that is not hot yet this way, and counts where it went.
     pub fn run_block(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Option<Outcome> {
-        self.exec::<false, false, true>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
+        self.exec::<false, false, true, false>(m, io, limit, &mut InterpStats::default(), &mut std::io::sink())
     }
 
     /// The interpreter loop: `None` when it stopped at `fuel`, or with
-    /// `BLOCK` at the end of a block, before the next instruction.
-    fn exec<const STATS: bool, const TRACE: bool, const BLOCK: bool>(
+    /// `BLOCK` at the end of a block, or with `KICK` after a code write or
+    /// at a block boundary after a kick, before the next instruction.
+    fn exec<const STATS: bool, const TRACE: bool, const BLOCK: bool, const KICK: bool>(
         &mut self,
         m: &mut Machine,
         io: &mut dyn SysIo,
@@ -576,7 +590,8 @@ impl Interpreter {
                 let _ = writeln!(trace, "{pc:#08x}  {text:<28} {}", changed.join(" "));
             }
             retired += 1;
-            if BLOCK && (next != idx + 1 || slot.ends_block) {
+            let boundary = next != idx + 1 || slot.ends_block;
+            if (BLOCK && boundary) || (KICK && (!self.code_writes.is_empty() || (boundary && self.kicked()))) {
                 idx = next;
                 m.pc = pc!();
                 m.retired = retired;

@@ -29,6 +29,7 @@ pub mod image;
 pub mod interp;
 pub mod isa;
 pub mod jit;
+pub mod kick;
 pub mod machine;
 pub mod memory;
 pub mod peers;

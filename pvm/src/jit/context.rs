@@ -1,5 +1,8 @@
 //! The state generated code reads and writes, shared with the dispatcher.
 
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
 use crate::isa::NUM_REGS;
 
 /// Entries of the in-cache table for indirect jumps (a power of two).
@@ -46,13 +49,65 @@ pub struct JitContext {
     pub exit_pc: u64,
     /// The indirect-jump table.
     pub lookup: *const LookupEntry,
-    /// Retired-instruction limit.
-    pub fuel: u64,
+    /// Retired-instruction limit; another thread's kick zeroes it while
+    /// generated code runs (see `crate::kick`).
+    pub fuel: AtomicU64,
     /// The host stack pointer when generated code was entered: no host
     /// frame of a guest call lies below it (set by the trampoline).
     pub host_sp_base: u64,
     /// Lowest host stack pointer guest calls may push frames down to.
     pub host_sp_limit: u64,
+}
+
+/// A run's context, on the heap. Another thread may store to its fuel word
+/// while generated code runs (a kick), so no `&mut` to the whole context
+/// is ever made: fields are written and read through the raw pointer, the
+/// fuel word only through its shared `AtomicU64`.
+#[derive(Debug)]
+pub struct RunContext(NonNull<JitContext>);
+
+impl RunContext {
+    pub fn new(ctx: JitContext) -> Self {
+        RunContext(NonNull::from(Box::leak(Box::new(ctx))))
+    }
+
+    /// What generated code gets in r15.
+    pub fn as_ptr(&self) -> *mut JitContext {
+        self.0.as_ptr()
+    }
+
+    pub fn fuel(&self) -> &AtomicU64 {
+        // SAFETY: the context lives until `self` drops; only shared
+        // references to its fuel word are ever made (see the type).
+        unsafe { &(*self.as_ptr()).fuel }
+    }
+
+    /// Sets what a block entered next starts from.
+    pub fn load(&self, regs: &[u64; NUM_REGS], retired: u64, lookup: *const LookupEntry) {
+        let p = self.as_ptr();
+        // SAFETY: valid (see `fuel`); plain writes through the raw pointer
+        // to fields no other thread touches, while no generated code runs.
+        unsafe {
+            (*p).regs = *regs;
+            (*p).retired = retired;
+            (*p).lookup = lookup;
+        }
+    }
+
+    /// The registers, retired count and exit pc generated code left.
+    pub fn state(&self) -> ([u64; NUM_REGS], u64, u64) {
+        let p = self.as_ptr();
+        // SAFETY: as in `load`: reads, after generated code returned.
+        unsafe { ((*p).regs, (*p).retired, (*p).exit_pc) }
+    }
+}
+
+impl Drop for RunContext {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`, dropped once; the fuel
+        // word's borrows (`fuel`, a kick's attachment) end with `self`'s.
+        drop(unsafe { Box::from_raw(self.as_ptr()) });
+    }
 }
 
 pub const OFF_MEM: i32 = 8 * NUM_REGS as i32;

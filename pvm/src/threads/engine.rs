@@ -1,8 +1,11 @@
 //! One engine, as the thread models drive it: run the machine's current
 //! thread until a retired-count limit, a thread instruction or the end.
 
+use std::sync::Arc;
+
 use crate::interp::{InterpStats, Interpreter, Outcome};
 use crate::jit::{Jit, JitError};
+use crate::kick::Kick;
 use crate::machine::{Machine, SysIo};
 
 /// The interpreter or the translator, for one OS thread.
@@ -23,6 +26,7 @@ impl SliceEngine {
     /// A failure of the translator itself.
     pub fn run(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Result<Outcome, JitError> {
         match self {
+            SliceEngine::Interp(i) if i.kickable() => Ok(i.run_kickable(m, io, limit)),
             SliceEngine::Interp(i) => {
                 let mut st = InterpStats::default();
                 Ok(i.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink()))
@@ -31,6 +35,24 @@ impl SliceEngine {
                 j.set_fuel(limit);
                 j.run(m, io)
             }
+        }
+    }
+
+    /// Makes this the engine of a thread of a parallel run: `kick` stops
+    /// its runs at the next block boundary, and so does a code write of its
+    /// own (see `crate::kick`).
+    pub fn set_kick(&mut self, kick: Arc<Kick>) {
+        match self {
+            SliceEngine::Interp(i) => i.set_kick(kick),
+            SliceEngine::Jit(j) => j.set_kick(kick),
+        }
+    }
+
+    /// The kick `set_kick` gave it.
+    pub fn kick(&self) -> Option<&Kick> {
+        match self {
+            SliceEngine::Interp(i) => i.kick(),
+            SliceEngine::Jit(j) => j.kick(),
         }
     }
 

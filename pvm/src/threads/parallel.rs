@@ -70,7 +70,10 @@ impl Ending {
 
     /// Runs `m` on `engine` until `limit` retired instructions, with the
     /// other threads' code writes applied first and this slice's published
-    /// after. `Err` is the end of the program: a translator's failure, or
+    /// after. The slice ends early, at a block boundary, when another
+    /// thread writes code, and right after a code write of its own, so a
+    /// store into code reaches every running thread by its next block
+    /// boundary. `Err` is the end of the program: a translator's failure, or
     /// the fuel of every thread together running out.
     pub fn slice(
         &self,
@@ -80,10 +83,18 @@ impl Ending {
         limit: u64,
         seen: &mut usize,
     ) -> Result<Outcome, End> {
+        if engine.kick().is_none() {
+            engine.set_kick(self.code_log.enlist());
+        }
+        // (a kick for writes published so far: catching up applies them)
+        if let Some(k) = engine.kick() {
+            k.take();
+        }
         self.code_log.catch_up(engine, m, seen);
         let before = m.retired;
         let o = engine.run(m, io, limit).map_err(Err)?;
-        self.code_log.publish(engine.take_code_writes(), seen);
+        let writes = engine.take_code_writes();
+        self.code_log.publish(writes, seen, engine.kick());
         let ran = m.retired - before;
         let total = self.retired.fetch_add(ran, Ordering::SeqCst) + ran;
         if total >= self.fuel && !matches!(o, Outcome::Exited(_) | Outcome::Returned) {
