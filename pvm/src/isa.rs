@@ -200,17 +200,28 @@ macro_rules! isa {
                 }
             }
 
+            /// The table rows by opcode byte: `info` is one indexed load
+            /// (a match of this size is not inlined, and decoding, the
+            /// verifier and the translator's register map ask for every
+            /// instruction of a whole libc at start-up).
+            const INFO: [Option<OpInfo>; 256] = {
+                let mut rows = [None; 256];
+                $( $( rows[$code] = Some(OpInfo {
+                    mnemonic: $mnemonic,
+                    format: Format::$format,
+                    class: Class::$class,
+                    ends_block: $flags.0,
+                    can_trap: $flags.1,
+                }); )* )*
+                rows
+            };
+
             /// The table row of this opcode.
             #[inline]
             pub const fn info(self) -> OpInfo {
-                match self {
-                    $( $( Opcode::$variant => OpInfo {
-                        mnemonic: $mnemonic,
-                        format: Format::$format,
-                        class: Class::$class,
-                        ends_block: $flags.0,
-                        can_trap: $flags.1,
-                    }, )* )*
+                match Self::INFO[self as u8 as usize] {
+                    Some(row) => row,
+                    None => unreachable!(),
                 }
             }
 

@@ -48,7 +48,7 @@ impl RegMap {
             open += d;
             let Some(i) = i else { continue };
             let info = i.op.info();
-            let weight = 10u64.pow(open.clamp(0, 4) as u32);
+            let weight = [1, 10, 100, 1000, 10_000][open.clamp(0, 4) as usize];
             for &f in &[i.a, i.b, i.c][..info.format.named_fields()] {
                 uses[usize::from(f)] += weight;
             }

@@ -53,6 +53,10 @@ impl Hotness {
 
     /// The entries `pc` needs before it is translated.
     fn needed(&self, pc: u64) -> u32 {
+        // (most runs rewrite no translated code: no lookup then)
+        if self.rewrites.is_empty() {
+            return self.threshold;
+        }
         let backoff = self.rewrites.get(&pc).map_or(0, |&k| k.saturating_sub(FREE_REWRITES).min(MAX_BACKOFF));
         self.threshold.saturating_mul(1 << backoff)
     }
