@@ -91,6 +91,13 @@ pub fn trap_at(m: &Machine, kind: TrapKind, pc: u64) -> Trap {
     Trap { kind, pc, instruction: disasm::describe(m.fetch(pc)), retired: m.retired }
 }
 
+/// How a run that stopped before the instruction at `m.pc` (its fuel, a
+/// slice's limit, a kick) ends: a fuel trap there, which the thread models
+/// read as the end of a slice.
+pub fn stopped_at(m: &Machine) -> Outcome {
+    Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc))
+}
+
 impl Interpreter {
     /// Decodes the machine's code section.
     pub fn new(m: &Machine) -> Self {
@@ -160,10 +167,7 @@ impl Interpreter {
         stats: &mut InterpStats,
         trace: &mut dyn Write,
     ) -> Outcome {
-        match self.exec::<STATS, TRACE, false, false>(m, io, fuel, stats, trace) {
-            Some(outcome) => outcome,
-            None => Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc)),
-        }
+        self.exec::<STATS, TRACE, false, false>(m, io, fuel, stats, trace).unwrap_or_else(|| stopped_at(m))
     }
 
     /// Runs from `m.pc` until exit or trap, or until `limit` instructions

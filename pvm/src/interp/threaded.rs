@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use super::{trap_at, InterpStats, Interpreter, Outcome};
+use super::{stopped_at, InterpStats, Interpreter, Outcome};
 use crate::kick::Kick;
 use crate::machine::{Machine, SysIo};
-use crate::trap::TrapKind;
 
 impl Interpreter {
     /// Lets another OS thread stop [`Interpreter::run_kickable`] at the
@@ -22,15 +21,7 @@ impl Interpreter {
     /// (a taken branch, the end of the translator's block) after a kick.
     pub fn run_kickable(&mut self, m: &mut Machine, io: &mut dyn SysIo, fuel: u64) -> Outcome {
         let (mut st, mut sink) = (InterpStats::default(), std::io::sink());
-        match self.exec::<false, false, false, true>(m, io, fuel, &mut st, &mut sink) {
-            Some(outcome) => outcome,
-            None => Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc)),
-        }
-    }
-
-    /// Whether [`Interpreter::set_kick`] was called.
-    pub fn kickable(&self) -> bool {
-        self.kick.is_some()
+        self.exec::<false, false, false, true>(m, io, fuel, &mut st, &mut sink).unwrap_or_else(|| stopped_at(m))
     }
 
     /// The kick `set_kick` gave it.

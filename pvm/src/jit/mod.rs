@@ -46,11 +46,10 @@ use self::cache::BlockCache;
 use self::context::{JitContext, RunContext, EXIT_DESPECIALIZE, EXIT_DIRECT, EXIT_INTERPRET};
 use self::tier::Next;
 use crate::disasm;
-use crate::interp::{trap_at, Interpreter, Outcome};
+use crate::interp::{stopped_at, Interpreter, Outcome};
 use crate::isa::INSTR_SIZE;
 use crate::kick::Kick;
 use crate::machine::{Machine, SysIo};
-use crate::trap::TrapKind;
 
 /// Default size of the code cache in bytes.
 pub const DEFAULT_CACHE_SIZE: usize = 32 << 20;
@@ -351,7 +350,7 @@ impl Jit {
         self.drop_overwritten_code();
         match outcome {
             None if m.retired < self.fuel => None,
-            None => Some(Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc))),
+            None => Some(stopped_at(m)),
             other => other,
         }
     }
@@ -392,7 +391,7 @@ impl Jit {
             // wrote code, or when it did, so they all see it; see `kick`)
             if let Some(k) = &kick {
                 if (k.pending() && k.take()) || !self.code_writes.is_empty() {
-                    break Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc));
+                    break stopped_at(m);
                 }
             }
             let next = match pending.take() {

@@ -26,7 +26,7 @@ impl SliceEngine {
     /// A failure of the translator itself.
     pub fn run(&mut self, m: &mut Machine, io: &mut dyn SysIo, limit: u64) -> Result<Outcome, JitError> {
         match self {
-            SliceEngine::Interp(i) if i.kickable() => Ok(i.run_kickable(m, io, limit)),
+            SliceEngine::Interp(i) if i.kick().is_some() => Ok(i.run_kickable(m, io, limit)),
             SliceEngine::Interp(i) => {
                 let mut st = InterpStats::default();
                 Ok(i.run::<false, false>(m, io, limit, &mut st, &mut std::io::sink()))

@@ -7,10 +7,9 @@ use std::sync::{Mutex, PoisonError};
 
 use super::codelog::CodeLog;
 use super::engine::SliceEngine;
-use crate::interp::{trap_at, Outcome};
+use crate::interp::{stopped_at, Outcome};
 use crate::jit::JitError;
 use crate::machine::{Machine, SysIo};
-use crate::trap::TrapKind;
 
 /// How the run ended: the outcome and a deadlock's report, or a
 /// translator's failure.
@@ -98,7 +97,7 @@ impl Ending {
         let ran = m.retired - before;
         let total = self.retired.fetch_add(ran, Ordering::SeqCst) + ran;
         if total >= self.fuel && !matches!(o, Outcome::Exited(_) | Outcome::Returned) {
-            return Err(Ok((Outcome::Trapped(trap_at(m, TrapKind::FuelExhausted, m.pc)), Vec::new())));
+            return Err(Ok((stopped_at(m), Vec::new())));
         }
         Ok(o)
     }
