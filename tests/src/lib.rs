@@ -201,10 +201,20 @@ pub fn temp_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Writes `bytes` to a fresh file under the system temp dir and returns its path.
+/// Writes `bytes` to the file `temp_path(name)` and returns its path. The
+/// bytes go to a file of their own first and are renamed into place: tests
+/// run in parallel threads, and a second test writing the same name in
+/// place would truncate the file under the first one's reader (CI saw the
+/// verifier reject a half-written `hello.wasm` as "code section is empty").
+/// The path stays the same for the same name, so a program that prints its
+/// `argv[0]` prints the same on every run.
 pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = temp_path(name);
-    std::fs::write(&path, bytes).expect("write temp file");
+    let staging = temp_path(&format!(".{n}.partial"));
+    std::fs::write(&staging, bytes).expect("write temp file");
+    std::fs::rename(&staging, &path).expect("rename temp file into place");
     path
 }
 
