@@ -194,7 +194,10 @@ fn a_store_into_code_reaches_a_running_thread_by_its_next_block_boundary() {
     for t in [kernel, hybrid] {
         for e in ENGINES {
             for _ in 0..20 {
-                let (o, out) = run_with(&image, e, t, Some(100_000_000));
+                // (fuel only as a last resort: the spinner's 10 s give-up
+                // ends a regression first; 10^8 ran out on a loaded 2-core
+                // machine while the writer thread waited for a CPU)
+                let (o, out) = run_with(&image, e, t, Some(100_000_000_000));
                 assert_eq!(o, Outcome::Exited(0), "{:?} on {e:?}: {out}", t.model);
                 // (the iteration that read the flag may finish; the next
                 // block boundary stops the spinner)
