@@ -1,13 +1,14 @@
 //! Before a function is lowered, one pass over its operators decides where
 //! its values live: which locals and operand-stack depths get one of the
 //! twelve value registers (the most used, a use inside a loop weighing ten
-//! times more per level), which live in the frame, what the frame holds,
-//! which locals need zeroing, and what is read after each point (so a call
-//! saves only the registers still needed).
+//! times more per level), which live in the frame and what the frame
+//! holds; then [`live`](super::live) finds which locals need zeroing and
+//! which are read after each point (so a call saves only the registers
+//! still needed).
 
 use wasmparser::Operator;
 
-use super::{Loc, VALUE_REGS};
+use super::{live, Loc, VALUE_REGS};
 use crate::wasm::module::{Body, FuncType};
 
 /// Where one function's values live, and what its calls must keep.
@@ -22,23 +23,19 @@ pub struct Allocation {
     /// Frame offset of the save area for the value registers (one slot
     /// per register), if the function calls.
     pub save_area: Option<i32>,
-    /// Declared locals that are read before some path writes them.
+    /// Declared locals that may be read before some path writes them.
     pub needs_zero: Vec<bool>,
-    /// Per local, 1 + the index of its last `local.get` (0: never read).
-    pub last_get: Vec<u32>,
-    /// Per operator index of a `loop`: the register mask of the locals
-    /// read anywhere inside it (live across each of its iterations).
-    pub loop_reads: Vec<(usize, u16)>,
+    /// Per operator: the register mask of the locals in registers that
+    /// may be read after it before they are written.
+    pub live_after: Vec<u16>,
 }
 
 /// Counts, weights and the first access of each local.
 struct Usage {
     local_w: Vec<u64>,
     depth_w: Vec<u64>,
-    last_get: Vec<u32>,
     /// Per local: the first access is a write at the top level.
     set_first: Vec<Option<bool>>,
-    loops: Vec<(usize, Vec<u32>)>,
     calls: bool,
 }
 
@@ -57,41 +54,24 @@ fn writes_home(op: &Operator<'_>, next: Option<&Operator<'_>>) -> bool {
 
 fn usage(body: &Body<'_>, nlocals: usize) -> Usage {
     let max_h = body.heights.iter().copied().max().unwrap_or(0) as usize;
-    let mut u = Usage {
-        local_w: vec![0; nlocals],
-        depth_w: vec![0; max_h],
-        last_get: vec![0; nlocals],
-        set_first: vec![None; nlocals],
-        loops: Vec::new(),
-        calls: false,
-    };
+    let mut u =
+        Usage { local_w: vec![0; nlocals], depth_w: vec![0; max_h], set_first: vec![None; nlocals], calls: false };
     let mut ctrl: Vec<bool> = Vec::new();
-    let mut open: Vec<(usize, Vec<u32>)> = Vec::new();
+    let mut loops = 0u32;
     for (k, op) in body.ops.iter().enumerate() {
-        let w = 10u64.pow(open.len().min(4) as u32);
+        let w = 10u64.pow(loops.min(4));
         match *op {
             Operator::Block { .. } | Operator::If { .. } => ctrl.push(false),
             Operator::Loop { .. } => {
                 ctrl.push(true);
-                open.push((k, Vec::new()));
+                loops += 1;
             }
-            Operator::End if ctrl.pop() == Some(true) => {
-                if let Some((start, reads)) = open.pop() {
-                    if let Some(outer) = open.last_mut() {
-                        outer.1.extend_from_slice(&reads);
-                    }
-                    u.loops.push((start, reads));
-                }
-            }
+            Operator::End if ctrl.pop() == Some(true) => loops -= 1,
             Operator::LocalGet { local_index } => {
                 let i = local_index as usize;
                 if let Some(l) = u.local_w.get_mut(i) {
                     *l += w;
-                    u.last_get[i] = k as u32 + 1;
                     u.set_first[i].get_or_insert(false);
-                    if let Some(l) = open.last_mut() {
-                        l.1.push(local_index);
-                    }
                 }
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
@@ -179,19 +159,23 @@ pub fn allocate(ty: &FuncType, body: &Body<'_>) -> Allocation {
         .map(|(i, l)| l.unwrap_or(Loc::Slot(frame + 8 + 8 * (i as i32 - VALUE_REGS as i32))))
         .collect::<Vec<_>>();
     let homes = homes.into_iter().map(|l| l.unwrap_or(Loc::Slot(0))).collect();
-    let needs_zero = (0..nlocals).map(|i| i >= nparams && u.local_w[i] > 0 && u.set_first[i] != Some(true)).collect();
-    let loop_reads = u
-        .loops
-        .iter()
-        .map(|(start, reads)| {
-            let mask = reads.iter().fold(0u16, |m, &l| match locals[l as usize] {
-                Loc::Reg(r) => m | 1 << r,
-                Loc::Slot(_) => m,
-            });
-            (*start, mask)
+    let bit = live::bits(locals.iter().map(|l| match *l {
+        Loc::Reg(r) => Some(r),
+        Loc::Slot(_) => None,
+    }));
+    let live = live::analyze(&body.ops, &bit);
+    let needs_zero = (0..nlocals)
+        .map(|i| {
+            let read_first = match bit[i] {
+                Some(b) => live.entry & (1 << b) != 0,
+                None => u.set_first[i] != Some(true),
+            };
+            i >= nparams && u.local_w[i] > 0 && read_first
         })
         .collect();
-    Allocation { locals, homes, frame, save_area, needs_zero, last_get: u.last_get, loop_reads }
+    let regs = (1u64 << VALUE_REGS) - 1;
+    let live_after = live.after.iter().map(|&m| (m & regs) as u16).collect();
+    Allocation { locals, homes, frame, save_area, needs_zero, live_after }
 }
 
 #[cfg(test)]
@@ -220,8 +204,19 @@ mod tests {
         assert_eq!(a.save_area, None);
         // local 3 is never used; local 2 is written first at the top level.
         assert_eq!(a.needs_zero, vec![false, false, false, false]);
-        assert_eq!(a.loop_reads.len(), 1);
-        assert_ne!(a.loop_reads[0].1 & (1 << 1), 0);
+    }
+
+    #[test]
+    fn a_local_read_before_it_is_written_keeps_its_zeroing() {
+        let a = alloc_of(
+            r#"(module (func (param i32) (result i32) (local i32 i32)
+                (if (local.get 0) (then (local.set 1 (i32.const 5))))
+                (local.set 2 (i32.const 7))
+                (i32.add (local.get 1) (local.get 2))))"#,
+        );
+        // local 1 is read after a path that skips its write; local 2 is
+        // written on every path first.
+        assert_eq!(a.needs_zero, vec![false, true, false]);
     }
 
     #[test]

@@ -23,22 +23,16 @@ enum Target {
 
 impl FuncLower<'_, '_> {
     /// Registers holding values needed after the call at `pos`: entries
-    /// below the arguments and locals read later (or in an enclosing loop).
+    /// below the arguments and the locals that may be read before they
+    /// are written again.
     fn live_after_call(&self, base: usize) -> u16 {
-        let mut mask = 0u16;
+        let mut mask = self.a.live_after.get(self.pos).copied().unwrap_or(u16::MAX);
         for d in 0..base {
             if let (Entry::Home, Loc::Reg(r)) = (self.stack[d], self.a.homes[d]) {
                 mask |= 1 << r;
             }
         }
-        for (l, &loc) in self.a.locals.iter().enumerate() {
-            if let Loc::Reg(r) = loc {
-                if self.a.last_get[l] as usize > self.pos + 1 {
-                    mask |= 1 << r;
-                }
-            }
-        }
-        mask | self.loop_masks.iter().fold(0, |m, &x| m | x)
+        mask
     }
 
     fn save(&mut self, mask: u16, restore: bool) {

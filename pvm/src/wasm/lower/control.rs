@@ -80,8 +80,6 @@ impl FuncLower<'_, '_> {
         let label = self.code.label();
         if kind == Kind::Loop {
             self.code.bind(label);
-            let mask = self.a.loop_reads.iter().find(|&&(k, _)| k == self.pos).map_or(0, |&(_, m)| m);
-            self.loop_masks.push(mask);
         }
         self.open(kind, bt, label, None);
     }
@@ -196,14 +194,11 @@ impl FuncLower<'_, '_> {
     pub(super) fn end(&mut self) {
         let Some(f) = self.frames.pop() else { return };
         match f.kind {
-            Kind::Dead => {}
+            Kind::Dead | Kind::Loop => {}
             Kind::Function => {
                 if self.reachable {
                     self.return_();
                 }
-            }
-            Kind::Loop => {
-                self.loop_masks.pop();
             }
             Kind::Block | Kind::If | Kind::Else => {
                 let fell = self.reachable;

@@ -19,6 +19,7 @@
 mod alloc;
 mod calls;
 mod control;
+mod live;
 mod memory;
 pub mod numeric;
 mod stack;
@@ -136,8 +137,6 @@ struct FuncLower<'a, 'm> {
     pos: usize,
     /// The next operator was folded into this one.
     skip_next: bool,
-    /// Loops open around `pos`, with the registers read inside each.
-    loop_masks: Vec<u16>,
     stubs: Vec<(TrapStub, Label)>,
 }
 
@@ -169,7 +168,6 @@ pub fn lower_function(env: &Env<'_>, code: &mut Code, index: u32) -> Result<u64,
         sp_delta: 0,
         pos: 0,
         skip_next: false,
-        loop_masks: Vec::new(),
         stubs: Vec::new(),
     };
     f.prologue();
