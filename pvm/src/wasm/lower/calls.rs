@@ -55,7 +55,9 @@ impl FuncLower<'_, '_> {
                 self.materialize(d);
             }
         }
-        let mask = self.live_after_call(base) & clobbered;
+        // Nothing is read after a call whose results the function returns.
+        let tail = self.returns_next(ty.results.len());
+        let mask = if tail { 0 } else { self.live_after_call(base) & clobbered };
         self.save(mask, false);
         for i in (VALUE_REGS..n).rev() {
             let v = self.operand_at(base + i);
@@ -72,12 +74,17 @@ impl FuncLower<'_, '_> {
     }
 
     /// After the call: stack arguments dropped, results to their homes,
-    /// saved registers back.
+    /// saved registers back; or, if the function returns the results next,
+    /// it returns at once.
     fn finish_call(&mut self, ty: &FuncType, base: usize, mask: u16) {
         let stacked = ty.params.len().saturating_sub(VALUE_REGS);
         if stacked > 0 {
             self.emit(Opcode::AddI, SP, SP, 0, 8 * stacked as i32);
             self.sp_delta = 0;
+        }
+        if self.returns_next(ty.results.len()) {
+            self.epilogue();
+            return;
         }
         self.stack.truncate(base);
         let moves: Vec<(Loc, Operand)> =

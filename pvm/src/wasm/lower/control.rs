@@ -316,11 +316,32 @@ impl FuncLower<'_, '_> {
             moves.push((Loc::Reg(j as u8), self.operand_at(top - k + j)));
         }
         self.parallel_move(&moves);
+        self.epilogue();
+    }
+
+    /// Frees the frame and returns (the results are in r0..).
+    pub(super) fn epilogue(&mut self) {
         if self.a.frame > 0 {
             self.emit(Opcode::AddI, SP, SP, 0, self.a.frame);
         }
         self.emit(Opcode::Ret, 0, 0, 0, 0);
         self.reachable = false;
+    }
+
+    /// True if the next operator returns from the function (`return`, the
+    /// body's `end` or a branch to it), taking `n` results from the top.
+    pub(super) fn returns_next(&self, n: usize) -> bool {
+        if n != self.ty.results.len() {
+            return false;
+        }
+        match self.next_op() {
+            Some(wasmparser::Operator::Return) => true,
+            Some(wasmparser::Operator::End) => self.frames.len() == 1,
+            Some(&wasmparser::Operator::Br { relative_depth }) => {
+                (relative_depth as usize) < self.frames.len() && self.frame_at(relative_depth).kind == Kind::Function
+            }
+            _ => false,
+        }
     }
 
     /// Label of a shared trap stub raising WebAssembly trap `code`.

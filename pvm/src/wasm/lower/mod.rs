@@ -23,6 +23,8 @@ mod live;
 mod memory;
 pub mod numeric;
 mod stack;
+#[cfg(test)]
+mod tests;
 
 use wasmparser::Operator;
 

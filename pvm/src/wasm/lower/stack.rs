@@ -31,6 +31,9 @@ pub struct Target {
     loc: Loc,
     /// A following `local.tee` of this local: push it afterwards.
     tee: Option<u32>,
+    /// The function returns the result next: it goes to r0 and the
+    /// function returns right after it.
+    ret: bool,
 }
 
 impl FuncLower<'_, '_> {
@@ -156,7 +159,7 @@ impl FuncLower<'_, '_> {
                 let (rr, ri, swap) = cmp.set_op();
                 let commutes = matches!(cmp.kind, CmpKind::Eq | CmpKind::Ne);
                 let num = Num::Bin { rr, ri: Some(ri), wide: cmp.wide, swap, commutes };
-                self.binary_into(num, a, b, Target { loc: home, tee: None });
+                self.binary_into(num, a, b, Target { loc: home, tee: None, ret: false });
             }
         }
         self.stack[d] = Entry::Home;
@@ -190,10 +193,13 @@ impl FuncLower<'_, '_> {
             if let Some(&loc) = self.a.locals.get(l as usize) {
                 self.materialize_local(l);
                 self.skip_next = true;
-                return Target { loc, tee: tee.then_some(l) };
+                return Target { loc, tee: tee.then_some(l), ret: false };
             }
         }
-        Target { loc: self.a.homes[self.stack.len()], tee: None }
+        if self.returns_next(1) {
+            return Target { loc: Loc::Reg(0), tee: None, ret: true };
+        }
+        Target { loc: self.a.homes[self.stack.len()], tee: None, ret: false }
     }
 
     /// Writes a result: `f` gets the register to compute into.
@@ -207,9 +213,13 @@ impl FuncLower<'_, '_> {
         }
     }
 
-    /// Pushes what a target leaves on the stack.
+    /// Pushes what a target leaves on the stack (or returns, for a
+    /// result the function returns next: the operators up to the return
+    /// are then unreachable code).
     pub(super) fn push_result(&mut self, t: Target) {
-        if self.skip_next {
+        if t.ret {
+            self.epilogue();
+        } else if self.skip_next {
             if let Some(l) = t.tee {
                 self.stack.push(Entry::Local(l));
             }
@@ -268,6 +278,10 @@ impl FuncLower<'_, '_> {
             Num::Eqz { wide } => {
                 let op = if wide { Opcode::SeqI } else { Opcode::SeqI32 };
                 self.unary(|f, rd, ra| f.emit(op, rd, ra, 0, 0));
+            }
+            Num::Bin { rr, .. } if self.stack.last().is_some_and(|&e| is_identity(rr, e)) => {
+                // x op c == x: the entry below stays as it is.
+                self.stack.pop();
             }
             Num::Bin { .. } => {
                 let b = self.pop();
@@ -348,5 +362,22 @@ impl FuncLower<'_, '_> {
         let rv = self.reg(v, S1);
         self.emit(Opcode::Li, S2, 0, 0, 0);
         self.emit(Opcode::St64, rv, S2, 0, slot.addr as i32);
+    }
+}
+
+/// True if `rr` with `b` as its second operand leaves the first unchanged
+/// (i32 values are zero-extended, so the 32-bit forms' identities hold for
+/// the whole register).
+fn is_identity(rr: Opcode, b: Entry) -> bool {
+    use Opcode as O;
+    let Entry::Const(c) = b else { return false };
+    match rr {
+        O::Add | O::Sub | O::Or | O::Xor | O::Add32 | O::Sub32 | O::Or32 | O::Xor32 => c == 0,
+        O::Shl | O::Shr | O::Sar | O::Rotl => c % 64 == 0,
+        O::Shl32 | O::Shr32 | O::Sar32 | O::Rotl32 => c % 32 == 0,
+        O::Mul | O::Mul32 => c == 1,
+        O::And => c == u64::MAX,
+        O::And32 => c == u64::from(u32::MAX),
+        _ => false,
     }
 }

@@ -1,0 +1,89 @@
+//! Lowering whole functions: what the code of small functions looks like.
+
+use super::*;
+use crate::isa::Instr;
+use crate::wasm::module::{parse, program_features};
+
+/// The instructions of the first function of `wat` (no imports, memories,
+/// tables or mutable globals).
+fn lowered(wat: &str) -> Vec<Instr> {
+    let wasm = wat::parse_str(wat).unwrap();
+    let m = parse(&wasm, program_features()).unwrap();
+    let env = Env {
+        module: &m,
+        type_ids: (1..=m.types.len() as u32).collect(),
+        funcs: vec![Callee::Local; m.bodies.len()],
+        globals: Vec::new(),
+        memories: Vec::new(),
+        tables: Vec::new(),
+        cross_instance: false,
+    };
+    let mut code = Code::new(0x1000);
+    lower_function(&env, &mut code, 0).unwrap();
+    code.instrs
+}
+
+fn ops(code: &[Instr]) -> Vec<Opcode> {
+    code.iter().map(|i| i.op).collect()
+}
+
+fn count(code: &[Instr], op: Opcode) -> usize {
+    code.iter().filter(|i| i.op == op).count()
+}
+
+#[test]
+fn an_identity_operation_costs_nothing_and_a_returned_result_goes_to_r0() {
+    // (After the stack check: the frame has slots for operand depths.)
+    let code = lowered("(module (func (param i64) (result i64) (i64.add (local.get 0) (i64.const 0))))");
+    assert_eq!(ops(&code[3..5]), vec![Opcode::AddI, Opcode::Ret]);
+    let code = lowered("(module (func (param i32 i32) (result i32) (i32.sub (local.get 1) (local.get 0))))");
+    assert_eq!(ops(&code[3..6]), vec![Opcode::Sub32, Opcode::AddI, Opcode::Ret]);
+    assert_eq!((code[3].a, code[3].b, code[3].c), (0, 1, 0));
+}
+
+#[test]
+fn a_call_saves_only_what_is_read_after_it() {
+    // Local 1 is the call's result: only local 0 (r0) is saved.
+    let code = lowered(
+        r#"(module (func $f (param i64) (result i64) (local i64)
+            (local.set 1 (call $f (local.get 0)))
+            (i64.add (local.get 1) (local.get 0))))"#,
+    );
+    assert_eq!((count(&code, Opcode::St64), count(&code, Opcode::Ld64)), (1, 1));
+    assert_eq!(code.iter().find(|i| i.op == Opcode::St64).map(|i| i.a), Some(0));
+    // In a loop, local 1 is read in the next iteration: saved too.
+    let code = lowered(
+        r#"(module (func $f (param i64) (result i64) (local i64)
+            (loop
+                (drop (call $f (local.get 0)))
+                (local.set 1 (i64.add (local.get 1) (i64.const 1)))
+                (br_if 0 (i64.eqz (local.get 1))))
+            (local.get 0)))"#,
+    );
+    assert_eq!((count(&code, Opcode::St64), count(&code, Opcode::Ld64)), (2, 2));
+}
+
+#[test]
+fn a_call_whose_results_are_returned_saves_nothing_and_returns_at_once() {
+    let code = lowered(
+        r#"(module (func $f (param i64 i64) (result i64)
+            (call $f (local.get 1) (local.get 0))))"#,
+    );
+    assert_eq!(count(&code, Opcode::St64), 0);
+    let call = code.iter().position(|i| i.op == Opcode::Call).unwrap();
+    assert_eq!(ops(&code[call + 1..call + 3]), vec![Opcode::AddI, Opcode::Ret]);
+}
+
+#[test]
+fn only_locals_read_before_written_are_zeroed() {
+    let code = lowered(
+        r#"(module (func (param i32) (result i64) (local i64 i64)
+            (local.set 2 (i64.const 9))
+            (if (local.get 0) (then (local.set 1 (local.get 2))))
+            (i64.add (local.get 1) (local.get 2))))"#,
+    );
+    // Local 1 is zeroed (the if may skip its write), local 2 is not: its
+    // only `li` is the constant 9 (r13 gets the stack limit).
+    let lis: Vec<i32> = code.iter().filter(|i| i.op == Opcode::Li && i.a != S2).map(|i| i.imm).collect();
+    assert_eq!(lis, vec![0, 9]);
+}
