@@ -243,6 +243,12 @@ impl FuncLower<'_, '_> {
         if commutes && matches!(x, Operand::Const(_)) && !matches!(y, Operand::Const(_)) {
             std::mem::swap(&mut x, &mut y);
         }
+        // Only a divisor of -1 overflows (and 0 traps either way): by any
+        // other constant, the wrapping division is WebAssembly's.
+        let ri = match (rr, y) {
+            (Opcode::DivST, Operand::Const(c)) if c != 0 && c != u64::MAX => Some(Opcode::DivSI),
+            _ => ri,
+        };
         match (ri, y) {
             (Some(ri), Operand::Const(c)) if fits(c) => {
                 let rx = self.reg(x, S1);
@@ -307,9 +313,40 @@ impl FuncLower<'_, '_> {
                 }
                 self.push_result(t);
             }
+            Num::Un(Opcode::Zext32) if self.wrap_is_free() => {}
             Num::Un(op) => self.unary(|f, rd, ra| f.emit(op, rd, ra, 0, 0)),
         }
         Ok(())
+    }
+
+    /// True if the `i32.wrap_i64` at `pos` may leave its operand as it is:
+    /// the operator that takes its result reads only the low 32 bits (a
+    /// 32-bit integer operation that is not an identity, a load's address,
+    /// a store's address or value), with at most a constant or a
+    /// `local.get` pushed in between.
+    fn wrap_is_free(&self) -> bool {
+        let reads_low = |op: &wasmparser::Operator<'_>, b: Option<Entry>| match super::numeric::numeric(op) {
+            Some(Num::Bin { rr, .. }) => is_low32(rr) && b.is_none_or(|b| !is_identity(rr, b)),
+            Some(_) => false,
+            None => match super::memory::access(op) {
+                Some(super::memory::Access::Store(..)) => true,
+                Some(super::memory::Access::Load(..)) => b.is_none(),
+                None => false,
+            },
+        };
+        let after = &self.ops[self.pos + 1..];
+        match after {
+            [next, ..] if reads_low(next, None) => true,
+            [push, next, ..] => {
+                let b = match *push {
+                    wasmparser::Operator::I32Const { value } => Entry::Const(u64::from(value as u32)),
+                    wasmparser::Operator::LocalGet { local_index } => Entry::Local(local_index),
+                    _ => return false,
+                };
+                reads_low(next, Some(b))
+            }
+            _ => false,
+        }
     }
 
     fn unary(&mut self, f: impl FnOnce(&mut Self, u8, u8)) {
@@ -363,6 +400,29 @@ impl FuncLower<'_, '_> {
         self.emit(Opcode::Li, S2, 0, 0, 0);
         self.emit(Opcode::St64, rv, S2, 0, slot.addr as i32);
     }
+}
+
+/// True if the integer operation `rr` reads only the low 32 bits of its
+/// operands.
+fn is_low32(rr: Opcode) -> bool {
+    use Opcode as O;
+    matches!(
+        rr,
+        O::Add32
+            | O::Sub32
+            | O::Mul32
+            | O::And32
+            | O::Or32
+            | O::Xor32
+            | O::Shl32
+            | O::Shr32
+            | O::Sar32
+            | O::Rotl32
+            | O::DivS32
+            | O::DivU32
+            | O::RemS32
+            | O::RemU32
+    )
 }
 
 /// True if `rr` with `b` as its second operand leaves the first unchanged

@@ -87,3 +87,31 @@ fn only_locals_read_before_written_are_zeroed() {
     let lis: Vec<i32> = code.iter().filter(|i| i.op == Opcode::Li && i.a != S2).map(|i| i.imm).collect();
     assert_eq!(lis, vec![0, 9]);
 }
+
+#[test]
+fn a_wrap_is_free_only_before_an_operation_on_the_low_32_bits() {
+    let wrapped = |body: &str| {
+        let code = lowered(&format!("(module (func (param i64) (result i32) (local i32) {body}))"));
+        count(&code, Opcode::Zext32)
+    };
+    assert_eq!(wrapped("(i32.and (i32.wrap_i64 (local.get 0)) (i32.const 1))"), 0);
+    assert_eq!(wrapped("(i32.add (local.get 1) (i32.wrap_i64 (local.get 0)))"), 0);
+    // An identity would leave the upper bits; a local must hold a
+    // zero-extended value; a comparison may become a 64-bit branch.
+    assert_eq!(wrapped("(i32.and (i32.wrap_i64 (local.get 0)) (i32.const -1))"), 1);
+    assert_eq!(wrapped("(local.set 1 (i32.wrap_i64 (local.get 0))) (local.get 1)"), 1);
+    assert_eq!(wrapped("(i32.eq (i32.wrap_i64 (local.get 0)) (i32.const 3))"), 1);
+}
+
+#[test]
+fn a_signed_division_by_a_constant_other_than_minus_one_takes_the_immediate_form() {
+    let div = |c: i64| {
+        let code =
+            lowered(&format!("(module (func (param i64) (result i64) (i64.div_s (local.get 0) (i64.const {c}))))"));
+        (count(&code, Opcode::DivSI), count(&code, Opcode::DivST))
+    };
+    assert_eq!(div(2), (1, 0));
+    assert_eq!(div(-7), (1, 0));
+    assert_eq!(div(-1), (0, 1));
+    assert_eq!(div(0), (0, 1));
+}
