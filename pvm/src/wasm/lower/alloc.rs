@@ -8,7 +8,7 @@
 
 use wasmparser::Operator;
 
-use super::{live, Loc, VALUE_REGS};
+use super::{consts, live, Loc, VALUE_REGS};
 use crate::wasm::module::{Body, FuncType};
 
 /// Where one function's values live, and what its calls must keep.
@@ -28,6 +28,9 @@ pub struct Allocation {
     /// Per operator: the register mask of the locals in registers that
     /// may be read after it before they are written.
     pub live_after: Vec<u16>,
+    /// Constants kept in a register (loaded by the prologue and after
+    /// every call, never written otherwise).
+    pub consts: Vec<(u64, u8)>,
 }
 
 /// Counts, weights and the first access of each local.
@@ -96,6 +99,7 @@ fn usage(body: &Body<'_>, nlocals: usize) -> Usage {
 enum Cand {
     Local(usize),
     Depth(usize),
+    Const(usize),
 }
 
 /// Decides the allocation of a function of type `ty` with body `body`.
@@ -103,6 +107,7 @@ pub fn allocate(ty: &FuncType, body: &Body<'_>) -> Allocation {
     let nparams = ty.params.len();
     let nlocals = nparams + body.locals.len();
     let u = usage(body, nlocals);
+    let c = consts::uses(&body.ops);
     // The heaviest locals and depths get registers; stack-passed
     // parameters stay where the caller put them.
     let mut cands: Vec<(u64, Cand)> = (0..nlocals)
@@ -110,6 +115,9 @@ pub fn allocate(ty: &FuncType, body: &Body<'_>) -> Allocation {
         .map(|i| (u.local_w[i], Cand::Local(i)))
         .chain(u.depth_w.iter().enumerate().map(|(d, &w)| (w, Cand::Depth(d))))
         .filter(|&(w, _)| w > 0)
+        // A constant pays for its loads (prologue and after each call).
+        .chain(c.uses.iter().enumerate().map(|(i, &(_, w))| (w.saturating_sub(c.calls + 1), Cand::Const(i))))
+        .filter(|&(w, c)| w > 0 && (!matches!(c, Cand::Const(_)) || w > 1))
         .collect();
     cands.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     cands.truncate(VALUE_REGS);
@@ -125,11 +133,13 @@ pub fn allocate(ty: &FuncType, body: &Body<'_>) -> Allocation {
             }
         }
     }
+    let mut const_regs = vec![None; c.uses.len()];
     for &(_, c) in &cands {
         let slot = match c {
             Cand::Local(i) if i < nparams => continue,
             Cand::Local(i) => &mut locals[i],
             Cand::Depth(d) => &mut homes[d],
+            Cand::Const(k) => &mut const_regs[k],
         };
         if let Some(r) = (0..VALUE_REGS).find(|&r| !taken[r]) {
             taken[r] = true;
@@ -175,7 +185,16 @@ pub fn allocate(ty: &FuncType, body: &Body<'_>) -> Allocation {
         .collect();
     let regs = (1u64 << VALUE_REGS) - 1;
     let live_after = live.after.iter().map(|&m| (m & regs) as u16).collect();
-    Allocation { locals, homes, frame, save_area, needs_zero, live_after }
+    let consts = c
+        .uses
+        .iter()
+        .zip(const_regs)
+        .filter_map(|(&(v, _), r)| match r {
+            Some(Loc::Reg(r)) => Some((v, r)),
+            _ => None,
+        })
+        .collect();
+    Allocation { locals, homes, frame, save_area, needs_zero, live_after, consts }
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ impl FuncLower<'_, '_> {
     /// After the call: stack arguments dropped, results to their homes,
     /// saved registers back; or, if the function returns the results next,
     /// it returns at once.
-    fn finish_call(&mut self, ty: &FuncType, base: usize, mask: u16) {
+    fn finish_call(&mut self, ty: &FuncType, base: usize, mask: u16, clobbered: u16) {
         let stacked = ty.params.len().saturating_sub(VALUE_REGS);
         if stacked > 0 {
             self.emit(Opcode::AddI, SP, SP, 0, 8 * stacked as i32);
@@ -92,6 +92,7 @@ impl FuncLower<'_, '_> {
         self.parallel_move(&moves);
         self.stack.extend(std::iter::repeat_n(Entry::Home, ty.results.len()));
         self.save(mask, true);
+        self.load_consts(clobbered);
     }
 
     fn restore_own_memory(&mut self) {
@@ -120,7 +121,7 @@ impl FuncLower<'_, '_> {
         if !matches!(target, Target::Direct(_)) && self.env.cross_instance {
             self.restore_own_memory();
         }
-        self.finish_call(ty, base, mask);
+        self.finish_call(ty, base, mask, u16::MAX);
         Ok(())
     }
 
@@ -133,7 +134,7 @@ impl FuncLower<'_, '_> {
         let (base, mask) = self.prepare_args(ty, clobbered);
         let imm = sys::HOST.saturating_add_unsigned(id);
         self.emit(Opcode::Sys, 0, 0, 0, imm);
-        self.finish_call(ty, base, mask);
+        self.finish_call(ty, base, mask, clobbered);
         Ok(())
     }
 

@@ -14,10 +14,14 @@
 //!
 //! Calls pass arguments in r0.. (beyond twelve, on the stack) and return
 //! results in r0..; every register is the caller's to save, and a caller
-//! saves only what is read after the call.
+//! saves only what [`live`] finds may be read after the call. A value
+//! register may also keep a constant that instructions in loops could
+//! only read from a register ([`consts`]): the prologue loads it, and so
+//! does the code after every call.
 
 mod alloc;
 mod calls;
+mod consts;
 mod control;
 mod live;
 mod memory;
@@ -220,6 +224,16 @@ impl FuncLower<'_, '_> {
             if self.a.needs_zero[i] {
                 let dst = self.a.locals[i];
                 self.mov(dst, stack::Operand::Const(0));
+            }
+        }
+        self.load_consts(u16::MAX);
+    }
+
+    /// Loads the constants kept in registers of `mask`.
+    fn load_consts(&mut self, mask: u16) {
+        for (v, r) in self.a.consts.clone() {
+            if mask & (1 << r) != 0 {
+                self.load_const(r, v);
             }
         }
     }

@@ -69,10 +69,13 @@ impl FuncLower<'_, '_> {
         }
     }
 
-    /// A register holding `src`: its own, or `scratch` loaded with it.
+    /// A register holding `src`: its own, the one a constant is kept in,
+    /// or `scratch` loaded with it.
     pub(super) fn reg(&mut self, src: Operand, scratch: u8) -> u8 {
+        let kept = |v: u64| self.a.consts.iter().find(|c| c.0 == v).map(|c| c.1);
         match src {
             Operand::Loc(Loc::Reg(r)) => r,
+            Operand::Const(v) if kept(v).is_some() => kept(v).unwrap_or(scratch),
             other => {
                 self.mov(Loc::Reg(scratch), other);
                 scratch

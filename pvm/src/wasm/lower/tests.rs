@@ -115,3 +115,32 @@ fn a_signed_division_by_a_constant_other_than_minus_one_takes_the_immediate_form
     assert_eq!(div(-1), (0, 1));
     assert_eq!(div(0), (0, 1));
 }
+
+#[test]
+fn a_constant_used_in_a_loop_is_kept_in_a_register_and_reloaded_after_calls() {
+    let code = lowered(
+        r#"(module (func $f (param f64) (result f64)
+            (loop
+                (local.set 0 (f64.mul (local.get 0) (f64.const 2.5)))
+                (br_if 0 (f64.lt (local.get 0) (f64.const 2.5))))
+            (local.get 0)))"#,
+    );
+    // Loaded once in the prologue (li + lih), not in the loop (r13 gets
+    // the stack limit).
+    let lis = code.iter().filter(|i| i.op == Opcode::Li && i.a != S2).count();
+    assert_eq!((lis, count(&code, Opcode::Lih)), (1, 1));
+    let code = lowered(
+        r#"(module (func $f (param f64) (result f64)
+            (loop
+                (local.set 0 (f64.mul (local.get 0) (f64.const 2.5)))
+                (local.set 0 (f64.add (local.get 0) (f64.const 2.5)))
+                (local.set 0 (f64.sub (local.get 0) (f64.const 2.5)))
+                (local.set 0 (call $f (local.get 0)))
+                (br_if 0 (f64.lt (local.get 0) (f64.const 2.5))))
+            (local.get 0)))"#,
+    );
+    // Four uses, one call in the loop: in the prologue and after the call.
+    assert_eq!(count(&code, Opcode::Lih), 2);
+    let call = code.iter().position(|i| i.op == Opcode::Call).unwrap();
+    assert!(code[call..].iter().any(|i| i.op == Opcode::Lih));
+}
