@@ -377,9 +377,12 @@ fn a_hung_vmm_and_a_hung_guest_are_declared_failed() {
     }
     let _one = exclusive();
     // The VMM's controller hangs 150 ms in (attempt 0 only; the guest runs long enough that the hang comes first): the heartbeats (over two pipes here) stop,
-    // the restart runs to the end.
+    // the restart runs to the end. (n=20 work=50000 took 0.36 s alone but
+    // once ended in 72 ms, before the hang: a million units of work more
+    // than triple that.)
     let beats = ["--heartbeat-ms", "100", "--heartbeat-misses", "9", "--channel", "pipe"];
-    let args = [&["count", "--cmdline", "n=20 work=50000", "--inject-fault", "hang-after-ms=150"][..], &beats].concat();
+    let args =
+        [&["count", "--cmdline", "n=20 work=300000", "--inject-fault", "hang-after-ms=150"][..], &beats].concat();
     let s = Supervisor::start("hung-vmm", &args);
     let failure = s.wait("failure", 1);
     assert_eq!(field(&failure, "detector").as_deref(), Some("heartbeat"), "{failure}");
@@ -398,7 +401,7 @@ fn a_hung_vmm_and_a_hung_guest_are_declared_failed() {
     assert!(o.stderr.contains("giving up: the guest failed 1 times (--max-restarts 0)"), "{}", o.stderr);
 
     // A crash of the VMM itself (SIGKILL from within) is seen at once by the channel's end.
-    let args = ["count", "--cmdline", "n=5 work=20000", "--inject-fault", "crash-after-ms=100"];
+    let args = ["count", "--cmdline", "n=5 work=600000", "--inject-fault", "crash-after-ms=100"];
     let s = Supervisor::start("crash", &[&args[..], &beats].concat());
     let failure = s.wait("failure", 1);
     assert_eq!(field(&failure, "detector").as_deref(), Some("exit"), "{failure}");
