@@ -27,6 +27,8 @@ pub struct Code {
     pub base: u64,
     pub instrs: Vec<Instr>,
     labels: Vec<Option<u32>>,
+    /// Where the last label was bound (labels are bound at the end).
+    last_bound: Option<u32>,
     fixups: Vec<(u32, Label)>,
     /// (instruction, function index): a direct call to a function's entry.
     pub calls: Vec<(u32, u32)>,
@@ -44,7 +46,15 @@ pub enum CodeError {
 
 impl Code {
     pub fn new(base: u64) -> Code {
-        Code { base, instrs: Vec::new(), labels: Vec::new(), fixups: Vec::new(), calls: Vec::new(), relocs: Vec::new() }
+        Code {
+            base,
+            instrs: Vec::new(),
+            labels: Vec::new(),
+            last_bound: None,
+            fixups: Vec::new(),
+            calls: Vec::new(),
+            relocs: Vec::new(),
+        }
     }
 
     /// Address of the next instruction.
@@ -66,6 +76,22 @@ impl Code {
     /// Binds `l` to the next instruction.
     pub fn bind(&mut self, l: Label) {
         self.labels[l.0 as usize] = Some(self.instrs.len() as u32);
+        self.last_bound = Some(self.instrs.len() as u32);
+    }
+
+    /// Removes the last instruction if nothing refers to it (no branch
+    /// fix-up, call or relocation) and no label is bound after it.
+    pub fn pop_plain(&mut self) -> Option<Instr> {
+        let at = self.instrs.len().checked_sub(1)? as u32;
+        // Fix-ups, calls and relocations are recorded in code order.
+        let referred = self.fixups.last().is_some_and(|f| f.0 == at)
+            || self.calls.last().is_some_and(|c| c.0 == at)
+            || self.relocs.last().is_some_and(|r| r.0 == at)
+            || self.last_bound == Some(at + 1);
+        if referred {
+            return None;
+        }
+        self.instrs.pop()
     }
 
     /// True if `l` is bound.
@@ -155,5 +181,23 @@ mod tests {
         let l = unbound.label();
         unbound.branch(Opcode::Jmp, 0, 0, l);
         assert_eq!(unbound.resolve_labels(), Err(CodeError::Unbound));
+    }
+
+    #[test]
+    fn only_an_instruction_nothing_refers_to_is_taken_back() {
+        let mut c = Code::new(0);
+        c.emit(Opcode::AddI, 1, 0, 0, 1);
+        assert_eq!(c.pop_plain().map(|i| i.op), Some(Opcode::AddI));
+        assert!(c.pop_plain().is_none());
+        c.emit(Opcode::AddI, 1, 0, 0, 1);
+        let l = c.label();
+        c.bind(l);
+        assert!(c.pop_plain().is_none(), "a label is bound after it");
+        c.call(3);
+        assert!(c.pop_plain().is_none());
+        c.emit_reloc(Opcode::Li, 13, 0, 0, Reloc::StackLimit);
+        assert!(c.pop_plain().is_none());
+        c.branch(Opcode::Jmp, 0, 0, l);
+        assert!(c.pop_plain().is_none());
     }
 }

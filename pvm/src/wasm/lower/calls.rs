@@ -50,6 +50,7 @@ impl FuncLower<'_, '_> {
     fn prepare_args(&mut self, ty: &FuncType, clobbered: u16) -> (usize, u16) {
         let n = ty.params.len();
         let base = self.stack.len() - n;
+        let producer = self.take_producer(base, n);
         for d in 0..base {
             if matches!(self.stack[d], Entry::Local(_) | Entry::Cmp { .. }) {
                 self.materialize(d);
@@ -67,10 +68,48 @@ impl FuncLower<'_, '_> {
         }
         let mut moves = Vec::with_capacity(n.min(VALUE_REGS));
         for i in 0..n.min(VALUE_REGS) {
-            moves.push((Loc::Reg(i as u8), self.operand_at(base + i)));
+            let src = match producer {
+                Some(_) if i == n - 1 => Operand::Loc(Loc::Reg(i as u8)),
+                _ => self.operand_at(base + i),
+            };
+            moves.push((Loc::Reg(i as u8), src));
+        }
+        if let Some(mut p) = producer {
+            // Into the argument register, unless another argument is read
+            // from it (then into its home, as before).
+            let last = n as u8 - 1;
+            if moves[..n - 1].iter().any(|m| m.1 == Operand::Loc(Loc::Reg(last))) {
+                moves[n - 1].1 = Operand::Loc(Loc::Reg(p.a));
+            } else {
+                p.a = last;
+            }
+            self.emit(p.op, p.a, p.b, p.c, p.imm);
         }
         self.parallel_move(&moves);
         (base, mask)
+    }
+
+    /// If the last argument (of `n`, from depth `base`) was computed by
+    /// the instruction just before the call into its home register, takes
+    /// that instruction back: [`prepare_args`](Self::prepare_args) emits
+    /// it after the saves, into the argument register. Nothing between
+    /// reads or writes what it reads or writes: the saves read other
+    /// registers (the home belongs to the argument's depth), the
+    /// materializations below `base` and of the other arguments write
+    /// homes of other depths and read locals it does not write.
+    fn take_producer(&mut self, base: usize, n: usize) -> Option<crate::isa::Instr> {
+        let (op, at, h) = self.produced.take()?;
+        let top = (base + n).checked_sub(1)?;
+        let ok = (1..=VALUE_REGS).contains(&n)
+            && op + 1 == self.pos
+            && at + 1 == self.code.instrs.len()
+            && self.stack.len() == base + n
+            && self.stack[top] == Entry::Home
+            && self.a.homes[top] == Loc::Reg(h);
+        if !ok {
+            return None;
+        }
+        self.code.pop_plain()
     }
 
     /// After the call: stack arguments dropped, results to their homes,

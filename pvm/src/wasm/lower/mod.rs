@@ -144,6 +144,11 @@ struct FuncLower<'a, 'm> {
     /// The next operator was folded into this one.
     skip_next: bool,
     stubs: Vec<(TrapStub, Label)>,
+    /// The last instruction (its index) computed the operator at `.0`
+    /// into the home register `.2` of the stack's top, reading neither
+    /// scratch register: a call right after may compute it into its
+    /// argument register instead.
+    produced: Option<(usize, usize, u8)>,
 }
 
 /// Lowers function `index` (of the module's index space) into `code`.
@@ -175,6 +180,7 @@ pub fn lower_function(env: &Env<'_>, code: &mut Code, index: u32) -> Result<u64,
         pos: 0,
         skip_next: false,
         stubs: Vec::new(),
+        produced: None,
     };
     f.prologue();
     f.frames.push(Frame::function(f.code, ty.results.len()));

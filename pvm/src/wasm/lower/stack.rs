@@ -296,7 +296,9 @@ impl FuncLower<'_, '_> {
                 let b = self.pop();
                 let a = self.pop();
                 let t = self.target();
+                let before = self.code.instrs.len();
                 self.binary_into(num, a, b, t);
+                self.note_producer(before, t);
                 self.push_result(t);
             }
             Num::Rotr { rr, rotl_imm, bits } => {
@@ -355,9 +357,25 @@ impl FuncLower<'_, '_> {
     fn unary(&mut self, f: impl FnOnce(&mut Self, u8, u8)) {
         let a = self.pop();
         let t = self.target();
+        let before = self.code.instrs.len();
         let ra = self.reg(a, S1);
         self.write(t, |s, rd| f(s, rd, ra));
+        self.note_producer(before, t);
         self.push_result(t);
+    }
+
+    /// Records the operator's result as [`produced`](FuncLower::produced)
+    /// if it is one instruction (from `before`) writing a home register
+    /// and reading no scratch register.
+    fn note_producer(&mut self, before: usize, t: Target) {
+        let (Loc::Reg(h), false, None) = (t.loc, t.ret, t.tee) else { return };
+        if self.skip_next || self.code.instrs.len() != before + 1 {
+            return;
+        }
+        let i = self.code.instrs[before];
+        if i.a == h && ![i.b, i.c].iter().any(|&r| r == S1 || r == S2) {
+            self.produced = Some((self.pos, before, h));
+        }
     }
 
     /// `select`: the first value if the condition is not zero.

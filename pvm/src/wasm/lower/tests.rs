@@ -144,3 +144,30 @@ fn a_constant_used_in_a_loop_is_kept_in_a_register_and_reloaded_after_calls() {
     let call = code.iter().position(|i| i.op == Opcode::Call).unwrap();
     assert!(code[call..].iter().any(|i| i.op == Opcode::Lih));
 }
+
+#[test]
+fn the_last_argument_is_computed_into_its_register_after_the_saves() {
+    let code = lowered(
+        r#"(module (func $f (param i64) (result i64)
+            (i64.add (call $f (i64.add (local.get 0) (i64.const -1))) (local.get 0))))"#,
+    );
+    // r0 is saved, then n - 1 computed into r0 itself: no move.
+    let call = code.iter().position(|i| i.op == Opcode::Call).unwrap();
+    assert_eq!(ops(&code[call - 2..call]), vec![Opcode::St64, Opcode::AddI]);
+    assert_eq!((code[call - 1].a, code[call - 1].b), (0, 0));
+    assert_eq!(count(&code[..call], Opcode::Mov), 0);
+}
+
+#[test]
+fn the_last_argument_stays_in_its_home_if_another_argument_reads_its_register() {
+    let code = lowered(
+        r#"(module (func $f (param i64 i64) (result i64)
+            (call $f (local.get 1) (i64.add (local.get 0) (i64.const 1)))))"#,
+    );
+    // r1 (local 1) is the first argument: the sum must not go to r1 before
+    // it has been moved to r0.
+    let call = code.iter().position(|i| i.op == Opcode::Call).unwrap();
+    let add = code[..call].iter().find(|i| i.op == Opcode::AddI).unwrap();
+    assert_ne!(add.a, 1);
+    assert_eq!(count(&code[..call], Opcode::Mov), 2);
+}
