@@ -52,7 +52,10 @@ fn writes_home(op: &Operator<'_>, next: Option<&Operator<'_>>) -> bool {
     ) {
         return false;
     }
-    !matches!(next, Some(W::LocalSet { .. } | W::LocalTee { .. } | W::BrIf { .. } | W::If { .. }))
+    let fused_cmp =
+        matches!(super::numeric::numeric(op), Some(super::numeric::Num::Cmp(_) | super::numeric::Num::Eqz { .. }))
+            && next.is_some_and(super::stack::fuses_into);
+    !fused_cmp && !matches!(next, Some(W::LocalSet { .. } | W::LocalTee { .. } | W::BrIf { .. } | W::If { .. }))
 }
 
 fn usage(body: &Body<'_>, nlocals: usize) -> Usage {

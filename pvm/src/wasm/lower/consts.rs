@@ -40,7 +40,7 @@ fn fits_i32(v: u64) -> bool {
 /// operand of `rest[0]`), is loaded into a register there.
 fn second_needs_reg(v: u64, rest: &[Operator<'_>]) -> bool {
     let Some(next) = rest.first() else { return false };
-    let fused = matches!(rest.get(1), Some(Operator::BrIf { .. } | Operator::If { .. }));
+    let fused = rest.get(1).is_some_and(super::stack::fuses_into);
     match numeric(next) {
         Some(Num::Bin { ri: None, .. }) => true,
         Some(Num::Bin { ri: Some(_), wide, swap, .. }) => swap || (wide && !fits_i32(v)),
@@ -54,7 +54,7 @@ fn second_needs_reg(v: u64, rest: &[Operator<'_>]) -> bool {
 /// the first operand of `rest[0]` and loaded into a register there.
 fn first_needs_reg(rest: &[Operator<'_>]) -> bool {
     let Some(next) = rest.first() else { return false };
-    let fused = matches!(rest.get(1), Some(Operator::BrIf { .. } | Operator::If { .. }));
+    let fused = rest.get(1).is_some_and(super::stack::fuses_into);
     match numeric(next) {
         Some(Num::Bin { commutes, swap, .. }) => !commutes && !swap,
         Some(Num::Cmp(_)) => fused,
@@ -121,5 +121,16 @@ mod tests {
         // The stored 0 once, 2.0 (li + lih) in the loop, 7 in a branch;
         // comparing with 0 and adding 5 take no register.
         assert_eq!(u, vec![(0, 1), (2f64.to_bits(), 20), (7, 10)]);
+    }
+
+    #[test]
+    fn a_comparison_a_select_branches_on_needs_its_constant_in_a_register() {
+        let u = uses_of(
+            r#"(module (func (param i64) (result i64)
+                (loop (local.set 0 (select (local.get 0) (i64.const 1) (i64.lt_u (local.get 0) (i64.const 4)))))
+                (local.get 0)))"#,
+        );
+        // 1 is moved by the select (no register needed), 4 is compared.
+        assert_eq!(u, vec![(4, 10)]);
     }
 }

@@ -94,7 +94,7 @@ impl FuncLower<'_, '_> {
     }
 
     /// Branches to `l` if `cond` is true (`when`) or false.
-    fn branch_on(&mut self, cond: Entry, when: bool, l: Label) {
+    pub(super) fn branch_on(&mut self, cond: Entry, when: bool, l: Label) {
         if let Entry::Cmp { cmp, a, b } = cond {
             let cmp = if when { cmp } else { cmp.negate() };
             let (op, swap) = cmp.branch_op();

@@ -267,7 +267,7 @@ impl FuncLower<'_, '_> {
 
     /// A numeric operator.
     pub(super) fn numeric(&mut self, num: Num) -> Result<(), super::LowerError> {
-        let fuses = matches!(self.next_op(), Some(wasmparser::Operator::BrIf { .. } | wasmparser::Operator::If { .. }));
+        let fuses = self.next_op().is_some_and(fuses_into);
         match num {
             Num::Same => {}
             Num::Cmp(cmp) if fuses => {
@@ -378,12 +378,29 @@ impl FuncLower<'_, '_> {
         }
     }
 
-    /// `select`: the first value if the condition is not zero.
+    /// `select`: the first value if the condition is not zero. A
+    /// comparison as the condition becomes the branch over the second
+    /// value's move (if the result has a register: the comparison's
+    /// operands are then in other registers, or loaded into scratch after
+    /// the first value's move).
     pub(super) fn select(&mut self) {
+        let (cond, _) = self.pop_entry();
+        let home = self.a.homes[self.stack.len() - 2];
+        if matches!(cond, Entry::Cmp { .. }) && matches!(home, Loc::Reg(_)) {
+            let v2 = self.pop();
+            let v1 = self.pop();
+            self.mov(home, v1);
+            let skip = self.code.label();
+            self.branch_on(cond, true, skip);
+            self.mov(home, v2);
+            self.code.bind(skip);
+            self.stack.push(Entry::Home);
+            return;
+        }
+        self.stack.push(cond);
         let c = self.pop();
         let v2 = self.pop();
         let v1 = self.pop();
-        let home = self.a.homes[self.stack.len()];
         let work = match home {
             Loc::Reg(_) => home,
             Loc::Slot(_) => Loc::Reg(S1),
@@ -421,6 +438,13 @@ impl FuncLower<'_, '_> {
         self.emit(Opcode::Li, S2, 0, 0, 0);
         self.emit(Opcode::St64, rv, S2, 0, slot.addr as i32);
     }
+}
+
+/// True if a comparison right before `next` is not computed: `next`
+/// branches on it (`br_if`, `if`) or branches over a move (`select`).
+pub(super) fn fuses_into(next: &wasmparser::Operator<'_>) -> bool {
+    use wasmparser::Operator as W;
+    matches!(next, W::BrIf { .. } | W::If { .. } | W::Select | W::TypedSelect { .. })
 }
 
 /// True if the integer operation `rr` reads only the low 32 bits of its

@@ -171,3 +171,27 @@ fn the_last_argument_stays_in_its_home_if_another_argument_reads_its_register() 
     assert_ne!(add.a, 1);
     assert_eq!(count(&code[..call], Opcode::Mov), 2);
 }
+
+#[test]
+fn a_comparison_as_the_condition_of_a_select_becomes_its_branch() {
+    let code = lowered(
+        r#"(module (func (param i64 i64) (result i64)
+            (select (local.get 0) (i64.const -1) (i64.lt_u (local.get 1) (local.get 0)))))"#,
+    );
+    assert_eq!(count(&code, Opcode::Sltu), 0);
+    // (Besides the stack check's bltu sp.)
+    let branches = code.iter().filter(|i| matches!(i.op, Opcode::Bltu | Opcode::Bgeu) && i.a != SP).count();
+    assert_eq!(branches, 1);
+    // An eqz takes no register either; another condition is tested as
+    // it is.
+    let code = lowered(
+        r#"(module (func (param i64 i64) (result i64)
+            (select (local.get 0) (local.get 1) (i64.eqz (local.get 1)))))"#,
+    );
+    assert_eq!((count(&code, Opcode::SeqI), count(&code, Opcode::Beqz)), (0, 1));
+    let code = lowered(
+        r#"(module (func (param i64 i32) (result i64)
+            (select (local.get 0) (i64.const 5) (local.get 1))))"#,
+    );
+    assert_eq!(count(&code, Opcode::Bnez), 1);
+}
