@@ -321,7 +321,7 @@ impl FuncLower<'_, '_> {
 
     /// Frees the frame and returns (the results are in r0..).
     pub(super) fn epilogue(&mut self) {
-        if self.a.frame > 0 {
+        if self.a.frame > 0 && self.framed {
             self.emit(Opcode::AddI, SP, SP, 0, self.a.frame);
         }
         self.emit(Opcode::Ret, 0, 0, 0, 0);

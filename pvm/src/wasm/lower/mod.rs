@@ -17,12 +17,14 @@
 //! saves only what [`live`] finds may be read after the call. A value
 //! register may also keep a constant that instructions in loops could
 //! only read from a register ([`consts`]): the prologue loads it, and so
-//! does the code after every call.
+//! does the code after every call. A leading block that only tests the
+//! parameters and may return runs before the prologue ([`early`]).
 
 mod alloc;
 mod calls;
 mod consts;
 mod control;
+mod early;
 mod live;
 mod memory;
 pub mod numeric;
@@ -149,6 +151,8 @@ struct FuncLower<'a, 'm> {
     /// scratch register: a call right after may compute it into its
     /// argument register instead.
     produced: Option<(usize, usize, u8)>,
+    /// The frame is allocated (not yet, in an early exit: see [`early`]).
+    framed: bool,
 }
 
 /// Lowers function `index` (of the module's index space) into `code`.
@@ -181,11 +185,24 @@ pub fn lower_function(env: &Env<'_>, code: &mut Code, index: u32) -> Result<u64,
         skip_next: false,
         stubs: Vec::new(),
         produced: None,
+        framed: true,
     };
-    f.prologue();
+    let nparams = ty.params.len();
+    let deferred = early::prefix_end(f.ops, &body.heights, &f.a, nparams);
+    // The early exit must not read constants the prologue loads.
+    let mut consts = if deferred.is_some() { std::mem::take(&mut f.a.consts) } else { Vec::new() };
+    f.framed = deferred.is_none();
+    if f.framed {
+        f.prologue();
+    }
     f.frames.push(Frame::function(f.code, ty.results.len()));
     while f.pos < f.ops.len() {
         let k = f.pos;
+        if !f.framed && deferred.is_some_and(|d| k >= d) {
+            f.a.consts = std::mem::take(&mut consts);
+            f.framed = true;
+            f.prologue();
+        }
         f.op(k)?;
         f.pos += if std::mem::take(&mut f.skip_next) { 2 } else { 1 };
     }

@@ -6,7 +6,7 @@ use crate::wasm::module::{parse, program_features};
 
 /// The instructions of the first function of `wat` (no imports, memories,
 /// tables or mutable globals).
-fn lowered(wat: &str) -> Vec<Instr> {
+pub(super) fn lowered(wat: &str) -> Vec<Instr> {
     let wasm = wat::parse_str(wat).unwrap();
     let m = parse(&wasm, program_features()).unwrap();
     let env = Env {
