@@ -58,21 +58,32 @@ fn writes_home(op: &Operator<'_>, next: Option<&Operator<'_>>) -> bool {
     !fused_cmp && !matches!(next, Some(W::LocalSet { .. } | W::LocalTee { .. } | W::BrIf { .. } | W::If { .. }))
 }
 
-fn usage(body: &Body<'_>, nlocals: usize) -> Usage {
-    let max_h = body.heights.iter().copied().max().unwrap_or(0) as usize;
-    let mut u =
-        Usage { local_w: vec![0; nlocals], depth_w: vec![0; max_h], set_first: vec![None; nlocals], calls: false };
+/// Per operator: how many blocks (of any kind) enclose it, and the weight
+/// of a use there (ten times more per enclosing loop, up to four).
+pub(super) fn nesting<'a>(ops: &'a [Operator<'_>]) -> impl Iterator<Item = (usize, u64)> + 'a {
     let mut ctrl: Vec<bool> = Vec::new();
     let mut loops = 0u32;
-    for (k, op) in body.ops.iter().enumerate() {
-        let w = 10u64.pow(loops.min(4));
-        match *op {
+    ops.iter().map(move |op| {
+        let here = (ctrl.len(), 10u64.pow(loops.min(4)));
+        match op {
             Operator::Block { .. } | Operator::If { .. } => ctrl.push(false),
             Operator::Loop { .. } => {
                 ctrl.push(true);
                 loops += 1;
             }
             Operator::End if ctrl.pop() == Some(true) => loops -= 1,
+            _ => {}
+        }
+        here
+    })
+}
+
+fn usage(body: &Body<'_>, nlocals: usize) -> Usage {
+    let max_h = body.heights.iter().copied().max().unwrap_or(0) as usize;
+    let mut u =
+        Usage { local_w: vec![0; nlocals], depth_w: vec![0; max_h], set_first: vec![None; nlocals], calls: false };
+    for ((k, op), (blocks, w)) in body.ops.iter().enumerate().zip(nesting(&body.ops)) {
+        match *op {
             Operator::LocalGet { local_index } => {
                 let i = local_index as usize;
                 if let Some(l) = u.local_w.get_mut(i) {
@@ -84,7 +95,7 @@ fn usage(body: &Body<'_>, nlocals: usize) -> Usage {
                 let i = local_index as usize;
                 if let Some(l) = u.local_w.get_mut(i) {
                     *l += w;
-                    u.set_first[i].get_or_insert(ctrl.is_empty());
+                    u.set_first[i].get_or_insert(blocks == 0);
                 }
             }
             Operator::Call { .. } | Operator::CallIndirect { .. } => u.calls = true,

@@ -11,6 +11,7 @@
 
 use wasmparser::Operator;
 
+use super::alloc::nesting;
 use super::memory::{access, Access};
 use super::numeric::{numeric, CmpKind, Num};
 
@@ -66,19 +67,9 @@ fn first_needs_reg(rest: &[Operator<'_>]) -> bool {
 pub fn uses(ops: &[Operator<'_>]) -> ConstUses {
     let mut uses: Vec<(u64, u64)> = Vec::new();
     let mut calls = 0;
-    let mut ctrl: Vec<bool> = Vec::new();
-    let mut loops = 0u32;
-    for (k, op) in ops.iter().enumerate() {
-        let w = 10u64.pow(loops.min(4));
-        match op {
-            Operator::Block { .. } | Operator::If { .. } => ctrl.push(false),
-            Operator::Loop { .. } => {
-                ctrl.push(true);
-                loops += 1;
-            }
-            Operator::End if ctrl.pop() == Some(true) => loops -= 1,
-            Operator::Call { .. } | Operator::CallIndirect { .. } => calls += w,
-            _ => {}
+    for ((k, op), (_, w)) in ops.iter().enumerate().zip(nesting(ops)) {
+        if matches!(op, Operator::Call { .. } | Operator::CallIndirect { .. }) {
+            calls += w;
         }
         let Some(v) = value(op) else { continue };
         let rest = &ops[k + 1..];

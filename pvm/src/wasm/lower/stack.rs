@@ -72,11 +72,13 @@ impl FuncLower<'_, '_> {
     /// A register holding `src`: its own, the one a constant is kept in,
     /// or `scratch` loaded with it.
     pub(super) fn reg(&mut self, src: Operand, scratch: u8) -> u8 {
-        let kept = |v: u64| self.a.consts.iter().find(|c| c.0 == v).map(|c| c.1);
-        match src {
-            Operand::Loc(Loc::Reg(r)) => r,
-            Operand::Const(v) if kept(v).is_some() => kept(v).unwrap_or(scratch),
-            other => {
+        let kept = match src {
+            Operand::Const(v) => self.a.consts.iter().find(|c| c.0 == v).map(|c| c.1),
+            _ => None,
+        };
+        match (src, kept) {
+            (Operand::Loc(Loc::Reg(r)), _) | (_, Some(r)) => r,
+            (other, None) => {
                 self.mov(Loc::Reg(scratch), other);
                 scratch
             }
