@@ -14,26 +14,27 @@ use crate::trap::{Trap, TrapKind};
 mod exec;
 mod threaded;
 
-/// A pre-decoded instruction: the fields, and for direct control transfers
-/// the slot index of the target (`NO_TARGET` if it is not an instruction).
+/// A pre-decoded instruction, 8 bytes like the encoding, so the loop finds
+/// slot `k` at `8 * k` with one addressing mode. A direct control transfer
+/// holds the slot index of its target in `imm` instead of the address
+/// ([`NO_TARGET`] if that is no instruction; the address is in
+/// `Interpreter::imms`).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    /// `Trap` with target [`UNDECODABLE`] for bytes that do not decode
-    /// (the error is recomputed on the trap): the loop's dispatch then
-    /// needs no check of its own for them.
+    /// `Trap` with `a` = [`UNDECODABLE`] for bytes that do not decode (the
+    /// error is recomputed on the trap): the loop's dispatch then needs no
+    /// check of its own for them.
     op: Opcode,
     a: u8,
     b: u8,
     c: u8,
     imm: i32,
-    target: u32,
-    /// The translator's block ends after it (see `jit::block::scan`).
-    ends_block: bool,
 }
 
-const NO_TARGET: u32 = u32::MAX;
-/// The target of a slot whose bytes are no instruction (its op is `Trap`).
-const UNDECODABLE: u32 = u32::MAX - 1;
+const NO_TARGET: i32 = -1;
+/// The `a` field of a slot whose bytes are no instruction (its op is
+/// `Trap`; a decoded register is below 16).
+const UNDECODABLE: u8 = u8::MAX;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct InterpStats {
 #[derive(Debug)]
 pub struct Interpreter {
     slots: Vec<Slot>,
+    /// The immediate of each slot's instruction as encoded (a direct
+    /// transfer's slot holds its target's index instead).
+    imms: Vec<i32>,
     code_start: u64,
     redecodes: u64,
     /// Stores into the code section since the last `take_code_writes`.
@@ -74,20 +78,28 @@ pub struct Interpreter {
     kick: Option<Arc<Kick>>,
 }
 
-fn decode_slot(m: &Machine, addr: u64) -> Slot {
+/// The slot of the instruction at `addr`, and its immediate as encoded.
+fn decode_slot(m: &Machine, addr: u64) -> (Slot, i32) {
     let bytes = m.fetch(addr).unwrap_or([0xff; 8]);
     match Instr::decode(bytes) {
         Ok(i) => {
-            let target = match i.target() {
-                Some(t) if m.is_code_addr(t) => ((t - m.code_start) / INSTR_SIZE) as u32,
-                _ => NO_TARGET,
+            let imm = match i.target() {
+                // Below 2^31: the code section is at most 4 GiB of 8-byte slots.
+                Some(t) if m.is_code_addr(t) => i32::try_from((t - m.code_start) / INSTR_SIZE).unwrap_or(NO_TARGET),
+                Some(_) => NO_TARGET,
+                None => i.imm,
             };
-            let info = i.op.info();
-            let ends_block = info.ends_block && info.class != Class::Branch;
-            Slot { op: i.op, a: i.a, b: i.b, c: i.c, imm: i.imm, target, ends_block }
+            (Slot { op: i.op, a: i.a, b: i.b, c: i.c, imm }, i.imm)
         }
-        Err(_) => Slot { op: Opcode::Trap, a: 0, b: 0, c: 0, imm: 0, target: UNDECODABLE, ends_block: true },
+        Err(_) => (Slot { op: Opcode::Trap, a: UNDECODABLE, b: 0, c: 0, imm: 0 }, 0),
     }
+}
+
+/// Whether the translator's block ends after `op` without it branching
+/// (see `jit::block::scan`).
+const fn ends_block(op: Opcode) -> bool {
+    let info = op.info();
+    info.ends_block && !matches!(info.class, Class::Branch)
 }
 
 /// Builds the trap record for `kind` at `pc`.
@@ -106,9 +118,10 @@ impl Interpreter {
     /// Decodes the machine's code section.
     pub fn new(m: &Machine) -> Self {
         let n = ((m.code_end - m.code_start) / INSTR_SIZE) as usize;
-        let slots = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).collect();
+        let (slots, imms) = (0..n).map(|k| decode_slot(m, m.code_start + k as u64 * INSTR_SIZE)).unzip();
         Interpreter {
             slots,
+            imms,
             code_start: m.code_start,
             redecodes: 0,
             code_writes: Vec::new(),
@@ -143,7 +156,7 @@ impl Interpreter {
         let first = (start - self.code_start) / INSTR_SIZE;
         let last = (end - 1 - self.code_start) / INSTR_SIZE;
         for k in first..=last {
-            self.slots[k as usize] = decode_slot(m, self.code_start + k * INSTR_SIZE);
+            (self.slots[k as usize], self.imms[k as usize]) = decode_slot(m, self.code_start + k * INSTR_SIZE);
         }
         // A direct branch elsewhere may now point at a changed slot: targets
         // are slot indices, so they stay valid.
@@ -154,7 +167,8 @@ impl Interpreter {
     /// The code section's instructions as decoded now (`None` where the
     /// bytes are no instruction).
     pub fn instrs(&self) -> impl Iterator<Item = Option<Instr>> + Clone + '_ {
-        self.slots.iter().map(|s| (s.target != UNDECODABLE).then(|| Instr::new(s.op, s.a, s.b, s.c, s.imm)))
+        let decoded = |s: &Slot| !(s.op == Opcode::Trap && s.a == UNDECODABLE);
+        self.slots.iter().zip(&self.imms).map(move |(s, &imm)| decoded(s).then(|| Instr::new(s.op, s.a, s.b, s.c, imm)))
     }
 
     /// The ranges `(address, length)` of code overwritten since the last call.

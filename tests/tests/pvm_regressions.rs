@@ -192,6 +192,43 @@ patch:  li r1, 1
 }
 
 #[test]
+fn direct_transfers_written_into_code_trap_at_themselves_with_the_target_they_name() {
+    // The verifier refuses bad direct targets, so only code written at run
+    // time has them: the interpreter keeps a transfer's target as a slot
+    // index and must still name the address the instruction holds.
+    let src = "
+        .text
+main:   li r1, patch
+        li r2, 8
+        li r3, 1
+        sys 2
+patch:  nop
+        li r1, 0
+        sys 0
+";
+    let image = asm("transfer into code", src);
+    let patch = 0x1020i64;
+    let instr = |op, a, target: i64| pvm::isa::Instr::new(op, a, 0, 0, target as i32).encode().to_vec();
+    use pvm::isa::Opcode::{Bnez, Call, Jmp};
+    for target in [patch + 4, 0x1038, 0x1040, 0x10_0000, 0x7fff_fff8, -8i64] {
+        for op in [Jmp, Call, Bnez] {
+            let (interp, jit, _) = both(&image, RunConfig::default(), &instr(op, 3, target));
+            let want = TrapKind::BadJumpTarget(target as u32 as u64);
+            assert_eq!(trap_of(&interp), (want, patch as u64, 4), "{op:?} {target:#x}: {interp:?}");
+            assert_eq!(interp, jit, "{op:?} {target:#x}: the engines disagree");
+        }
+    }
+    // A good target written the same way is followed: to `sys 0`, with r1
+    // still the patch's address (so it skipped `li r1, 0`; the status is
+    // its low byte).
+    for op in [Jmp, Bnez] {
+        let (interp, jit, _) = both(&image, RunConfig::default(), &instr(op, 3, 0x1030));
+        assert_eq!((&interp.outcome, interp.regs[1]), (&Outcome::Exited(0x20), 0x1020), "{op:?}: {interp:?}");
+        assert_eq!(interp, jit, "{op:?}: the engines disagree");
+    }
+}
+
+#[test]
 fn a_pop_into_a_context_register_sees_the_pending_sp_move() {
     // sp in a host register with a push's move pending, then a pop into a
     // register that lives in the context: the pop read the stale sp.

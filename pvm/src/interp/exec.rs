@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::{trap_at, InterpStats, Interpreter, Outcome, NO_TARGET, UNDECODABLE};
+use super::{trap_at, InterpStats, Interpreter, Outcome, UNDECODABLE};
 use crate::disasm;
 use crate::isa::{DecodeError, Instr, Opcode, INSTR_SIZE, SP};
 use crate::machine::{sys, Machine, Rmw, SysIo, Syscall};
@@ -100,16 +100,16 @@ impl Interpreter {
                     slot!().imm as i64 as u64
                 };
             }
-            let ends_block = (BLOCK || KICK) && slot!().ends_block;
+            let ends_block = (BLOCK || KICK) && super::ends_block(op);
             let before = if TRACE { m.regs } else { [0; 16] };
             let mut next = idx + 1;
             macro_rules! branch {
                 ($cond:expr) => {
                     if $cond {
-                        if slot!().target == NO_TARGET {
-                            trap!(TrapKind::BadJumpTarget(slot!().imm as u32 as u64));
-                        }
-                        next = slot!().target as usize;
+                        let Ok(t) = usize::try_from(slot!().imm) else {
+                            trap!(TrapKind::BadJumpTarget(self.imms[idx] as u32 as u64));
+                        };
+                        next = t;
                     }
                 };
             }
@@ -327,7 +327,7 @@ impl Interpreter {
                 Opcode::Bge32 => branch!(sem::slt32(m.regs[a!()], m.regs[b!()]) == 0),
                 Opcode::Beqz => branch!(m.regs[a!()] == 0),
                 Opcode::Bnez => branch!(m.regs[a!()] != 0),
-                Opcode::Trap if slot!().target == UNDECODABLE => {
+                Opcode::Trap if slot!().a == UNDECODABLE => {
                     let bytes = m.fetch(pc!()).unwrap_or([0xff; 8]);
                     trap!(TrapKind::InvalidInstruction(
                         Instr::decode(bytes).err().unwrap_or(DecodeError::UnknownOpcode(bytes[0]))
@@ -387,9 +387,20 @@ impl Interpreter {
                 Opcode::Bltu => branch!(m.regs[a!()] < m.regs[b!()]),
                 Opcode::Bgeu => branch!(m.regs[a!()] >= m.regs[b!()]),
                 Opcode::Jr => jump_to!(m.regs[a!()]),
-                Opcode::Call | Opcode::CallR => {
-                    let target = if op == Opcode::Call { slot!().imm as u32 as u64 } else { m.regs[a!()] };
-                    if op == Opcode::Call && slot!().target == NO_TARGET || !m.is_code_addr(target) {
+                Opcode::Call => {
+                    let Ok(t) = usize::try_from(slot!().imm) else {
+                        trap!(TrapKind::BadJumpTarget(self.imms[idx] as u32 as u64));
+                    };
+                    tryt!(m.push(pc!() + INSTR_SIZE));
+                    if m.touches_code(m.regs[usize::from(SP)], 8) {
+                        let sp = m.regs[usize::from(SP)];
+                        self.code_written(m, sp, 8);
+                    }
+                    next = t;
+                }
+                Opcode::CallR => {
+                    let target = m.regs[a!()];
+                    if !m.is_code_addr(target) {
                         trap!(TrapKind::BadJumpTarget(target));
                     }
                     tryt!(m.push(pc!() + INSTR_SIZE));
