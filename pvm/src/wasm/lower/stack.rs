@@ -385,11 +385,33 @@ impl FuncLower<'_, '_> {
     /// value's move (if the result has a register: the comparison's
     /// operands are then in other registers, or loaded into scratch after
     /// the first value's move).
+    /// The local the top entry reads, if it is in a register that is not
+    /// read after the current operator (so its register may take another
+    /// value).
+    fn dead_local_at_top(&self) -> Option<u32> {
+        let Some(&Entry::Local(l)) = self.stack.last() else { return None };
+        let Some(&Loc::Reg(r)) = self.a.locals.get(l as usize) else { return None };
+        let live = self.a.live_after.get(self.pos).copied().unwrap_or(u16::MAX);
+        (live & (1 << r) == 0).then_some(l)
+    }
+
     pub(super) fn select(&mut self) {
         let (cond, _) = self.pop_entry();
         let home = self.a.homes[self.stack.len() - 2];
         if matches!(cond, Entry::Cmp { .. }) && matches!(home, Loc::Reg(_)) {
             let v2 = self.pop();
+            if let Some(l) = self.dead_local_at_top() {
+                // The first value is a local no one reads again: the result
+                // is computed in its register and stays there (no move).
+                self.stack.pop();
+                self.materialize_local(l);
+                let skip = self.code.label();
+                self.branch_on(cond, true, skip);
+                self.mov(self.a.locals[l as usize], v2);
+                self.code.bind(skip);
+                self.stack.push(Entry::Local(l));
+                return;
+            }
             let v1 = self.pop();
             self.mov(home, v1);
             let skip = self.code.label();

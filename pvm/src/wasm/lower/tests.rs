@@ -195,3 +195,30 @@ fn a_comparison_as_the_condition_of_a_select_becomes_its_branch() {
     );
     assert_eq!(count(&code, Opcode::Bnez), 1);
 }
+
+#[test]
+fn a_select_of_a_local_read_no_more_is_computed_in_its_register() {
+    // Local 2 is dead after the select: no move, the -1 goes into its
+    // register (r2) when the comparison fails, and the add reads r2.
+    let body = |tail: &str| {
+        format!(
+            r#"(module (func (param i64 i64) (result i64) (local i64)
+                (local.set 2 (i64.rem_u (local.get 0) (i64.const 7)))
+                (i64.add (local.get 1)
+                    (select (local.get 2) (i64.const -1) (i64.lt_u (local.get 2) (i64.const 4))))
+                {tail}))"#
+        )
+    };
+    let code = lowered(&body(""));
+    assert_eq!(count(&code, Opcode::Mov), 0, "{code:?}");
+    let li = code.iter().find(|i| i.op == Opcode::Li && i.imm == -1).expect("li -1");
+    let add = code.iter().find(|i| i.op == Opcode::Add).expect("add");
+    assert!(add.b == li.a || add.c == li.a, "{code:?}");
+    // Read again afterwards, local 2 keeps its value: the select moves it
+    // into the result's register first (the other move returns it).
+    let code = lowered(&body("(drop) (local.get 2)"));
+    assert_eq!(count(&code, Opcode::Mov), 2, "{code:?}");
+    assert!(code.iter().any(|i| i.op == Opcode::Mov && i.b == 2 && i.a != 0), "{code:?}");
+    let li = code.iter().find(|i| i.op == Opcode::Li && i.imm == -1).expect("li -1");
+    assert_ne!(li.a, 2, "{code:?}");
+}
