@@ -171,6 +171,12 @@ impl Interpreter {
         self.slots.iter().zip(&self.imms).map(move |(s, &imm)| decoded(s).then(|| Instr::new(s.op, s.a, s.b, s.c, imm)))
     }
 
+    /// The target address the direct transfer at slot `k` encodes (its
+    /// slot holds the target's index).
+    fn encoded_target(&self, k: usize) -> u64 {
+        self.imms.get(k).map_or(0, |&imm| u64::from(imm as u32))
+    }
+
     /// The ranges `(address, length)` of code overwritten since the last call.
     pub fn take_code_writes(&mut self) -> Vec<(u64, u64)> {
         std::mem::take(&mut self.code_writes)

@@ -107,7 +107,7 @@ impl Interpreter {
                 ($cond:expr) => {
                     if $cond {
                         let Ok(t) = usize::try_from(slot!().imm) else {
-                            trap!(TrapKind::BadJumpTarget(self.imms[idx] as u32 as u64));
+                            trap!(TrapKind::BadJumpTarget(self.encoded_target(idx)));
                         };
                         next = t;
                     }
@@ -389,7 +389,7 @@ impl Interpreter {
                 Opcode::Jr => jump_to!(m.regs[a!()]),
                 Opcode::Call => {
                     let Ok(t) = usize::try_from(slot!().imm) else {
-                        trap!(TrapKind::BadJumpTarget(self.imms[idx] as u32 as u64));
+                        trap!(TrapKind::BadJumpTarget(self.encoded_target(idx)));
                     };
                     tryt!(m.push(pc!() + INSTR_SIZE));
                     if m.touches_code(m.regs[usize::from(SP)], 8) {
