@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::disasm;
-use crate::isa::{Class, Instr, Opcode, INSTR_SIZE};
+use crate::isa::{Instr, Opcode, INSTR_SIZE};
 use crate::kick::Kick;
 use crate::machine::{Machine, SysIo};
 use crate::trap::{Trap, TrapKind};
@@ -93,13 +93,6 @@ fn decode_slot(m: &Machine, addr: u64) -> (Slot, i32) {
         }
         Err(_) => (Slot { op: Opcode::Trap, a: UNDECODABLE, b: 0, c: 0, imm: 0 }, 0),
     }
-}
-
-/// Whether the translator's block ends after `op` without it branching
-/// (see `jit::block::scan`).
-const fn ends_block(op: Opcode) -> bool {
-    let info = op.info();
-    info.ends_block && !matches!(info.class, Class::Branch)
 }
 
 /// Builds the trap record for `kind` at `pc`.

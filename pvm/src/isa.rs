@@ -141,6 +141,14 @@ pub struct OpInfo {
     pub can_trap: bool,
 }
 
+impl OpInfo {
+    /// The translator's block (a superblock: conditional branches are side
+    /// exits in it) ends after this instruction.
+    pub const fn ends_superblock(self) -> bool {
+        self.ends_block && !matches!(self.class, Class::Branch)
+    }
+}
+
 const PLAIN: (bool, bool) = (false, false);
 const TRAPS: (bool, bool) = (false, true);
 const ENDS: (bool, bool) = (true, false);

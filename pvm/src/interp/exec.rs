@@ -100,7 +100,7 @@ impl Interpreter {
                     slot!().imm as i64 as u64
                 };
             }
-            let ends_block = (BLOCK || KICK) && super::ends_block(op);
+            let ends_block = (BLOCK || KICK) && op.info().ends_superblock();
             let before = if TRACE { m.regs } else { [0; 16] };
             let mut next = idx + 1;
             macro_rules! branch {

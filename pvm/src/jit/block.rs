@@ -6,7 +6,7 @@
 
 use iced_x86::code_asm::*;
 
-use crate::isa::{Class, Instr, INSTR_SIZE, NUM_REGS, SP};
+use crate::isa::{Instr, INSTR_SIZE, NUM_REGS, SP};
 use crate::machine::Machine;
 
 /// Most guest instructions in one block.
@@ -184,7 +184,7 @@ pub fn scan(m: &Machine, pc: u64) -> Vec<Instr> {
     while out.len() < MAX_BLOCK && m.is_code_addr(at) {
         let Some(Ok(i)) = m.fetch(at).map(Instr::decode) else { break };
         out.push(i);
-        if i.op.info().ends_block && i.op.info().class != Class::Branch {
+        if i.op.info().ends_superblock() {
             break;
         }
         at += INSTR_SIZE;

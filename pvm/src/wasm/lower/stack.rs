@@ -380,11 +380,6 @@ impl FuncLower<'_, '_> {
         }
     }
 
-    /// `select`: the first value if the condition is not zero. A
-    /// comparison as the condition becomes the branch over the second
-    /// value's move (if the result has a register: the comparison's
-    /// operands are then in other registers, or loaded into scratch after
-    /// the first value's move).
     /// The local the top entry reads, if it is in a register that is not
     /// read after the current operator (so its register may take another
     /// value).
@@ -395,30 +390,35 @@ impl FuncLower<'_, '_> {
         (live & (1 << r) == 0).then_some(l)
     }
 
+    /// `select`: the first value if the condition is not zero. A
+    /// comparison as the condition becomes the branch over the second
+    /// value's move (if the result has a register: the comparison's
+    /// operands are then in other registers, or loaded into scratch after
+    /// the first value's move). A first value that is a local read no
+    /// more is not moved: the result is computed in the local's register.
     pub(super) fn select(&mut self) {
         let (cond, _) = self.pop_entry();
         let home = self.a.homes[self.stack.len() - 2];
         if matches!(cond, Entry::Cmp { .. }) && matches!(home, Loc::Reg(_)) {
             let v2 = self.pop();
-            if let Some(l) = self.dead_local_at_top() {
-                // The first value is a local no one reads again: the result
-                // is computed in its register and stays there (no move).
-                self.stack.pop();
-                self.materialize_local(l);
-                let skip = self.code.label();
-                self.branch_on(cond, true, skip);
-                self.mov(self.a.locals[l as usize], v2);
-                self.code.bind(skip);
-                self.stack.push(Entry::Local(l));
-                return;
-            }
-            let v1 = self.pop();
-            self.mov(home, v1);
+            let (dst, result) = match self.dead_local_at_top() {
+                Some(l) => {
+                    self.stack.pop();
+                    // Other entries reading the local keep its value.
+                    self.materialize_local(l);
+                    (self.a.locals[l as usize], Entry::Local(l))
+                }
+                None => {
+                    let v1 = self.pop();
+                    self.mov(home, v1);
+                    (home, Entry::Home)
+                }
+            };
             let skip = self.code.label();
             self.branch_on(cond, true, skip);
-            self.mov(home, v2);
+            self.mov(dst, v2);
             self.code.bind(skip);
-            self.stack.push(Entry::Home);
+            self.stack.push(result);
             return;
         }
         self.stack.push(cond);
