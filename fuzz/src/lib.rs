@@ -10,7 +10,8 @@ use pvm::machine::SysIo;
 
 /// Guest stdout that keeps only the first `keep` bytes and counts the rest,
 /// so a program writing megabytes in a loop costs no memory; stdin is
-/// `input`.
+/// `input`. A `sys 7` sleep is added to `slept` and does not wait: one
+/// instruction could otherwise ask for 12 days.
 #[derive(Debug, Default)]
 pub struct BoundedIo {
     pub input: Vec<u8>,
@@ -18,6 +19,7 @@ pub struct BoundedIo {
     pub output: Vec<u8>,
     pub written: u64,
     pub keep: usize,
+    pub slept: std::time::Duration,
 }
 
 impl BoundedIo {
@@ -39,6 +41,9 @@ impl SysIo for BoundedIo {
         buf[..n].copy_from_slice(&rest[..n]);
         self.read_pos += n;
         n
+    }
+    fn sleep(&mut self, time: std::time::Duration) {
+        self.slept = self.slept.saturating_add(time);
     }
 }
 
@@ -123,5 +128,10 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(io.read(&mut buf), 2);
         assert_eq!(io.read(&mut buf), 0);
+        let started = std::time::Instant::now();
+        io.sleep(std::time::Duration::from_secs(3600));
+        io.sleep(std::time::Duration::MAX);
+        assert_eq!(io.slept, std::time::Duration::MAX, "sleeps add up, saturating");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "and do not wait");
     }
 }

@@ -85,6 +85,11 @@ pub trait SysIo {
         self.flush();
         let _ = std::io::stderr().write_all(bytes);
     }
+    /// A blocking `sys 7`: sleeps the calling OS thread. An embedder that
+    /// must not wait (a fuzzer, a simulation) records the time instead.
+    fn sleep(&mut self, time: std::time::Duration) {
+        std::thread::sleep(time);
+    }
     /// Host function `n` (`sys HOST + n`): reads its arguments from
     /// `regs`, writes its results there, may read and write `mem`. Without
     /// an embedder that provides it, a bad syscall.
@@ -390,7 +395,7 @@ impl Machine {
             sys::PUTC => io.write(&[r1 as u8]),
             sys::RETURN => return Ok(Syscall::Return),
             sys::SLEEP => {
-                std::thread::sleep(std::time::Duration::from_micros(r1));
+                io.sleep(std::time::Duration::from_micros(r1));
                 self.regs[0] = 0;
             }
             sys::TIME => self.regs[0] = self.elapsed_us(),
@@ -459,5 +464,35 @@ mod tests {
         assert!(matches!(m.syscall(&mut io, sys::WRITE), Err(TrapKind::OutOfBounds { .. })));
         m.regs[1] = 300;
         assert_eq!(m.syscall(&mut io, sys::EXIT), Ok(Syscall::Exit(44)));
+    }
+
+    /// Records the sleeps it is asked for instead of waiting.
+    #[derive(Default)]
+    struct SleepLog(Vec<std::time::Duration>);
+
+    impl SysIo for SleepLog {
+        fn write(&mut self, _: &[u8]) {}
+        fn read(&mut self, _: &mut [u8]) -> usize {
+            0
+        }
+        fn sleep(&mut self, time: std::time::Duration) {
+            self.0.push(time);
+        }
+    }
+
+    #[test]
+    fn a_sleep_goes_to_the_embedder_whatever_r1_holds() {
+        let mut m = machine();
+        let mut io = SleepLog::default();
+        let asked = [0, 1, 1500, 167_772_160, u64::MAX];
+        for us in asked {
+            (m.regs[0], m.regs[1]) = (7, us);
+            assert_eq!(m.syscall(&mut io, sys::SLEEP), Ok(Syscall::Done));
+            assert_eq!(m.regs[0], 0);
+        }
+        assert_eq!(io.0, asked.map(std::time::Duration::from_micros));
+        // The longest sleep is a deadline the clock can hold (a jacketed
+        // sleeper parks until now + r1).
+        assert!(std::time::Instant::now().checked_add(*io.0.last().unwrap()).is_some());
     }
 }

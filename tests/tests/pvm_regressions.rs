@@ -381,3 +381,37 @@ fn a_block_rewritten_every_iteration_is_not_translated_every_iteration() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The input of CI's `pvm_image` timeout (2026-12-02): an image whose
+/// program asks `sys 7` for 167.77 s. The interpreter slept the fuzzer's
+/// thread that long whatever its I/O; a sleep now goes through the
+/// embedder's `SysIo::sleep` (the fuzzer's records it and does not wait).
+#[test]
+fn a_sleep_goes_to_the_embedder_which_need_not_wait() {
+    use pvm::machine::SysIo;
+    #[derive(Default)]
+    struct Log(Vec<std::time::Duration>, Vec<u8>);
+    impl SysIo for Log {
+        fn write(&mut self, bytes: &[u8]) {
+            self.1.extend_from_slice(bytes);
+        }
+        fn read(&mut self, _: &mut [u8]) -> usize {
+            0
+        }
+        fn sleep(&mut self, time: std::time::Duration) {
+            self.0.push(time);
+        }
+    }
+    let input = include_bytes!("../../fuzz/regressions/pvm_image/sleep-for-days");
+    let image = pvm::image::Image::from_bytes(input).expect("the artifact parses");
+    pvm::verify::verify(&image).expect("and verifies");
+    for engine in [Engine::Interp, Engine::Jit] {
+        let mut io = Log::default();
+        let cfg = RunConfig { engine, mem_mib: 1, fuel: Some(2000), ..Default::default() };
+        let started = std::time::Instant::now();
+        let run = run::run_image(&image, &cfg, None, None, &mut io).expect("runs");
+        assert_eq!(io.0, [std::time::Duration::from_micros(167_772_160)], "{engine:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{engine:?} waited");
+        assert!(run.machine.retired <= 2000, "{engine:?}: {:?}", run.outcome);
+    }
+}

@@ -341,6 +341,22 @@ fn a_jacketed_sleep_lets_the_other_threads_run() {
     }
 }
 
+/// `sys 7` with r1 = 2^64 - 1 µs (585,000 years): the jacketed sleeper
+/// parks until a deadline the clock can hold, and main, which does not
+/// wait for it, exits at once.
+#[test]
+fn a_jacketed_sleep_for_ever_does_not_hold_up_an_exit() {
+    let src = "main: li r2, child\n li r3, 0x800000\n spawn r4, r2, r3\n yield\n li r1, 109\n sys 5\n\
+               li r1, 3\n sys 0\n child: li r1, -1\n sys 7\n li r1, 97\n sys 5\n texit r0\n";
+    let image = build(src);
+    for e in ENGINES {
+        let jacket = ThreadConfig { jacket: true, ..ThreadConfig::default() };
+        let started = std::time::Instant::now();
+        assert_eq!(run(&image, e, jacket), (Outcome::Exited(3), "m".to_string()), "{e:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{e:?}: main waited for the sleeper");
+    }
+}
+
 #[test]
 fn a_jacketed_read_reads_the_input() {
     let src = "main: li r1, buf\n li r2, 8\n sys 2\n mov r1, r0\n sys 3\n li r1, buf\n li r2, 3\n sys 1\n li r1, 0\n\

@@ -238,6 +238,9 @@ impl SysIo for Wasi<'_> {
     fn write_err(&mut self, bytes: &[u8]) {
         self.io.write_err(bytes);
     }
+    fn sleep(&mut self, time: std::time::Duration) {
+        self.io.sleep(time);
+    }
     fn host_call(&mut self, n: u32, regs: &mut [u64; NUM_REGS], mem: &mut [u8]) -> Result<Syscall, TrapKind> {
         if WASI.get(n as usize).is_some_and(|f| f.0 == "proc_exit") {
             self.io.flush();
