@@ -6,7 +6,7 @@ use iced_x86::code_asm::*;
 use iced_x86::IcedError;
 
 use super::emit::Emitter;
-use super::magic::ConstDiv;
+use super::magic::{ConstDiv, UConstDiv};
 use crate::isa::DivOp;
 
 impl Emitter {
@@ -98,6 +98,33 @@ impl Emitter {
                 self.a.mov(rax, rdx)?;
                 self.a.shr(rax, 63)?;
                 self.a.add(rax, rdx)
+            }
+        }
+    }
+
+    /// rax = x / d (unsigned) as `plan` says (`magic::divu_by_constant`'s
+    /// steps); clobbers rdx.
+    pub(super) fn divu_by_constant(&mut self, plan: UConstDiv, x: AsmRegister64) -> Result<(), IcedError> {
+        match plan {
+            UConstDiv::Shift { k } => {
+                self.a.mov(rax, x)?;
+                if k > 0 {
+                    self.a.shr(rax, k)?;
+                }
+                Ok(())
+            }
+            UConstDiv::Magic { m, l } => {
+                // t = mulhi(x, m) in rdx; q = (t + ((x - t) >> 1)) >> (l - 1)
+                self.a.mov(rax, m)?;
+                self.a.mul(x)?;
+                self.a.mov(rax, x)?;
+                self.a.sub(rax, rdx)?;
+                self.a.shr(rax, 1)?;
+                self.a.add(rax, rdx)?;
+                if l > 1 {
+                    self.a.shr(rax, l - 1)?;
+                }
+                Ok(())
             }
         }
     }

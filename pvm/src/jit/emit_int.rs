@@ -194,16 +194,7 @@ impl Emitter {
                 self.load(rax, b)?;
                 self.divide(op, a)
             }
-            DivOp::DivUI | DivOp::RemUI => {
-                let d = i64::from(imm) as u64;
-                if d == 0 {
-                    let stub = self.interpret_stub(k);
-                    return self.a.jmp(stub);
-                }
-                self.a.mov(rcx, d)?;
-                self.load(rax, b)?;
-                self.divide(if op == DivOp::DivUI { DivOp::DivU } else { DivOp::RemU }, a)
-            }
+            DivOp::DivUI | DivOp::RemUI => self.div_unsigned_const(op == DivOp::RemUI, a, b, imm, k),
             DivOp::DivSI | DivOp::RemSI => {
                 if op == DivOp::RemSI && self.plan.steps[k].deferred_remainder {
                     return Ok(());
@@ -289,7 +280,35 @@ impl Emitter {
         if !rem {
             return self.put(a, rax);
         }
-        // remainder = x - quotient * d (rdx is free again)
+        self.remainder_of_quotient(a, x, imm)
+    }
+
+    /// a = b / imm or b % imm (unsigned), imm a constant (sign-extended,
+    /// as the interpreter reads it): a multiply and shifts, no `div`.
+    fn div_unsigned_const(&mut self, rem: bool, a: u8, b: u8, imm: i32, k: usize) -> Result<(), IcedError> {
+        let Some(plan) = magic::plan_unsigned(i64::from(imm) as u64) else {
+            let stub = self.interpret_stub(k);
+            return self.a.jmp(stub);
+        };
+        let x = self.get(b, rcx)?;
+        if let (true, magic::UConstDiv::Shift { .. }) = (rem, plan) {
+            // n % 2^k = n & (2^k - 1); a power of two from an immediate is
+            // at most 2^30
+            self.a.mov(rax, x)?;
+            self.a.and(rax, imm - 1)?;
+            return self.put(a, rax);
+        }
+        self.divu_by_constant(plan, x)?;
+        if !rem {
+            return self.put(a, rax);
+        }
+        self.remainder_of_quotient(a, x, imm)
+    }
+
+    /// Guest a = x - rax * imm: the remainder, rax holding the quotient of
+    /// x by imm.
+    fn remainder_of_quotient(&mut self, a: u8, x: AsmRegister64, imm: i32) -> Result<(), IcedError> {
+        // (rdx is free again)
         self.mul_imm(rdx, rax, imm)?;
         match self.host(a) {
             Some(h) if h == x => self.a.sub(h, rdx),

@@ -1,6 +1,7 @@
-//! Signed division by a constant as a multiply and shifts (Hacker's
-//! Delight, ch. 10), so `divsi`/`remsi` avoid the slow `idiv`. The
-//! translator emits exactly [`div_by_constant`]'s steps.
+//! Division by a constant as a multiply and shifts (Hacker's Delight,
+//! ch. 10), so `divsi`/`remsi` avoid the slow `idiv` and `divui`/`remui`
+//! the slow `div`. The translator emits exactly [`div_by_constant`]'s and
+//! [`divu_by_constant`]'s steps.
 
 /// How to divide by a constant `d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,46 @@ pub fn div_by_constant(n: i64, plan: ConstDiv) -> i64 {
     }
 }
 
+/// How to divide unsigned by a constant `d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UConstDiv {
+    /// d = 2^k: q = n >> k.
+    Shift { k: u32 },
+    /// With l = ceil(log2 d) and m = floor(2^64 (2^l - d) / d) + 1 (which
+    /// fits 64 bits): t = mulhi(n, m); q = (t + ((n - t) >> 1)) >> (l - 1)
+    /// (Granlund and Montgomery, "Division by invariant integers using
+    /// multiplication", 1994, fig. 4.1; n - t cannot wrap and the sum
+    /// cannot carry).
+    Magic { m: u64, l: u32 },
+}
+
+/// The unsigned plan for `d` (`None` for 0, which traps).
+pub fn plan_unsigned(d: u64) -> Option<UConstDiv> {
+    match d {
+        0 => None,
+        _ if d.is_power_of_two() => Some(UConstDiv::Shift { k: d.trailing_zeros() }),
+        _ => {
+            let l = 64 - (d - 1).leading_zeros();
+            // 2^l - d < d, so the quotient is below 2^64.
+            let excess = ((1u128 << l) - u128::from(d)) << 64;
+            let m = (excess / u128::from(d)) as u64 + 1;
+            Some(UConstDiv::Magic { m, l })
+        }
+    }
+}
+
+/// The unsigned quotient the plan computes, step by step as the emitted
+/// code does.
+pub fn divu_by_constant(n: u64, plan: UConstDiv) -> u64 {
+    match plan {
+        UConstDiv::Shift { k } => n >> k,
+        UConstDiv::Magic { m, l } => {
+            let t = ((u128::from(n) * u128::from(m)) >> 64) as u64;
+            (t + ((n - t) >> 1)) >> (l - 1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +164,42 @@ mod tests {
             }
         }
         assert_eq!(plan(0), None);
+    }
+
+    #[test]
+    fn unsigned_plans_match_division_for_every_divisor_an_immediate_gives() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![0u64, 1, 2, 3, 6, 7, 8, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, (1 << 63) + 1];
+        values.extend([0xffff_ffff, 0x1_0000_0000, 0xffff_ffff_8000_0000, 0xffff_ffff_7fff_ffff]);
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x);
+            values.push(x >> (x % 64));
+        }
+        // `divui`'s divisor is its immediate sign-extended: 1..2^31 - 1 and
+        // 2^64 - 2^31 .. 2^64 - 1; a few of each edge, every small one, and
+        // random ones; plus divisors no immediate gives (the plan's own edges).
+        let mut divisors: Vec<u64> = (1..=1200).collect();
+        divisors.extend([0x7fff_ffff, 0x4000_0000, 0x4000_0001, 0x3fff_ffff, 641, 1_000_003, 6_700_417]);
+        divisors.extend([u64::MAX, u64::MAX - 1, u64::MAX - 6, 0xffff_ffff_8000_0000, 0xffff_ffff_8000_0001]);
+        divisors.extend([1 << 63, (1 << 63) + 1, (1 << 63) - 1, 0xffff_ffff, 0x1_0000_0001, 3 << 62]);
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            divisors.push(i64::from(x as i32) as u64);
+            divisors.push(x >> (x % 64));
+        }
+        for &d in divisors.iter().filter(|&&d| d != 0) {
+            let p = plan_unsigned(d).unwrap();
+            for &n in &values {
+                assert_eq!(divu_by_constant(n, p), n / d, "{n} / {d} with {p:?}");
+            }
+        }
+        assert_eq!(plan_unsigned(0), None);
+        assert_eq!(plan_unsigned(1), Some(UConstDiv::Shift { k: 0 }));
+        assert_eq!(plan_unsigned(1 << 63), Some(UConstDiv::Shift { k: 63 }));
     }
 }
