@@ -15,10 +15,14 @@ impl Emitter {
         let (a, b, imm) = (i.a, i.b, i.imm);
         match op {
             MoveOp::Nop => Ok(()),
-            MoveOp::Mov => {
-                let s = self.get(b, rax)?;
-                self.put(a, s)
-            }
+            MoveOp::Mov => match self.host(a) {
+                // (from the context straight into the host register)
+                Some(h) => self.load(h, b),
+                None => {
+                    let s = self.get(b, rax)?;
+                    self.put(a, s)
+                }
+            },
             MoveOp::Li => match self.host(a) {
                 Some(h) => self.a.mov(h, i64::from(imm)),
                 None => self.a.mov(ctx_reg(a), imm),
@@ -41,22 +45,25 @@ impl Emitter {
             IntForm::Alu(alu, false, Width::W64) => self.alu_rr(alu, i),
             IntForm::Alu(alu, imm, Width::W32) => self.alu32(alu, imm, i),
             IntForm::Set(cond, imm, width) => {
-                self.load(rax, i.b)?;
+                // Compared where the operands are; the 0/1 straight into
+                // the destination's host register when it has one.
+                let x = self.get(i.b, rax)?;
                 match (imm, width) {
-                    (true, Width::W64) => self.a.cmp(rax, i.imm)?,
-                    (true, Width::W32) => self.a.cmp(eax, i.imm)?,
+                    (true, Width::W64) => self.a.cmp(x, i.imm)?,
+                    (true, Width::W32) => self.a.cmp(r32(x), i.imm)?,
                     (false, Width::W64) => {
-                        let x = self.get(i.c, rcx)?;
-                        self.a.cmp(rax, x)?;
+                        let y = self.get(i.c, rcx)?;
+                        self.a.cmp(x, y)?;
                     }
                     (false, Width::W32) => {
-                        let x = self.get(i.c, rcx)?;
-                        self.a.cmp(eax, r32(x))?;
+                        let y = self.get(i.c, rcx)?;
+                        self.a.cmp(r32(x), r32(y))?;
                     }
                 }
                 cond.setcc(&mut self.a, al)?;
-                self.a.movzx(rax, al)?;
-                self.put(i.a, rax)
+                let dst = self.host(i.a).unwrap_or(rax);
+                self.a.movzx(dst, al)?;
+                self.put(i.a, dst)
             }
             IntForm::Shift(shift, imm, width) => {
                 self.load(rax, i.b)?;
@@ -94,7 +101,7 @@ impl Emitter {
     /// The 32-bit ALU forms, in the destination's host register where it
     /// is not the second source.
     fn alu32(&mut self, alu: Alu, imm: bool, i: &Instr) -> Result<(), IcedError> {
-        let (a, b, c) = (i.a, i.b, i.c);
+        let (a, b, c) = if imm { (i.a, i.b, i.c) } else { alu.commuted(i) };
         let dst = match self.host(a) {
             Some(h) if imm || a == b || a != c => h,
             _ => rax,
@@ -136,7 +143,7 @@ impl Emitter {
 
     /// The register forms of add, sub, mul, and, or, xor.
     fn alu_rr(&mut self, alu: Alu, i: &Instr) -> Result<(), IcedError> {
-        let (a, b, c) = (i.a, i.b, i.c);
+        let (a, b, c) = alu.commuted(i);
         // Work in the destination's own host register unless it is also
         // the second source.
         let dst = match self.host(a) {

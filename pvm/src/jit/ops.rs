@@ -162,6 +162,18 @@ pub(super) enum Alu {
 }
 
 impl Alu {
+    /// The register form's (a, b, c), its sources exchanged when the
+    /// destination is the second one and the operation commutes, so the
+    /// result is computed in place (`add r2, r1, r2` as `add r2, r1`).
+    pub(super) fn commuted(self, i: &crate::isa::Instr) -> (u8, u8, u8) {
+        let (a, b, c) = (i.a, i.b, i.c);
+        if a == c && a != b && self != Alu::Sub {
+            (a, c, b)
+        } else {
+            (a, b, c)
+        }
+    }
+
     /// dst = dst `op` src.
     pub(super) fn rr(self, a: &mut CodeAssembler, dst: AsmRegister64, src: AsmRegister64) -> Result<(), IcedError> {
         match self {
