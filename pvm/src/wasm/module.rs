@@ -260,7 +260,15 @@ pub fn parse(bytes: &[u8], features: WasmFeatures) -> Result<Module<'_>, ModuleE
         }
         if let ValidPayload::Func(func, body) = validator.payload(&payload)? {
             let mut v = func.into_validator(std::mem::take(&mut allocs));
-            let mut out = Body { locals: Vec::new(), ops: Vec::new(), offsets: Vec::new(), heights: Vec::new() };
+            // About one operator per two bytes of body in clang's output:
+            // reserved once, not grown a doubling at a time.
+            let n = usize::try_from(body.range().end.saturating_sub(body.range().start) / 2).unwrap_or(0);
+            let mut out = Body {
+                locals: Vec::new(),
+                ops: Vec::with_capacity(n),
+                offsets: Vec::with_capacity(n),
+                heights: Vec::with_capacity(n),
+            };
             let mut locals = body.get_locals_reader()?;
             for _ in 0..locals.get_count() {
                 let offset = locals.original_position() as usize;
