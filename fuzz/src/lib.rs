@@ -11,7 +11,7 @@ use pvm::machine::SysIo;
 /// Guest stdout that keeps only the first `keep` bytes and counts the rest,
 /// so a program writing megabytes in a loop costs no memory; stdin is
 /// `input`. A `sys 7` sleep is added to `slept` and does not wait: one
-/// instruction could otherwise ask for 12 days.
+/// instruction can ask for 2^64 - 1 µs.
 #[derive(Debug, Default)]
 pub struct BoundedIo {
     pub input: Vec<u8>,

@@ -107,6 +107,8 @@ impl<'a> SharedIo<'a> {
     }
 }
 
+/// (`sleep` is the default one: it sleeps the calling thread without
+/// holding the lock, so the other threads' I/O goes on meanwhile.)
 impl SysIo for &SharedIo<'_> {
     fn write(&mut self, bytes: &[u8]) {
         self.with(|io| io.write(bytes));
