@@ -200,3 +200,23 @@ fn unsigned_division_by_constants_agrees_with_the_division() {
         }
     }
 }
+
+/// `divsi` and `remsi` by the divisors both engines shift or mask for (1,
+/// powers of two up to 2^30) and by the ones they must not (i32::MIN,
+/// which is negative, other negatives, odd ones), on the edge values:
+/// both engines agree, and the results are Rust's truncating division's.
+#[test]
+fn signed_division_by_constants_agrees_with_the_division() {
+    let cfg = RunConfig { mem_mib: 1, cache_size: 64 << 10, ..Default::default() };
+    for op in [Opcode::DivSI, Opcode::RemSI] {
+        for imm in [1i32, 2, 4, 8, 1 << 16, 1 << 30, 3, 10, -1, -2, -8, i32::MIN, i32::MAX] {
+            let d = i64::from(imm);
+            for &x in &INTS {
+                let (interp, jit, _) = both(&program(Instr::new(op, 3, 4, 0, imm), x, 0, false), cfg, b"");
+                let want = if op == Opcode::DivSI { (x as i64).wrapping_div(d) } else { (x as i64).wrapping_rem(d) };
+                assert_eq!(interp.regs[3], want as u64, "{op:?} {x:#x} by {imm}");
+                assert_eq!(interp, jit, "{op:?} {x:#x} by {imm}");
+            }
+        }
+    }
+}

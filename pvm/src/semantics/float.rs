@@ -82,17 +82,29 @@ fn sse<W: Width>(x: u64, y: u64, r: W::F) -> u64 {
     }
 }
 
+/// [`sse`] for an arithmetic operation (`+ - × ÷ √`, the roundings),
+/// whose result is a NaN whenever an operand is: a result that is not a
+/// NaN is the answer, found with one test instead of three.
+#[inline(always)]
+fn arith<W: Width>(x: u64, y: u64, r: W::F) -> u64 {
+    if W::is_nan(r) {
+        sse::<W>(x, y, r)
+    } else {
+        W::bits(r)
+    }
+}
+
 macro_rules! binary {
     ($( $(#[$doc:meta])* $name:ident, $name32:ident, $op:tt; )*) => {$(
         $(#[$doc])*
         #[inline(always)]
         pub fn $name(x: u64, y: u64) -> u64 {
-            sse::<W64>(x, y, W64::f(x) $op W64::f(y))
+            arith::<W64>(x, y, W64::f(x) $op W64::f(y))
         }
         $(#[$doc])*
         #[inline(always)]
         pub fn $name32(x: u64, y: u64) -> u64 {
-            sse::<W32>(x, y, W32::f(x) $op W32::f(y))
+            arith::<W32>(x, y, W32::f(x) $op W32::f(y))
         }
     )*};
 }
@@ -106,11 +118,11 @@ binary! {
 
 #[inline(always)]
 pub fn fsqrt(x: u64) -> u64 {
-    sse::<W64>(x, x, W64::f(x).sqrt())
+    arith::<W64>(x, x, W64::f(x).sqrt())
 }
 #[inline(always)]
 pub fn fsqrt32(x: u64) -> u64 {
-    sse::<W32>(x, x, W32::f(x).sqrt())
+    arith::<W32>(x, x, W32::f(x).sqrt())
 }
 
 /// `min`: a NaN operand wins (quieted); -0 is below +0.
@@ -148,12 +160,12 @@ macro_rules! rounding {
         $(#[$doc])*
         #[inline(always)]
         pub fn $name(x: u64) -> u64 {
-            sse::<W64>(x, x, W64::f(x).$f())
+            arith::<W64>(x, x, W64::f(x).$f())
         }
         $(#[$doc])*
         #[inline(always)]
         pub fn $name32(x: u64) -> u64 {
-            sse::<W32>(x, x, W32::f(x).$f())
+            arith::<W32>(x, x, W32::f(x).$f())
         }
     )*};
 }

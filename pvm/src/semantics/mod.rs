@@ -32,6 +32,27 @@ pub fn div_s(x: u64, y: u64) -> Result<u64, TrapKind> {
     }
     Ok((x as i64).wrapping_div(y as i64) as u64)
 }
+/// [`div_s`] by an immediate: by a positive power of two it is a shift
+/// (with the dividend biased up by `y - 1` when negative, to truncate
+/// towards zero), which an interpreter computes far faster than `idiv`.
+#[inline(always)]
+pub fn div_s_imm(x: u64, y: u64) -> Result<u64, TrapKind> {
+    if (y as i64) > 0 && y.is_power_of_two() {
+        let bias = ((x as i64) >> 63) as u64 & (y - 1);
+        return Ok(((x.wrapping_add(bias) as i64) >> y.trailing_zeros()) as u64);
+    }
+    div_s(x, y)
+}
+/// [`rem_s`] by an immediate: by a positive power of two it is the
+/// dividend less its quotient's multiple (a bias, a mask, a subtract).
+#[inline(always)]
+pub fn rem_s_imm(x: u64, y: u64) -> Result<u64, TrapKind> {
+    if (y as i64) > 0 && y.is_power_of_two() {
+        let bias = ((x as i64) >> 63) as u64 & (y - 1);
+        return Ok(x.wrapping_sub(x.wrapping_add(bias) & y.wrapping_neg()));
+    }
+    rem_s(x, y)
+}
 #[inline(always)]
 pub fn div_u(x: u64, y: u64) -> Result<u64, TrapKind> {
     x.checked_div(y).ok_or(TrapKind::DivisionByZero)
@@ -305,6 +326,29 @@ mod tests {
         assert_eq!(rem_s(i64::MIN as u64, u64::MAX), Ok(0));
         assert_eq!(div_u(1, 0), Err(TrapKind::DivisionByZero));
         assert_eq!(rem_s(1, 0), Err(TrapKind::DivisionByZero));
+    }
+
+    #[test]
+    fn division_by_an_immediate_agrees_with_the_general_division() {
+        let mut dividends = vec![0, 1, 2, 3, u64::MAX, u64::MAX - 1, i64::MIN as u64, i64::MAX as u64];
+        for k in 0..64 {
+            let p = 1u64 << k;
+            let n = p.wrapping_neg();
+            dividends.extend([p, p - 1, p.wrapping_add(1), n, n.wrapping_sub(1), n.wrapping_add(1)]);
+        }
+        // every power of two (the fast path: 2^63 is negative, so not on it),
+        // their neighbours and negatives, zero and -1
+        let mut divisors = vec![0, u64::MAX, 3, 5, 7, 10];
+        for k in 0..64 {
+            let p = 1u64 << k;
+            divisors.extend([p, p.wrapping_add(1), p.wrapping_neg()]);
+        }
+        for &y in &divisors {
+            for &x in &dividends {
+                assert_eq!(div_s_imm(x, y), div_s(x, y), "{x:#x} / {y:#x}");
+                assert_eq!(rem_s_imm(x, y), rem_s(x, y), "{x:#x} % {y:#x}");
+            }
+        }
     }
 
     #[test]
