@@ -82,16 +82,26 @@ fn sse<W: Width>(x: u64, y: u64, r: W::F) -> u64 {
     }
 }
 
-/// [`sse`] for an arithmetic operation (`+ - × ÷ √`, the roundings),
-/// whose result is a NaN whenever an operand is: a result that is not a
-/// NaN is the answer, found with one test instead of three.
+/// [`sse`] for an arithmetic operation (`+ - × ÷ √`, the roundings) on
+/// `x` and `y` (`y` = `x` for a unary one), whose result `r` is a NaN
+/// whenever an operand is: a result that is not a NaN is the answer, found
+/// with one test instead of three. The operands come as floats and the
+/// NaN case is out of line, so the fast path never needs their bits: an
+/// interpreter then loads them straight into float registers.
 #[inline(always)]
-fn arith<W: Width>(x: u64, y: u64, r: W::F) -> u64 {
+fn arith<W: Width>(x: W::F, y: W::F, r: W::F) -> u64 {
     if W::is_nan(r) {
-        sse::<W>(x, y, r)
+        nan_result::<W>(x, y)
     } else {
         W::bits(r)
     }
+}
+
+/// The NaN an arithmetic operation on `x` and `y` returns.
+#[cold]
+#[inline(never)]
+fn nan_result<W: Width>(x: W::F, y: W::F) -> u64 {
+    sse::<W>(W::bits(x), W::bits(y), W::f(W::DEFAULT_NAN))
 }
 
 macro_rules! binary {
@@ -99,12 +109,14 @@ macro_rules! binary {
         $(#[$doc])*
         #[inline(always)]
         pub fn $name(x: u64, y: u64) -> u64 {
-            arith::<W64>(x, y, W64::f(x) $op W64::f(y))
+            let (x, y) = (W64::f(x), W64::f(y));
+            arith::<W64>(x, y, x $op y)
         }
         $(#[$doc])*
         #[inline(always)]
         pub fn $name32(x: u64, y: u64) -> u64 {
-            arith::<W32>(x, y, W32::f(x) $op W32::f(y))
+            let (x, y) = (W32::f(x), W32::f(y));
+            arith::<W32>(x, y, x $op y)
         }
     )*};
 }
@@ -118,11 +130,13 @@ binary! {
 
 #[inline(always)]
 pub fn fsqrt(x: u64) -> u64 {
-    arith::<W64>(x, x, W64::f(x).sqrt())
+    let x = W64::f(x);
+    arith::<W64>(x, x, x.sqrt())
 }
 #[inline(always)]
 pub fn fsqrt32(x: u64) -> u64 {
-    arith::<W32>(x, x, W32::f(x).sqrt())
+    let x = W32::f(x);
+    arith::<W32>(x, x, x.sqrt())
 }
 
 /// `min`: a NaN operand wins (quieted); -0 is below +0.
@@ -160,12 +174,14 @@ macro_rules! rounding {
         $(#[$doc])*
         #[inline(always)]
         pub fn $name(x: u64) -> u64 {
-            arith::<W64>(x, x, W64::f(x).$f())
+            let x = W64::f(x);
+            arith::<W64>(x, x, x.$f())
         }
         $(#[$doc])*
         #[inline(always)]
         pub fn $name32(x: u64) -> u64 {
-            arith::<W32>(x, x, W32::f(x).$f())
+            let x = W32::f(x);
+            arith::<W32>(x, x, x.$f())
         }
     )*};
 }
