@@ -90,18 +90,18 @@ fn sse<W: Width>(x: u64, y: u64, r: W::F) -> u64 {
 /// interpreter then loads them straight into float registers.
 #[inline(always)]
 fn arith<W: Width>(x: W::F, y: W::F, r: W::F) -> u64 {
-    if W::is_nan(r) {
-        nan_result::<W>(x, y)
-    } else {
-        W::bits(r)
-    }
+    // (both arms a float: an f64 result is then stored from its float
+    // register, without a move through a general one)
+    let r = if W::is_nan(r) { nan_result::<W>(x, y) } else { r };
+    W::bits(r)
 }
 
-/// The NaN an arithmetic operation on `x` and `y` returns.
+/// The NaN an arithmetic operation on `x` and `y` returns (as a float:
+/// x86-64 moves floats bit for bit, payloads and signalling NaNs too).
 #[cold]
 #[inline(never)]
-fn nan_result<W: Width>(x: W::F, y: W::F) -> u64 {
-    sse::<W>(W::bits(x), W::bits(y), W::f(W::DEFAULT_NAN))
+fn nan_result<W: Width>(x: W::F, y: W::F) -> W::F {
+    W::f(sse::<W>(W::bits(x), W::bits(y), W::f(W::DEFAULT_NAN)))
 }
 
 macro_rules! binary {
