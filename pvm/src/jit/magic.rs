@@ -143,15 +143,14 @@ pub fn divu_by_constant(n: u64, plan: UConstDiv) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threads::placement::Rng;
 
     #[test]
     fn matches_wrapping_division_for_many_divisors_and_dividends() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
         let mut values = vec![0i64, 1, -1, 2, -2, 7, -7, 100, i64::MAX, i64::MIN, i64::MIN + 1, i64::MAX - 1];
         for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             values.push(x as i64);
             values.push((x as i64) >> (x % 63));
         }
@@ -168,13 +167,11 @@ mod tests {
 
     #[test]
     fn unsigned_plans_match_division_for_every_divisor_an_immediate_gives() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut values = vec![0u64, 1, 2, 3, 6, 7, 8, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, (1 << 63) + 1];
         values.extend([0xffff_ffff, 0x1_0000_0000, 0xffff_ffff_8000_0000, 0xffff_ffff_7fff_ffff]);
         for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             values.push(x);
             values.push(x >> (x % 64));
         }
@@ -186,9 +183,7 @@ mod tests {
         divisors.extend([u64::MAX, u64::MAX - 1, u64::MAX - 6, 0xffff_ffff_8000_0000, 0xffff_ffff_8000_0001]);
         divisors.extend([1 << 63, (1 << 63) + 1, (1 << 63) - 1, 0xffff_ffff, 0x1_0000_0001, 3 << 62]);
         for _ in 0..300 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             divisors.push(i64::from(x as i32) as u64);
             divisors.push(x >> (x % 64));
         }

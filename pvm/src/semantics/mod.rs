@@ -32,26 +32,31 @@ pub fn div_s(x: u64, y: u64) -> Result<u64, TrapKind> {
     }
     Ok((x as i64).wrapping_div(y as i64) as u64)
 }
-/// [`div_s`] by an immediate: by a positive power of two it is a shift
-/// (with the dividend biased up by `y - 1` when negative, to truncate
-/// towards zero), which an interpreter computes far faster than `idiv`.
+/// For a signed division by `y`, a positive power of two: the dividend
+/// biased up by `y - 1` when negative (so a shift truncates towards zero),
+/// and the shift. `None` for any other divisor.
+#[inline(always)]
+fn pow2_biased(x: u64, y: u64) -> Option<(u64, u32)> {
+    ((y as i64) > 0 && y.is_power_of_two())
+        .then(|| (x.wrapping_add(((x as i64) >> 63) as u64 & (y - 1)), y.trailing_zeros()))
+}
+/// [`div_s`] by an immediate: by a positive power of two it is a shift,
+/// which an interpreter computes far faster than `idiv`.
 #[inline(always)]
 pub fn div_s_imm(x: u64, y: u64) -> Result<u64, TrapKind> {
-    if (y as i64) > 0 && y.is_power_of_two() {
-        let bias = ((x as i64) >> 63) as u64 & (y - 1);
-        return Ok(((x.wrapping_add(bias) as i64) >> y.trailing_zeros()) as u64);
+    match pow2_biased(x, y) {
+        Some((t, k)) => Ok(((t as i64) >> k) as u64),
+        None => div_s(x, y),
     }
-    div_s(x, y)
 }
 /// [`rem_s`] by an immediate: by a positive power of two it is the
 /// dividend less its quotient's multiple (a bias, a mask, a subtract).
 #[inline(always)]
 pub fn rem_s_imm(x: u64, y: u64) -> Result<u64, TrapKind> {
-    if (y as i64) > 0 && y.is_power_of_two() {
-        let bias = ((x as i64) >> 63) as u64 & (y - 1);
-        return Ok(x.wrapping_sub(x.wrapping_add(bias) & y.wrapping_neg()));
+    match pow2_biased(x, y) {
+        Some((t, _)) => Ok(x.wrapping_sub(t & y.wrapping_neg())),
+        None => rem_s(x, y),
     }
-    rem_s(x, y)
 }
 #[inline(always)]
 pub fn div_u(x: u64, y: u64) -> Result<u64, TrapKind> {
